@@ -1,0 +1,10 @@
+"""autoenc: convolutional denoising autoencoders for folders of images and audio.
+
+The package is a plain library: training needs the ``[train]`` extra (torch), while
+inference (``autoenc.infer``, ``autoenc.media``) runs on onnxruntime + numpy + pillow only.
+Prefect flows live in the separate ``pipelines`` package.
+"""
+
+__version__ = "0.1.0"
+# Bumped when the meaning of ONNX metadata or checkpoint fields changes; readers refuse others.
+FORMAT_VERSION = 1

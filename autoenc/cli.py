@@ -1,0 +1,137 @@
+"""``autoenc`` command line: one subcommand per library entry point.
+
+``train``, ``denoise`` and ``demo`` run Prefect flows from the ``pipelines`` package, imported
+only when that subcommand runs (the ``autoenc`` library itself never imports Prefect).
+``export`` and ``corpus`` call the library directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from autoenc import __version__
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "onnx_ir", "onnxscript", "torch.onnx", "onnxruntime"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Library logs also reach Prefect's run logger (and its UI) when a flow runs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from autoenc.config import ConfigError, load
+
+    try:
+        load(args.config, args.set)  # fail fast, before Prefect starts
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from pipelines.train import train_flow
+
+    out = train_flow(args.config, args.set, args.out, args.resume)
+    print(f"run: {out['run_dir']}\nmodel: {out['onnx']}\nreport: {out['report']}")
+    from autoenc.report import metrics_table
+
+    print(metrics_table(out["metrics"]["val"]))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from autoenc.export import ExportError, to_onnx
+
+    try:
+        info = to_onnx(args.checkpoint, args.out)
+    except (ExportError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({info.model}, {info.channels} channel(s), parity checked)")
+    return 0
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from autoenc.infer import JobError, JobReport, FileResult, check_job
+
+    try:
+        check_job(args.model, args.input_dir, args.output_dir)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from pipelines.denoise import denoise_flow
+
+    out = denoise_flow(args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile, max_pixels=args.max_pixels)
+    report = JobReport(out["input_dir"], out["output_dir"], out["model"], [FileResult(**r) for r in out["results"]], out["seconds"])
+    print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import demo_flow
+
+    out = demo_flow(args.config, args.out)
+    print("\nHeld-out photos (never trained on), Gaussian noise, PSNR dB / SSIM vs clean:\n")
+    print(out["table"])
+    print(f"\ndenoised files: {out['denoised_dir']}\npicture: {out['picture']}\nreport: {out['run']['report']}")
+    return 0
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    from autoenc.corpus import build_photo_corpus
+
+    print(build_photo_corpus(Path(args.out) if args.out else None))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images with convolutional denoising autoencoders.")
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train, evaluate and export a model from a YAML config (Prefect flow)")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
+    p.add_argument("--out", help="run folder (default runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to a parity-checked ONNX file")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("denoise", help="denoise a folder into another folder (Prefect flow, onnxruntime only)")
+    p.add_argument("--model", required=True, help="path to an autoenc .onnx file or a shipped model name")
+    p.add_argument("input_dir")
+    p.add_argument("output_dir")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--tile", type=int, default=512, help="tile edge in pixels for large images")
+    p.add_argument("--batch-size", type=int, default=64, help="files per Prefect task")
+    p.add_argument("--max-pixels", type=int, default=150_000_000, help="refuse larger images")
+    p.add_argument("--json", help="also write the job report as JSON here")
+    p.set_defaults(fn=_cmd_denoise)
+
+    p = sub.add_parser("demo", help="train a small model, denoise held-out photos, print the table")
+    p.add_argument("--config", default="configs/demo-gray.yaml")
+    p.add_argument("--out", default="demo")
+    p.set_defaults(fn=_cmd_demo)
+
+    p = sub.add_parser("corpus", help="build the default photo corpus from installed wheels")
+    p.add_argument("--out")
+    p.set_defaults(fn=_cmd_corpus)
+
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

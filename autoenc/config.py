@@ -1,0 +1,210 @@
+"""Typed run configuration, validated once at load.
+
+A YAML file in ``configs/`` is parsed into :class:`RunConfig`, a frozen pydantic model in
+which unknown keys are errors. Each library function receives only its own section
+(``DataConfig``, ``NoiseConfig``, ``ModelConfig``, ``TrainConfig``, ``EvalConfig``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Range = tuple[float, float]
+
+
+class Frozen(BaseModel):
+    """Base: immutable, and a misspelled key is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _as_range(v: Any) -> Any:
+    """Accept a scalar as the degenerate range ``(v, v)``."""
+    if isinstance(v, (int, float)):
+        return (float(v), float(v))
+    return v
+
+
+class _NoiseBase(Frozen):
+    weight: float = Field(1.0, gt=0, description="relative probability within a mixture")
+
+
+class GaussianNoise(_NoiseBase):
+    name: Literal["gaussian"] = "gaussian"
+    sigma: Range = Field(description="std on the 0..255 pixel scale; a range makes a blind model")
+
+    _r = field_validator("sigma", mode="before")(_as_range)
+
+
+class PoissonNoise(_NoiseBase):
+    name: Literal["poisson"] = "poisson"
+    peak: Range = Field(description="photon count at full white; lower is noisier")
+
+    _r = field_validator("peak", mode="before")(_as_range)
+
+
+class SpeckleNoise(_NoiseBase):
+    name: Literal["speckle"] = "speckle"
+    sigma: Range = Field(description="std of the multiplicative gaussian factor (0..1 scale)")
+
+    _r = field_validator("sigma", mode="before")(_as_range)
+
+
+class SaltPepperNoise(_NoiseBase):
+    name: Literal["salt_pepper"] = "salt_pepper"
+    amount: Range = Field(description="fraction of pixels replaced")
+    salt_ratio: float = Field(0.5, ge=0, le=1, description="share of replaced pixels set to white")
+
+    _r = field_validator("amount", mode="before")(_as_range)
+
+
+class JpegNoise(_NoiseBase):
+    name: Literal["jpeg"] = "jpeg"
+    quality: Range = Field(description="JPEG quality 1..100, drawn uniformly and rounded")
+
+    _r = field_validator("quality", mode="before")(_as_range)
+
+
+NoiseSpec = Annotated[
+    Union[GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise],
+    Field(discriminator="name"),
+]
+
+
+class NoiseConfig(Frozen):
+    """Noise synthesis: one spec of ``mixture`` is drawn per sample (by weight), then ``then``
+    specs are applied in order (e.g. JPEG after sensor noise)."""
+
+    mixture: list[NoiseSpec] = Field(min_length=1)
+    then: list[NoiseSpec] = []
+    clip: bool = True  # real files cannot hold values outside 0..1
+    quantize_bits: int | None = 8  # users' noisy files are 8-bit: round like they are
+
+
+class DataConfig(Frozen):
+    """Where clean images come from and how they are split and cut into patches."""
+
+    root: Path | None = None  # folder of clean images; None builds the default corpus
+    corpus_dir: Path | None = None  # where the default corpus is written (default: ~/.cache)
+    channels: Literal[1, 3] = 1
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # share of files held out, by path hash
+    val_files: list[str] = []  # explicit held-out files (relative paths); overrides val_fraction
+    patch_size: int = Field(64, ge=16)  # training crop, pixels
+    patches_per_epoch: int = Field(4000, ge=1)
+    val_crop: int | None = 256  # centre crop of val images (pixels) to bound eval time
+    max_val_images: int | None = None
+
+
+class ModelConfig(Frozen):
+    """Registry name and constructor kwargs; channels come from the data section."""
+
+    name: str = "unet_dae"
+    kwargs: dict[str, Any] = {}
+
+
+class TrainConfig(Frozen):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)  # peak learning rate; cosine-decayed to lr * min_lr_ratio
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    warmup_steps: int = Field(50, ge=0)
+    loss: Literal["l1", "l2", "charbonnier"] = "l1"
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    num_threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    log_every: int = Field(20, ge=1)  # steps between progress lines
+
+
+class EvalConfig(Frozen):
+    """Validation noise settings; empty means 'the training noise'."""
+
+    noises: list[NoiseSpec] = []
+
+
+class ExportConfig(Frozen):
+    opset: int = 18
+    parity_sizes: list[tuple[int, int]] = [(64, 64), (97, 131), (128, 96)]
+    atol: float = 1e-4  # max abs difference on the 0..1 scale
+
+
+class RunConfig(Frozen):
+    name: str
+    modality: Literal["image"] = "image"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    noise: NoiseConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        from autoenc.models import list_models  # local: registry imports torch lazily
+
+        if self.model.name not in list_models():
+            raise ValueError(f"model.name {self.model.name!r} is not registered; known: {list_models()}")
+        return self
+
+    def hash(self) -> str:
+        """Stable short hash of the validated config (what a model was trained with)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the key."""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` strings; values are YAML (``3``, ``[1,2]``, ``null``)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a YAML run config, applying ``key=value`` overrides first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    tree = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(tree, key, value)
+    return from_dict(tree, source=str(path))
+
+
+def from_dict(tree: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    """Validate a config mapping, turning pydantic errors into one readable message."""
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {loc}: {msg}")
+        raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines)) from None

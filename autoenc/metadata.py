@@ -1,0 +1,52 @@
+"""What an exported model says about itself (ONNX ``metadata_props``), torch-free.
+
+Export writes these keys; inference reads them to refuse a model of the wrong modality or
+an incompatible format version before any file is touched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from autoenc import FORMAT_VERSION
+
+PREFIX = "autoenc."
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    modality: str  # "image" (later "audio")
+    channels: int  # colour channels the network takes
+    model: str  # registry name
+    size_multiple: int  # tile origins aligned to this many pixels keep tiling exact
+    receptive_radius: int  # pixels of context that influence one output pixel
+    noise: Any  # the training noise config (JSON)
+    config_hash: str
+    metrics: Any  # validation metrics (JSON)
+    version: str  # autoenc version that exported it
+    format_version: int
+
+    def to_props(self) -> dict[str, str]:
+        """Flatten to the string->string map ONNX ``metadata_props`` holds."""
+        out = {}
+        for key, value in self.__dict__.items():
+            out[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> "ModelInfo":
+        """Parse ``metadata_props``; raises ValueError naming what is missing or incompatible."""
+        if PREFIX + "format_version" not in props:
+            raise ValueError("not an autoenc model (no autoenc.* metadata)")
+        fv = int(props[PREFIX + "format_version"])
+        if fv != FORMAT_VERSION:
+            raise ValueError(f"model format version {fv} is not supported (this autoenc reads {FORMAT_VERSION})")
+        fields: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            raw = props.get(PREFIX + name)
+            if raw is None:
+                raise ValueError(f"model metadata lacks {PREFIX + name}")
+            fields[name] = raw if name in ("modality", "model", "config_hash", "version") else json.loads(raw)
+        return cls(**fields)

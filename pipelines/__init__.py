@@ -1,0 +1,1 @@
+"""Prefect flows: thin wrappers that call one ``autoenc`` library function per step."""
