@@ -43,7 +43,9 @@ IMAGE_FORMATS: dict[str, str] = {
     ".bmp": "BMP",
     ".webp": "WEBP",
 }
-DEFAULT_MAX_PIXELS = 150_000_000  # refuse larger images (decompression bombs); ~a 15k x 10k photo
+DEFAULT_MAX_PIXELS = 150_000_000
+# ImageDescription, Make, Model, Software, DateTime, Artist, Copyright
+TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # refuse larger images (decompression bombs); ~a 15k x 10k photo
 
 
 _UMASK = os.umask(0)
@@ -126,12 +128,17 @@ def _save_kwargs(img: Image.Image, fmt: str, path: Path) -> dict[str, Any]:
                 meta.add_text(key, value)
             kw["pnginfo"] = meta
     elif fmt == "TIFF":
+        # TIFF keeps EXIF-style fields as IFD0 tags: carry the descriptive ones over.
+        tags = {t: img.tag_v2[t] for t in TIFF_TEXT_TAGS if t in img.tag_v2}
+        if tags:
+            kw["tiffinfo"] = tags
         comp = info.get("compression")
         if comp in ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits"):
             kw["compression"] = comp
     elif fmt == "WEBP":
         if _webp_is_lossless(path):
             kw["lossless"] = True
+            kw["exact"] = True  # keep colour under fully transparent pixels
         else:
             kw["quality"] = 95
     return kw

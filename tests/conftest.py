@@ -1,0 +1,92 @@
+"""Shared fixtures: an isolated Prefect home and test harness, tiny models, small media."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Prefect reads its settings at import: isolate it before anything imports prefect.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="autoenc-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test server for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    # No flow-run heartbeats in tests: saves about a second per flow run.
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """The default photo corpus, built once per session into a temp folder."""
+    from autoenc.corpus import build_photo_corpus
+
+    return build_photo_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def tiny_config(**data):
+    from autoenc.config import load
+
+    cfg = load(REPO / "configs" / "tiny-image.yaml")
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)}) if data else cfg
+
+
+def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05) -> Path:
+    """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``."""
+    import torch
+
+    from autoenc.config import from_dict
+    from autoenc.export import to_onnx
+    from autoenc.models import get_model
+    from autoenc.train import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = get_model("unet_dae", channels=channels, width=width, levels=levels)
+    torch.nn.init.normal_(model.tail.weight, std=noise_scale)  # make it do something
+    cfg = from_dict({
+        "name": "test", "data": {"channels": channels},
+        "noise": {"mixture": [{"name": "gaussian", "sigma": 25}]},
+        "model": {"name": "unet_dae", "kwargs": {"width": width, "levels": levels}},
+    })
+    ckpt = out_dir / f"model-c{channels}.pt"
+    save_checkpoint(ckpt, {
+        "model": "unet_dae", "kwargs": {"channels": channels, "width": width, "levels": levels},
+        "state": model.state_dict(), "epoch": 0, "step": 0, "history": [],
+        "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash(),
+    })
+    out = out_dir / f"model-c{channels}.onnx"
+    to_onnx(ckpt, out, metrics={"test": True})
+    return out
+
+
+@pytest.fixture(scope="session")
+def gray_model(tmp_path_factory) -> Path:
+    return make_model_file(tmp_path_factory.mktemp("gray-model"), channels=1)
+
+
+@pytest.fixture(scope="session")
+def color_model(tmp_path_factory) -> Path:
+    return make_model_file(tmp_path_factory.mktemp("color-model"), channels=3)
+
+
+def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic uint8 'photo' with edges and some texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 0.5 + 0.3 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 0.2 * ((xx // 24 + yy // 24) % 2)
+    planes = [np.clip(base * (0.8 + 0.1 * c) + 0.03 * rng.standard_normal((h, w)), 0, 1) for c in range(channels)]
+    arr = (np.stack(planes, axis=2) * 255).round().astype(np.uint8)
+    return arr[..., 0] if channels == 1 else arr

@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+
+from autoenc.config import ConfigError, load
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load(path)
+    assert cfg.name
+    assert len(cfg.hash()) == 16
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text((REPO / "configs/tiny-image.yaml").read_text().replace("patch_size:", "patch_sise:"))
+    with pytest.raises(ConfigError, match=r"data\.patch_sise: unknown key"):
+        load(p)
+
+
+def test_mistyped_value_is_named():
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        load(REPO / "configs/tiny-image.yaml", ["train.epochs=many"])
+
+
+def test_unknown_noise_and_model_are_errors():
+    with pytest.raises(ConfigError, match="noise.mixture.0"):
+        load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: rain, amount: 1}]"])
+    with pytest.raises(ConfigError, match="not registered"):
+        load(REPO / "configs/tiny-image.yaml", ["model.name=nope"])
+
+
+def test_overrides_apply_and_change_hash():
+    base = load(REPO / "configs/tiny-image.yaml")
+    cfg = load(REPO / "configs/tiny-image.yaml", ["train.epochs=7", "noise.mixture=[{name: gaussian, sigma: 10}]"])
+    assert cfg.train.epochs == 7
+    assert cfg.noise.mixture[0].sigma == (10.0, 10.0)
+    assert cfg.hash() != base.hash()
+    with pytest.raises(Exception):
+        cfg.train.epochs = 3  # frozen

@@ -1,0 +1,127 @@
+"""Torch-free inference: tiling, channel rules, folder jobs, refusals, bad files."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autoenc.infer import JobError, OnnxDenoiser, ModelError, check_job, denoise_dir, tile_spans
+from conftest import REPO, photo
+
+
+def test_tile_spans_cover_and_align():
+    for length in [100, 513, 1000, 1234]:
+        spans = tile_spans(length, 256, 32, 16, 4)
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(s % 4 == 0 for s, _ in spans)
+        for (s0, e0), (s1, _) in zip(spans, spans[1:]):
+            assert e0 - s1 >= 2 * 32 + 16
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiled_equals_whole_image(gray_model, color_model, channels):
+    model = gray_model if channels == 1 else color_model
+    img = photo(301, 413, channels=3)[..., :channels] if channels == 3 else photo(301, 413, channels=1)[..., None]
+    whole = OnnxDenoiser(model, tile=4096).denoise(img, 255)
+    tiled_den = OnnxDenoiser(model, tile=64)
+    assert tiled_den.tile < 301  # really tiled
+    tiled = tiled_den.denoise(img, 255)
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert diff.max() <= 1  # rounding only
+    assert diff.mean() < 0.01
+    assert not np.array_equal(whole, img)  # the model changed the image
+
+
+def test_channel_rules(gray_model, color_model):
+    rgb = photo(64, 64, channels=3)
+    gray = photo(64, 64, channels=1)[..., None]
+    g = OnnxDenoiser(gray_model)
+    out = g.denoise(rgb, 255)
+    for c in range(3):  # a gray model denoises each colour plane on its own
+        np.testing.assert_array_equal(out[..., c:c + 1], g.denoise(np.ascontiguousarray(rgb[..., c:c + 1]), 255))
+    out = OnnxDenoiser(color_model).denoise(gray, 255)
+    assert out.shape == gray.shape and out.dtype == np.uint8
+
+
+def _tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def _make_folder(root: Path) -> None:
+    (root / "a" / "b").mkdir(parents=True)
+    Image.fromarray(photo(80, 90, 3)).save(root / "rgb.png")
+    Image.fromarray(photo(70, 60, 1)).save(root / "a" / "gray.jpg", quality=90)
+    rgba = np.dstack([photo(40, 50, 3), np.tile(np.arange(50, dtype=np.uint8) * 5, (40, 1))])
+    Image.fromarray(rgba, "RGBA").save(root / "a" / "b" / "alpha.webp", lossless=True)
+    Image.fromarray((photo(30, 30, 1).astype(np.uint16) * 257)).save(root / "a" / "deep16.tif")
+    Image.fromarray(photo(33, 44, 3)).save(root / "with space ü.bmp")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (root / "readme.txt").write_text("not an image")
+
+
+def test_denoise_dir_writes_same_tree_and_reports_bad_files(tmp_path, gray_model):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    _make_folder(src)
+    outside = tmp_path / "secret.png"
+    Image.fromarray(photo(20, 20, 1)).save(outside)
+    os.symlink(outside, src / "link.png")
+    before = _tree_digest(src)
+    report = denoise_dir(gray_model, src, dst)
+    assert report.counts() == {"written": 5, "skipped": 2, "failed": 1}
+    by_path = {r.path: r for r in report.results}
+    assert "decode" in by_path["broken.png"].reason
+    assert "outside" in by_path["link.png"].reason
+    assert by_path["readme.txt"].status == "skipped"
+    assert _tree_digest(src) == before  # inputs untouched
+    written = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert written == sorted(["rgb.png", "a/gray.jpg", "a/b/alpha.webp", "a/deep16.tif", "with space ü.bmp"])
+    for rel in written:
+        a, b = Image.open(src / rel), Image.open(dst / rel)
+        assert (a.format, a.mode, a.size) == (b.format, b.mode, b.size)
+    np.testing.assert_array_equal(np.asarray(Image.open(dst / "a/b/alpha.webp"))[..., 3], np.asarray(Image.open(src / "a/b/alpha.webp"))[..., 3])
+    assert not list(dst.rglob("*.autoenc-tmp"))
+
+
+def test_refusals_before_touching_files(tmp_path, gray_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    with pytest.raises(JobError, match="inside the input"):
+        check_job(gray_model, src, src / "out")
+    with pytest.raises(JobError, match="inside the output"):
+        check_job(gray_model, src, tmp_path)
+    with pytest.raises(JobError, match="does not exist"):
+        check_job(gray_model, tmp_path / "nope", tmp_path / "out")
+    with pytest.raises(JobError, match="model not found"):
+        check_job(tmp_path / "missing.onnx", src, tmp_path / "out")
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a model")
+    with pytest.raises(JobError, match="cannot load model"):
+        check_job(tmp_path / "corrupt.onnx", src, tmp_path / "out")
+    with pytest.raises(ModelError, match="audio"):
+        OnnxDenoiser(gray_model, modality="audio")
+    assert not (tmp_path / "out").exists()
+
+
+def test_6000x4000_photo_stays_under_1_5_gb(tmp_path, color_model):
+    """Peak RSS of a fresh process denoising a 24 MP RGB JPEG with tiling."""
+    big = tmp_path / "in" / "big.jpg"
+    big.parent.mkdir()
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 255, (500, 500, 3), dtype=np.uint8)
+    Image.fromarray(np.tile(tile, (8, 12, 1))).save(big, quality=90)
+    code = (
+        "import resource, sys; from autoenc.infer import denoise_dir; "
+        f"r = denoise_dir({str(color_model)!r}, {str(big.parent)!r}, {str(tmp_path / 'out')!r}); "
+        "assert r.counts()['written'] == 1, r.summary(); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr
+    peak_mb = int(out.stdout.split()[-1]) / 1024
+    assert Image.open(tmp_path / "out" / "big.jpg").size == (6000, 4000)
+    print(f"peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"
