@@ -7,7 +7,7 @@ tile's weight is 0 over the ``context`` pixels next to an interior edge (where z
 would differ from the whole image), rises on a raised-cosine ramp over ``blend`` pixels, and is
 1 elsewhere; image borders get full weight. Every pixel is thus a convex blend of tile outputs
 that each equal the whole-image output, so tiled == whole up to float rounding, while memory is
-bounded by one full-size float32 accumulator plus one tile.
+bounded by one row of tiles (float32) besides the input and output arrays.
 
 Channel rule: a model with as many channels as the image is applied directly. Otherwise each
 image channel is denoised on its own: a 1-channel model runs on R, G, B (or C, M, Y, K)
@@ -133,34 +133,45 @@ class OnnxDenoiser:
 
     def denoise(self, planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
         """Denoise (H, W, K) planes: an integer array with full scale ``max_value`` returns the
-        same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32."""
+        same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32.
+
+        Works one row of tiles at a time: rows of the float accumulator are finalised as soon
+        as no later tile reaches them, so extra memory is about ``tile`` rows, whatever H is.
+        """
         h, w, k = planes.shape
         m = self.info.size_multiple
         ys = tile_spans(h, self.tile, self.context, self.blend, m)
         xs = tile_spans(w, self.tile, self.context, self.blend, m)
-        acc = np.zeros((h, w, k), dtype=np.float32)
-        wy = [span_weights(s, h, self.context, self.blend) for s in ys]
         wx = [span_weights(s, w, self.context, self.blend) for s in xs]
-        for (y0, y1), wy_i in zip(ys, wy):
-            for (x0, x1), wx_j in zip(xs, wx):
-                tile = planes[y0:y1, x0:x1].astype(np.float32) / max_value
-                out = self._apply(tile)
-                acc[y0:y1, x0:x1] += out * (wy_i[:, None, None] * wx_j[None, :, None])
         # Weights are separable over a grid of tiles, so their sum is an outer product.
         sum_y, sum_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
-        for (y0, y1), wy_i in zip(ys, wy):
-            sum_y[y0:y1] += wy_i
+        for y0, y1 in ys:
+            sum_y[y0:y1] += span_weights((y0, y1), h, self.context, self.blend)
         for (x0, x1), wx_j in zip(xs, wx):
             sum_x[x0:x1] += wx_j
-        acc /= sum_y[:, None, None]
-        acc /= sum_x[None, :, None]
-        np.nan_to_num(acc, copy=False, nan=0.0)
-        np.clip(acc, 0.0, 1.0, out=acc)
-        if planes.dtype.kind == "f":
-            return acc
-        acc *= max_value
-        acc += 0.5
-        return acc.astype(planes.dtype)
+        out = np.empty(planes.shape, np.float32 if planes.dtype.kind == "f" else planes.dtype)
+        done, acc = 0, np.zeros((0, w, k), np.float32)  # acc holds rows [done, done + len(acc))
+        for i, (y0, y1) in enumerate(ys):
+            if y1 - done > acc.shape[0]:
+                acc = np.concatenate([acc, np.zeros((y1 - done - acc.shape[0], w, k), np.float32)])
+            wy = span_weights((y0, y1), h, self.context, self.blend)
+            for (x0, x1), wx_j in zip(xs, wx):
+                tile = planes[y0:y1, x0:x1].astype(np.float32) / max_value
+                acc[y0 - done : y1 - done, x0:x1] += self._apply(tile) * (wy[:, None, None] * wx_j[None, :, None])
+            final = ys[i + 1][0] if i + 1 < len(ys) else h
+            out[done:final] = self._finish(acc[: final - done], sum_y[done:final], sum_x, max_value, out.dtype)
+            acc, done = acc[final - done :], final
+        return out
+
+    @staticmethod
+    def _finish(rows: np.ndarray, sum_y: np.ndarray, sum_x: np.ndarray, max_value: float, dtype) -> np.ndarray:
+        """Normalise accumulated rows by their blend weights and convert to the output dtype."""
+        rows = rows / (sum_y[:, None, None] * sum_x[None, :, None])
+        np.nan_to_num(rows, copy=False, nan=0.0)
+        np.clip(rows, 0.0, 1.0, out=rows)
+        if np.dtype(dtype).kind == "f":
+            return rows
+        return (rows * max_value + 0.5).astype(dtype)
 
 
 @dataclass
