@@ -154,8 +154,17 @@ class RunConfig(Frozen):
 
     def hash(self) -> str:
         """Stable short hash of the validated config (what a model was trained with)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _digest(self.model_dump(mode="json"))
+
+    def resume_hash(self) -> str:
+        """Hash of what must not change when resuming: everything but the epoch count,
+        logging/threads, evaluation and export settings (so a run can be extended)."""
+        tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads"}})
+        return _digest(tree)
+
+
+def _digest(tree: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class ConfigError(ValueError):

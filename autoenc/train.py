@@ -131,8 +131,8 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
-        if ckpt["config_hash"] != cfg.hash():
-            raise ValueError(f"--resume: {last_path} was trained with a different config ({ckpt['config_hash']} != {cfg.hash()})")
+        if ckpt.get("resume_hash") != cfg.resume_hash():
+            raise ValueError(f"--resume: {last_path} was trained with a different config (only train.epochs, logging, eval and export may change)")
         model.load_state_dict(ckpt["state"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, step, history, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"], ckpt["best_score"]
@@ -162,6 +162,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             "best_score": max(best, score),
             "config": cfg.model_dump(mode="json"),
             "config_hash": cfg.hash(),
+            "resume_hash": cfg.resume_hash(),
             "autoenc_version": __version__,
         }
         if score > best:

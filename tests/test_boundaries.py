@@ -1,0 +1,59 @@
+"""Import boundaries: the library never imports Prefect; the denoise path never imports torch."""
+
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import REPO, photo
+
+
+def _run(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_autoenc_never_imports_prefect():
+    code = (
+        "import importlib, pkgutil, sys, autoenc\n"
+        "mods = [m.name for m in pkgutil.walk_packages(autoenc.__path__, 'autoenc.')]\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "assert 'autoenc.train' in mods and 'autoenc.cli' in mods, mods\n"
+        "bad = sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.'))\n"
+        "assert not bad, bad[:5]\n"
+        "print(len(mods))"
+    )
+    out = _run(code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) >= 10
+
+
+def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo(50, 60, 3)).save(src / "a.png")
+    (src / "bad.jpg").write_text("nope")
+    report = tmp_path / "report.json"
+    code = (
+        "import sys\n"
+        "from autoenc.cli import main\n"
+        f"rc = main(['denoise', '--model', {str(gray_model)!r}, {str(src)!r}, {str(tmp_path / 'out')!r}, '--json', {str(report)!r}])\n"
+        "loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision', 'torchaudio'))]\n"
+        "assert not loaded, loaded[:5]\n"
+        "sys.exit(rc)"
+    )
+    out = _run(code, {"PREFECT_API_URL": prefect_api})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1 written, 0 skipped, 1 failed" in out.stdout
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert json.loads(report.read_text())["counts"] == {"written": 1, "skipped": 0, "failed": 1}
+
+
+def test_denoise_command_refuses_impossible_jobs(tmp_path, gray_model):
+    (tmp_path / "in").mkdir()
+    from autoenc.cli import main
+
+    assert main(["denoise", "--model", str(gray_model), str(tmp_path / "in"), str(tmp_path / "in" / "out")]) == 2
+    assert main(["denoise", "--model", str(tmp_path / "none.onnx"), str(tmp_path / "in"), str(tmp_path / "out")]) == 2
+    assert main(["denoise", "--model", str(gray_model), str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
