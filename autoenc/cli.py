@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("input_dir")
     p.add_argument("output_dir")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    p.add_argument("--tile", type=int, default=512, help="tile edge in pixels for large images")
+    p.add_argument("--tile", type=int, default=1024, help="tile edge in pixels for large images")
     p.add_argument("--batch-size", type=int, default=64, help="files per Prefect task")
     p.add_argument("--max-pixels", type=int, default=150_000_000, help="refuse larger images")
     p.add_argument("--json", help="also write the job report as JSON here")

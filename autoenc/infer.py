@@ -58,14 +58,15 @@ def _ramp(n: int) -> np.ndarray:
 
 
 def tile_spans(length: int, tile: int, context: int, blend: int, multiple: int) -> list[tuple[int, int]]:
-    """Tile [start, end) spans along one axis; starts are multiples of ``multiple``."""
+    """Tile [start, end) spans along one axis: the fewest tiles of at most about ``tile`` px
+    that overlap by ``2 * context + blend``, evenly spread, starts on multiples of ``multiple``."""
     if length <= tile:
         return [(0, length)]
     overlap = 2 * context + blend
-    step = max(multiple, (tile - overlap) // multiple * multiple)
-    last = (length - tile) // multiple * multiple
-    starts = sorted(set(range(0, last, step)) | {last})
-    return [(s, min(s + tile, length) if s != last else length) for s in starts]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    t = math.ceil((math.ceil((length - overlap) / n) + overlap) / multiple) * multiple + multiple
+    starts = [round(i * (length - t) / (n - 1)) // multiple * multiple for i in range(n)]
+    return [(s, s + t) for s in starts[:-1]] + [(starts[-1], length)]
 
 
 def span_weights(span: tuple[int, int], length: int, context: int, blend: int) -> np.ndarray:
@@ -93,7 +94,7 @@ class OnnxDenoiser:
         modality: what the caller will feed it; a model of another modality is refused.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = 2, tile: int = 512, blend: int = 16, modality: str = "image") -> None:
+    def __init__(self, model: str | Path, *, threads: int = 2, tile: int = 1024, blend: int = 16, modality: str = "image") -> None:
         self.path = resolve_model(model)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -246,7 +247,7 @@ def denoise_files(
     files: list[str],
     *,
     threads: int = 2,
-    tile: int = 512,
+    tile: int = 1024,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[FileResult]:
     """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative

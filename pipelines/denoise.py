@@ -33,7 +33,7 @@ def denoise_flow(
     output_dir: str,
     batch_size: int = 64,
     threads: int = 2,
-    tile: int = 512,
+    tile: int = 1024,
     max_pixels: int = 150_000_000,
 ) -> dict:
     """Denoise every supported file under ``input_dir`` into ``output_dir`` (same relative

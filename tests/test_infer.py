@@ -14,13 +14,15 @@ from autoenc.infer import JobError, OnnxDenoiser, ModelError, check_job, denoise
 from conftest import REPO, photo
 
 
-def test_tile_spans_cover_and_align():
-    for length in [100, 513, 1000, 1234]:
-        spans = tile_spans(length, 256, 32, 16, 4)
+@pytest.mark.parametrize("tile,context,blend,m", [(256, 32, 16, 4), (1024, 32, 16, 4), (160, 32, 16, 8), (512, 40, 16, 8)])
+def test_tile_spans_cover_overlap_and_align(tile, context, blend, m):
+    for length in range(100, 3000, 7):
+        spans = tile_spans(length, tile, context, blend, m)
         assert spans[0][0] == 0 and spans[-1][1] == length
-        assert all(s % 4 == 0 for s, _ in spans)
+        assert all(s % m == 0 for s, _ in spans)
+        assert all(2 * (context + blend) <= e - s <= tile + 2 * m for s, e in spans) or len(spans) == 1
         for (s0, e0), (s1, _) in zip(spans, spans[1:]):
-            assert e0 - s1 >= 2 * 32 + 16
+            assert s1 > s0 and e0 - s1 >= 2 * context + blend
 
 
 @pytest.mark.parametrize("channels", [1, 3])
