@@ -21,9 +21,9 @@ def plan_step(model: str, input_dir: str, output_dir: str) -> JobPlan:
 
 
 @task(cache_policy=NO_CACHE)
-def denoise_batch(model: str, plan: JobPlan, files: list[str], threads: int, tile: int, max_pixels: int) -> list[FileResult]:
+def denoise_batch(model: str, input_dir: str, output_dir: str, files: list[str], threads: int, tile: int, max_pixels: int) -> list[FileResult]:
     """Denoise one batch of files; bad files come back as failed results, not exceptions."""
-    return denoise_files(model, plan.input_dir, plan.output_dir, files, threads=threads, tile=tile, max_pixels=max_pixels)
+    return denoise_files(model, input_dir, output_dir, files, threads=threads, tile=tile, max_pixels=max_pixels)
 
 
 @flow(name="denoise")
@@ -44,7 +44,7 @@ def denoise_flow(
     logger.info("%d files to denoise, %d skipped", len(plan.files), len(plan.skipped))
     results = list(plan.skipped)
     for i in range(0, len(plan.files), batch_size):
-        results += denoise_batch(model, plan, plan.files[i : i + batch_size], threads, tile, max_pixels)
+        results += denoise_batch(model, str(plan.input_dir), str(plan.output_dir), plan.files[i : i + batch_size], threads, tile, max_pixels)
     report = JobReport(str(plan.input_dir), str(plan.output_dir), model, results, time.perf_counter() - t0)
     logger.info(report.summary())
     return report.to_dict()
