@@ -56,7 +56,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from autoenc.infer import JobError, JobReport, FileResult, check_job
+    from autoenc.jobs import JobError, JobReport, check_job
 
     try:
         check_job(args.model, args.input_dir, args.output_dir)
@@ -65,8 +65,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         return 2
     from pipelines.denoise import denoise_flow
 
-    out = denoise_flow(args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile, max_pixels=args.max_pixels)
-    report = JobReport(out["input_dir"], out["output_dir"], out["model"], [FileResult(**r) for r in out["results"]], out["seconds"])
+    out = denoise_flow(args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile, max_pixels=args.max_pixels, chunk_seconds=args.chunk_seconds)
+    report = JobReport.from_dict(out)
     print(report.summary())
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
@@ -91,7 +91,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images with convolutional denoising autoencoders.")
+    parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images and audio with convolutional denoising autoencoders.")
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,14 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.set_defaults(fn=_cmd_export)
 
-    p = sub.add_parser("denoise", help="denoise a folder into another folder (Prefect flow, onnxruntime only)")
-    p.add_argument("--model", required=True, help="path to an autoenc .onnx file or a shipped model name")
+    p = sub.add_parser("denoise", help="denoise a folder into another folder (Prefect flow, onnxruntime only; images and audio)")
+    p.add_argument("--model", required=True, action="append", help="an autoenc .onnx file or shipped model name; give one per modality (image, audio)")
     p.add_argument("input_dir")
     p.add_argument("output_dir")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--tile", type=int, default=1024, help="tile edge in pixels for large images")
     p.add_argument("--batch-size", type=int, default=64, help="files per Prefect task")
     p.add_argument("--max-pixels", type=int, default=150_000_000, help="refuse larger images")
+    p.add_argument("--chunk-seconds", type=float, default=4.0, help="audio window length (overlap-added)")
     p.add_argument("--json", help="also write the job report as JSON here")
     p.set_defaults(fn=_cmd_denoise)
 

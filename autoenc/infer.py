@@ -1,5 +1,4 @@
-"""Torch-free inference: :class:`OnnxDenoiser` (one onnxruntime session, seamless tiling) and
-folder jobs (:func:`plan_job`, :func:`denoise_files`, :func:`denoise_dir`).
+"""Torch-free image inference: :class:`OnnxDenoiser` (one onnxruntime session, seamless tiling).
 
 Tiling: tiles start on multiples of the model's ``size_multiple`` and overlap by
 ``2 * context + blend`` pixels, where ``context`` covers the model's receptive radius. Each
@@ -16,41 +15,12 @@ separately; a 3-channel model gets a gray plane replicated to RGB and its 3 outp
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, modality_of, read_image, write_image
-from autoenc.metadata import ModelInfo
-
-log = logging.getLogger(__name__)
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-
-
-class ModelError(Exception):
-    """A model that cannot be used (missing, corrupt, wrong modality, incompatible)."""
-
-
-class JobError(Exception):
-    """A job that cannot run at all (bad folders, bad model); no file has been touched."""
-
-
-def resolve_model(model: str | Path) -> Path:
-    """Return the ``.onnx`` path for a file path or a shipped model name."""
-    path = Path(model)
-    if path.is_file():
-        return path
-    shipped = PRETRAINED_DIR / f"{model}.onnx"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []
-    raise ModelError(f"model not found: {model} (not a file; shipped models: {names or 'none'})")
+from autoenc.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -83,43 +53,22 @@ def span_weights(span: tuple[int, int], length: int, context: int, blend: int) -
     return w
 
 
-class OnnxDenoiser:
-    """One onnxruntime session and the model's self-description.
+class OnnxDenoiser(OnnxModel):
+    """An image model with tiling.
 
     Args:
         model: path to an autoenc ``.onnx`` file, or a shipped model name.
         threads: onnxruntime intra-op threads.
         tile: tile edge in pixels; images larger than this are tiled (memory bound).
         blend: length in pixels of the cross-fade between tiles.
-        modality: what the caller will feed it; a model of another modality is refused.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = 2, tile: int = 1024, blend: int = 16, modality: str = "image") -> None:
-        self.path = resolve_model(model)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"cannot load model {self.path}: {type(exc).__name__}: {str(exc)[:300]}") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.info = ModelInfo.from_props(props)
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"model {self.path}: {exc}") from None
-        if self.info.modality != modality:
-            raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
-        self.input_name = self.session.get_inputs()[0].name
+    def __init__(self, model: str | Path, *, threads: int = 2, tile: int = 1024, blend: int = 16) -> None:
+        super().__init__(model, threads=threads, modality="image")
         m = self.info.size_multiple
         self.context = math.ceil(self.info.receptive_radius / m) * m
         self.blend = max(m, math.ceil(blend / m) * m)
         self.tile = max(math.ceil(tile / m) * m, 2 * (2 * self.context + self.blend))
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Run the network on (N, C, h, w) float32 in 0..1."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def _apply(self, tile: np.ndarray) -> np.ndarray:
         """Denoise an (h, w, K) float tile with the channel rule (see module docstring)."""
@@ -173,149 +122,3 @@ class OnnxDenoiser:
         if np.dtype(dtype).kind == "f":
             return rows
         return (rows * max_value + 0.5).astype(dtype)
-
-
-@dataclass
-class FileResult:
-    """Outcome for one input file (``path`` relative to the input folder)."""
-
-    path: str
-    status: str  # "written" | "skipped" | "failed"
-    reason: str = ""
-    seconds: float = 0.0
-    pixels: int = 0
-
-
-@dataclass
-class JobPlan:
-    input_dir: Path
-    output_dir: Path
-    files: list[str]  # relative paths to denoise
-    skipped: list[FileResult] = field(default_factory=list)
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def check_job(model: str | Path, input_dir: str | Path, output_dir: str | Path, *, modality: str = "image") -> tuple[Path, Path]:
-    """Refuse a job that cannot run (missing/unusable model, missing input folder, output
-    inside input or the reverse) before any file is touched; returns resolved (input, output)."""
-    src = Path(input_dir)
-    if not src.is_dir():
-        raise JobError(f"input folder does not exist or is not a folder: {src}")
-    src, dst = src.resolve(), Path(output_dir).resolve()
-    if _inside(dst, src):
-        raise JobError(f"output folder {dst} is inside the input folder {src}: outputs would be re-read as inputs")
-    if _inside(src, dst):
-        raise JobError(f"input folder {src} is inside the output folder {dst}")
-    try:
-        OnnxDenoiser(model, modality=modality)
-    except ModelError as exc:
-        raise JobError(str(exc)) from None
-    return src, dst
-
-
-def plan_job(model: str | Path, input_dir: str | Path, output_dir: str | Path, *, modality: str = "image") -> JobPlan:
-    """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
-    are not followed (reported as skipped); files of another type are skipped with a reason."""
-    src, dst = check_job(model, input_dir, output_dir, modality=modality)
-    files, skipped = [], []
-    for root, dirs, names in os.walk(src, followlinks=False):
-        rdir = Path(root)
-        for d in list(dirs):
-            if (rdir / d).is_symlink():
-                dirs.remove(d)
-                skipped.append(FileResult(str((rdir / d).relative_to(src)), "skipped", "symlinked folder not followed"))
-        dirs.sort()
-        for name in sorted(names):
-            p = rdir / name
-            rel = str(p.relative_to(src))
-            if p.is_symlink() and not _inside(p.resolve(), src):
-                skipped.append(FileResult(rel, "skipped", "symlink points outside the input folder"))
-            elif modality_of(p) != modality:
-                skipped.append(FileResult(rel, "skipped", f"not a supported {modality} file type"))
-            else:
-                files.append(rel)
-    return JobPlan(src, dst, files, skipped)
-
-
-def denoise_files(
-    model: str | Path,
-    input_dir: str | Path,
-    output_dir: str | Path,
-    files: list[str],
-    *,
-    threads: int = 2,
-    tile: int = 1024,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> list[FileResult]:
-    """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative
-    paths. One bad file is reported with its reason; the rest are still written."""
-    den = OnnxDenoiser(model, threads=threads, tile=tile)
-    src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
-    results = []
-    for rel in files:
-        t0 = time.perf_counter()
-        out_path = (dst / rel).resolve()
-        if not _inside(out_path, dst):
-            results.append(FileResult(rel, "failed", "output path would fall outside the output folder"))
-            continue
-        try:
-            data = read_image(src / rel, max_pixels=max_pixels)
-            cleaned = den.denoise(data.planes, data.max_value)
-            write_image(out_path, data, cleaned)
-        except (MediaError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc.strerror or exc}"
-            log.warning("failed %s: %s", rel, reason)
-            results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
-            continue
-        h, w, _ = data.planes.shape
-        note = data.note
-        results.append(FileResult(rel, "written", note, time.perf_counter() - t0, h * w))
-        log.info("wrote %s (%dx%d, %.2fs)", rel, w, h, results[-1].seconds)
-    return results
-
-
-@dataclass
-class JobReport:
-    input_dir: str
-    output_dir: str
-    model: str
-    results: list[FileResult]
-    seconds: float
-
-    def counts(self) -> dict[str, int]:
-        out = {"written": 0, "skipped": 0, "failed": 0}
-        for r in self.results:
-            out[r.status] += 1
-        return out
-
-    def megapixels_per_second(self) -> float:
-        px = sum(r.pixels for r in self.results)
-        busy = sum(r.seconds for r in self.results if r.status == "written")
-        return px / 1e6 / busy if busy > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "counts": self.counts(), "megapixels_per_second": self.megapixels_per_second()}
-
-    def summary(self) -> str:
-        """Human summary: counts, then each skipped/failed file with its reason."""
-        c = self.counts()
-        lines = [
-            f"denoised {self.input_dir} -> {self.output_dir} with {self.model}: "
-            f"{c['written']} written, {c['skipped']} skipped, {c['failed']} failed "
-            f"in {self.seconds:.1f}s ({self.megapixels_per_second():.2f} MP/s)"
-        ]
-        for r in self.results:
-            if r.status != "written":
-                lines.append(f"  {r.status}: {r.path}: {r.reason}")
-        return "\n".join(lines)
-
-
-def denoise_dir(model: str | Path, input_dir: str | Path, output_dir: str | Path, **kwargs) -> JobReport:
-    """Plan and run a whole folder job in-process (the flow does the same in batched tasks)."""
-    t0 = time.perf_counter()
-    plan = plan_job(model, input_dir, output_dir)
-    results = plan.skipped + denoise_files(model, plan.input_dir, plan.output_dir, plan.files, **kwargs)
-    return JobReport(str(plan.input_dir), str(plan.output_dir), str(model), results, time.perf_counter() - t0)

@@ -56,9 +56,13 @@ class MediaError(Exception):
     """A file that cannot be read or written; the message is the user-facing reason."""
 
 
+AUDIO_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+
+
 def modality_of(path: str | Path) -> str | None:
-    """``"image"`` for a supported image extension, else None."""
-    return "image" if Path(path).suffix.lower() in IMAGE_FORMATS else None
+    """``"image"`` or ``"audio"`` by extension; None for anything else."""
+    ext = Path(path).suffix.lower()
+    return "image" if ext in IMAGE_FORMATS else "audio" if ext in AUDIO_FORMATS else None
 
 
 @dataclass

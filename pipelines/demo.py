@@ -41,7 +41,7 @@ def demo_flow(config: str = "configs/demo-gray.yaml", out_dir: str = "demo") -> 
     run = train_flow(config, run_dir=str(out / "run"))
     clean, noisy = noisy_folder_step(config, run, out / "heldout")
     denoised = out / "heldout" / "denoised"
-    job = denoise_flow(run["onnx"], str(noisy), str(denoised))
+    job = denoise_flow([run["onnx"]], str(noisy), str(denoised))
     rows = score_step(clean, noisy, denoised, out)
     table = format_table(rows)
     logger.info("held-out scores:\n%s", table)

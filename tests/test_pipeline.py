@@ -55,7 +55,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     src.mkdir()
     Image.fromarray((noisy * 255).round().astype(np.uint8)).save(src / "camera.png")
     (src / "junk.png").write_bytes(b"junk")
-    report = denoise_flow(out2["onnx"], str(src), str(tmp_path / "clean"))
+    report = denoise_flow([out2["onnx"]], str(src), str(tmp_path / "clean"))
     assert report["counts"] == {"written": 1, "skipped": 0, "failed": 1}
     den = np.asarray(Image.open(tmp_path / "clean" / "camera.png"), dtype=np.float64) / 255
     assert psnr(clean, den) > psnr(clean, np.round(noisy * 255) / 255)

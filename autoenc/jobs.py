@@ -1,0 +1,230 @@
+"""Folder jobs, torch-free: check that a job can run, list its inputs, denoise batches of
+files, report what was written, skipped and failed (with reasons).
+
+A job takes one model per modality (an image model, an audio model, or both); each file goes
+to the model of its modality, and a file whose modality has no model is skipped with that
+reason. Every output goes to the same relative path under the output folder, written
+atomically; an output path that would resolve outside the output folder is refused; inputs are
+only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, modality_of
+from autoenc.session import ModelError, model_info
+
+log = logging.getLogger(__name__)
+
+
+class JobError(Exception):
+    """A job that cannot run at all (bad folders, bad model); no file has been touched."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Per-file processing limits and speed knobs, shared by every batch of a job."""
+
+    threads: int = 2  # onnxruntime intra-op threads
+    tile: int = 1024  # image tile edge, pixels
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images
+    chunk_seconds: float = 4.0  # audio window length at the model's rate
+    min_seconds: float = 0.1  # refuse shorter audio
+    max_seconds: float = 6 * 3600.0  # refuse longer audio
+
+
+@dataclass
+class FileResult:
+    """Outcome for one input file (``path`` relative to the input folder)."""
+
+    path: str
+    status: str  # "written" | "skipped" | "failed"
+    reason: str = ""
+    seconds: float = 0.0
+    pixels: int = 0  # images: H * W processed
+    audio_seconds: float = 0.0  # audio: duration processed
+
+
+@dataclass
+class JobPlan:
+    input_dir: Path
+    output_dir: Path
+    models: dict[str, str]  # modality -> model path
+    files: list[str]  # relative paths to denoise
+    skipped: list[FileResult] = field(default_factory=list)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> tuple[Path, Path, dict[str, str]]:
+    """Refuse a job that cannot run (missing/unusable model, two models of one modality,
+    missing input folder, output inside input or the reverse) before any file is touched.
+    Returns resolved (input, output, {modality: model path})."""
+    src = Path(input_dir)
+    if not src.is_dir():
+        raise JobError(f"input folder does not exist or is not a folder: {src}")
+    src, dst = src.resolve(), Path(output_dir).resolve()
+    if _inside(dst, src):
+        raise JobError(f"output folder {dst} is inside the input folder {src}: outputs would be re-read as inputs")
+    if _inside(src, dst):
+        raise JobError(f"input folder {src} is inside the output folder {dst}")
+    by_modality: dict[str, str] = {}
+    for model in models if isinstance(models, list) else [models]:
+        try:
+            info = model_info(model)
+        except ModelError as exc:
+            raise JobError(str(exc)) from None
+        if info.modality in by_modality:
+            raise JobError(f"two {info.modality} models given: {by_modality[info.modality]} and {model}")
+        by_modality[info.modality] = str(model)
+    if not by_modality:
+        raise JobError("no model given")
+    return src, dst, by_modality
+
+
+def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> JobPlan:
+    """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
+    are not followed (reported as skipped); other file types, and files of a modality with no
+    model, are skipped with a reason."""
+    src, dst, by_modality = check_job(models, input_dir, output_dir)
+    files, skipped = [], []
+    for root, dirs, names in os.walk(src, followlinks=False):
+        rdir = Path(root)
+        for d in list(dirs):
+            if (rdir / d).is_symlink():
+                dirs.remove(d)
+                skipped.append(FileResult(str((rdir / d).relative_to(src)), "skipped", "symlinked folder not followed"))
+        dirs.sort()
+        for name in sorted(names):
+            p = rdir / name
+            rel = str(p.relative_to(src))
+            kind = modality_of(p)
+            if p.is_symlink() and not _inside(p.resolve(), src):
+                skipped.append(FileResult(rel, "skipped", "symlink points outside the input folder"))
+            elif kind is None:
+                skipped.append(FileResult(rel, "skipped", "not a supported image or audio file type"))
+            elif kind not in by_modality:
+                skipped.append(FileResult(rel, "skipped", f"{kind} file, but no {kind} model was given"))
+            else:
+                files.append(rel)
+    return JobPlan(src, dst, by_modality, files, skipped)
+
+
+def _denoiser(modality: str, model: str, settings: JobSettings):
+    if modality == "image":
+        from autoenc.infer import OnnxDenoiser
+
+        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile)
+    from autoenc.audio_infer import OnnxAudioDenoiser
+
+    return OnnxAudioDenoiser(model, threads=settings.threads, chunk_seconds=settings.chunk_seconds)
+
+
+def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSettings) -> tuple[str, int, float]:
+    """Denoise one file; returns (note, pixels, audio seconds). Raises MediaError/OSError."""
+    if modality == "image":
+        from autoenc.media import read_image, write_image
+
+        data = read_image(src, max_pixels=settings.max_pixels)
+        write_image(out_path, data, den.denoise(data.planes, data.max_value))
+        h, w, _ = data.planes.shape
+        return data.note, h * w, 0.0
+    seconds = den.denoise_file(src, out_path, min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)
+    return "", 0, seconds
+
+
+def denoise_files(
+    models: dict[str, str],
+    input_dir: str | Path,
+    output_dir: str | Path,
+    files: list[str],
+    settings: JobSettings = JobSettings(),
+) -> list[FileResult]:
+    """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative
+    paths, each with the model of its modality. One bad file is reported with its reason; the
+    rest are still written. One onnxruntime session per modality per call."""
+    src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
+    denoisers: dict = {}
+    results = []
+    for rel in files:
+        t0 = time.perf_counter()
+        kind = modality_of(rel)
+        out_path = (dst / rel).resolve()
+        if kind not in models:
+            results.append(FileResult(rel, "skipped", f"no {kind} model given"))
+            continue
+        if not _inside(out_path, dst):
+            results.append(FileResult(rel, "failed", "output path would fall outside the output folder"))
+            continue
+        try:
+            if kind not in denoisers:
+                denoisers[kind] = _denoiser(kind, models[kind], settings)
+            note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
+        except (MediaError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc.strerror or exc}"
+            log.warning("failed %s: %s", rel, reason)
+            results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
+            continue
+        results.append(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
+        log.info("wrote %s (%.2fs)", rel, results[-1].seconds)
+    return results
+
+
+@dataclass
+class JobReport:
+    input_dir: str
+    output_dir: str
+    models: dict[str, str]
+    results: list[FileResult]
+    seconds: float
+
+    def counts(self) -> dict[str, int]:
+        out = {"written": 0, "skipped": 0, "failed": 0}
+        for r in self.results:
+            out[r.status] += 1
+        return out
+
+    def throughput(self) -> dict[str, float]:
+        """Image megapixels and audio seconds processed per second of busy time."""
+        out = {}
+        for key, attr in (("megapixels_per_second", "pixels"), ("audio_seconds_per_second", "audio_seconds")):
+            done = [r for r in self.results if r.status == "written" and getattr(r, attr)]
+            busy = sum(r.seconds for r in done)
+            scale = 1e6 if attr == "pixels" else 1.0
+            out[key] = sum(getattr(r, attr) for r in done) / scale / busy if busy > 0 else 0.0
+        return out
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "counts": self.counts(), **self.throughput()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobReport":
+        return cls(d["input_dir"], d["output_dir"], d["models"], [FileResult(**r) for r in d["results"]], d["seconds"])
+
+    def summary(self) -> str:
+        """Human summary: counts and throughput, then each skipped/failed file with its reason."""
+        c, t = self.counts(), self.throughput()
+        rate = ", ".join(s for s in (f"{t['megapixels_per_second']:.2f} MP/s" if t["megapixels_per_second"] else "", f"{t['audio_seconds_per_second']:.0f}x real time" if t["audio_seconds_per_second"] else "") if s)
+        lines = [
+            f"denoised {self.input_dir} -> {self.output_dir}: {c['written']} written, {c['skipped']} skipped, "
+            f"{c['failed']} failed in {self.seconds:.1f}s" + (f" ({rate})" if rate else "")
+        ]
+        for r in self.results:
+            if r.status != "written":
+                lines.append(f"  {r.status}: {r.path}: {r.reason}")
+        return "\n".join(lines)
+
+
+def denoise_dir(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, settings: JobSettings = JobSettings()) -> JobReport:
+    """Plan and run a whole folder job in-process (the flow does the same in batched tasks)."""
+    t0 = time.perf_counter()
+    plan = plan_job(models, input_dir, output_dir)
+    results = plan.skipped + denoise_files(plan.models, plan.input_dir, plan.output_dir, plan.files, settings)
+    return JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)

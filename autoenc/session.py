@@ -1,0 +1,69 @@
+"""Loading an autoenc ONNX model: one onnxruntime session plus the model's self-description.
+
+Torch-free. A model that is missing, corrupt, from an incompatible format version or of the
+wrong modality is refused here, before any input file is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from autoenc.metadata import ModelInfo
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+class ModelError(Exception):
+    """A model that cannot be used (missing, corrupt, wrong modality, incompatible)."""
+
+
+def resolve_model(model: str | Path) -> Path:
+    """Return the ``.onnx`` path for a file path or a shipped model name."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    shipped = PRETRAINED_DIR / f"{model}.onnx"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []
+    raise ModelError(f"model not found: {model} (not a file; shipped models: {names or 'none'})")
+
+
+def model_info(model: str | Path) -> ModelInfo:
+    """Read a model's metadata without keeping a session (used to route files by modality)."""
+    return OnnxModel(model, threads=1).info
+
+
+class OnnxModel:
+    """One onnxruntime session and the model's :class:`ModelInfo`.
+
+    Args:
+        model: path to an autoenc ``.onnx`` file, or a shipped model name.
+        threads: onnxruntime intra-op threads.
+        modality: what the caller will feed it; None accepts any, another modality is refused.
+    """
+
+    def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None) -> None:
+        self.path = resolve_model(model)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"cannot load model {self.path}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        try:
+            self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"model {self.path}: {exc}") from None
+        if modality is not None and self.info.modality != modality:
+            raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Run the network on a float32 batch (N, C, ...) on the model's scale."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
