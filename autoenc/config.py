@@ -71,8 +71,54 @@ class JpegNoise(_NoiseBase):
     _r = field_validator("quality", mode="before")(_as_range)
 
 
+class _AudioNoise(_NoiseBase):
+    snr_db: Range = Field(description="signal-to-noise ratio in dB, drawn uniformly per sample")
+
+    _r = field_validator("snr_db", mode="before")(_as_range)
+
+
+class WhiteNoise(_AudioNoise):
+    name: Literal["white"] = "white"
+
+
+class PinkNoise(_AudioNoise):
+    name: Literal["pink"] = "pink"
+
+
+class BrownNoise(_AudioNoise):
+    name: Literal["brown"] = "brown"
+
+
+class HumNoise(_AudioNoise):
+    name: Literal["hum"] = "hum"
+    mains_hz: list[float] = [50.0, 60.0]  # one is picked per sample
+    harmonics: int = Field(6, ge=1)  # partials at k * mains, amplitude 1/k
+
+
+class MusicNoise(_AudioNoise):
+    name: Literal["music"] = "music"  # excerpts of the background-recording bank (data.music_dir)
+
+
+class BabbleNoise(_AudioNoise):
+    name: Literal["babble"] = "babble"  # sum of other training utterances
+    talkers: tuple[int, int] = (3, 6)
+
+
+class ClippingNoise(_NoiseBase):
+    name: Literal["clipping"] = "clipping"
+    level: Range = Field(description="clip at this fraction of the segment's peak (0..1)")
+
+    _r = field_validator("level", mode="before")(_as_range)
+
+
+IMAGE_NOISES = ("gaussian", "poisson", "speckle", "salt_pepper", "jpeg")
+AUDIO_NOISES = ("white", "pink", "brown", "hum", "music", "babble", "clipping")
+
 NoiseSpec = Annotated[
-    Union[GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise],
+    Union[
+        GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise,
+        WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, BabbleNoise, ClippingNoise,
+    ],
     Field(discriminator="name"),
 ]
 
@@ -83,22 +129,30 @@ class NoiseConfig(Frozen):
 
     mixture: list[NoiseSpec] = Field(min_length=1)
     then: list[NoiseSpec] = []
-    clip: bool = True  # real files cannot hold values outside 0..1
-    quantize_bits: int | None = 8  # users' noisy files are 8-bit: round like they are
+    clip: bool = True  # images: real files cannot hold values outside 0..1; audio: -1..1
+    quantize_bits: int | None = 8  # images are 8-bit files (audio: 16-bit PCM): round like them
 
 
 class DataConfig(Frozen):
-    """Where clean images come from and how they are split and cut into patches."""
+    """Where clean media come from and how they are split and cut into training samples."""
 
-    root: Path | None = None  # folder of clean images; None builds the default corpus
+    root: Path | None = None  # folder of clean images/audio; None builds the default corpus
     corpus_dir: Path | None = None  # where the default corpus is written (default: ~/.cache)
-    channels: Literal[1, 3] = 1
+    channels: Literal[1, 3] = 1  # images: 1 gray, 3 RGB; audio models are mono (1)
     val_fraction: float = Field(0.2, gt=0, lt=1)  # share of files held out, by path hash
     val_files: list[str] = []  # explicit held-out files (relative paths); overrides val_fraction
     patch_size: int = Field(64, ge=16)  # training crop, pixels
     patches_per_epoch: int = Field(4000, ge=1)
     val_crop: int | None = 256  # centre crop of val images (pixels) to bound eval time
-    max_val_images: int | None = None
+    max_val_images: int | None = None  # also caps val utterances for audio
+    # audio only
+    sample_rate: int = 16000  # model rate in Hz; training files are resampled to it
+    segment_seconds: float = Field(1.0, gt=0)  # training segment length
+    gain_db: Range = (-25.0, 0.0)  # random level of the clean segment (dBFS of its peak)
+    music_dir: Path | None = None  # background recordings for 'music' noise (default: MOH bank)
+    max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
+
+    _r = field_validator("gain_db", mode="before")(_as_range)
 
 
 class ModelConfig(Frozen):
@@ -129,13 +183,14 @@ class EvalConfig(Frozen):
 
 class ExportConfig(Frozen):
     opset: int = 18
-    parity_sizes: list[tuple[int, int]] = [(64, 64), (97, 131), (128, 96)]
+    parity_sizes: list[tuple[int, int]] = [(64, 64), (97, 131), (128, 96)]  # images: H, W
+    parity_lengths: list[int] = [4000, 12345, 16000]  # audio: samples
     atol: float = 1e-4  # max abs difference on the 0..1 scale
 
 
 class RunConfig(Frozen):
     name: str
-    modality: Literal["image"] = "image"
+    modality: Literal["image", "audio"] = "image"
     seed: int = 0
     data: DataConfig = DataConfig()
     noise: NoiseConfig
@@ -146,10 +201,16 @@ class RunConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
-        from autoenc.models import list_models  # local: registry imports torch lazily
+        from autoenc.models import list_models, model_modality  # local: the registry imports torch
 
         if self.model.name not in list_models():
             raise ValueError(f"model.name {self.model.name!r} is not registered; known: {list_models()}")
+        if model_modality(self.model.name) != self.modality:
+            raise ValueError(f"model {self.model.name!r} is a {model_modality(self.model.name)} model, config modality is {self.modality}")
+        allowed = IMAGE_NOISES if self.modality == "image" else AUDIO_NOISES
+        for spec in [*self.noise.mixture, *self.noise.then, *self.eval.noises]:
+            if spec.name not in allowed:
+                raise ValueError(f"noise {spec.name!r} is not an {self.modality} noise; use one of {allowed}")
         return self
 
     def hash(self) -> str:

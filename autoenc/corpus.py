@@ -1,9 +1,17 @@
-"""The default image corpus: real photos shipped inside PyPI wheels (no downloads).
+"""Default corpora, all offline: photos shipped inside PyPI wheels (images), and speech and
+music from Debian's Asterisk sound packages (audio).
+
+Images:
 
 Sources (all load offline from installed packages; licences from their docstrings/docs):
 scikit-image ``skimage.data`` (public domain / CC0 unless noted), scikit-learn sample images
 (CC-BY 2.0), PyWavelets ``pywt.data`` and matplotlib's ``grace_hopper.jpg`` (public domain).
 Synthetic images (checkerboard, colorwheel, phantoms, logos) are excluded: they are not photos.
+
+Audio: ``asterisk-core-sounds-en-g722`` (568 prompts, ~27 min, one US-English
+female voice, CC-BY-SA-3.0) and ``asterisk-moh-opsound-g722`` (~18 min of music on hold,
+CC-BY-SA-3.0), raw G.722 at 16 kHz, decoded with PyPI ``g722`` into 16-bit 16 kHz WAV.
+``make speech-data`` installs both packages with apt-get where it can.
 """
 
 from __future__ import annotations
@@ -142,11 +150,63 @@ def read_sources(corpus_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def resolve_data_root(root: Path | None, corpus_dir: Path | None) -> Path:
-    """The configured clean-image folder, or the default photo corpus (built if needed)."""
+ASTERISK_SPEECH = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_MOH = Path("/usr/share/asterisk/moh")
+APT_HINT = "install it with: apt-get install -y {pkg} (or run `make speech-data`)"
+
+
+class CorpusMissing(FileNotFoundError):
+    """A default corpus whose source package is not installed; the message says how to get it."""
+
+
+def _decode_g722_tree(src: Path, out_dir: Path, package: str, licence: str) -> Path:
+    """Decode every ``*.g722`` under ``src`` into 16 kHz PCM_16 WAV at the same relative path."""
+    from autoenc.audio_io import write_audio
+
+    files = sorted(src.rglob("*.g722")) if src.is_dir() else []
+    if not files:
+        raise CorpusMissing(f"no G.722 files under {src}: Debian package {package} is not installed; " + APT_HINT.format(pkg=package))
+    import G722
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f in files:
+        rel = f.relative_to(src).with_suffix(".wav")
+        dst = out_dir / rel
+        if not dst.exists():
+            pcm = np.asarray(G722.G722(16000, 64000).decode(f.read_bytes()), dtype=np.int16)
+            if len(pcm) < 1600:  # under 0.1 s: a blank prompt, not speech
+                continue
+            write_audio(dst, pcm.astype(np.float32) / 32768.0, 16000)
+        rows.append((rel.as_posix(), package, licence))
+
+    def write_csv(fobj) -> None:
+        fobj.write(("file,package,licence\n" + "".join(f'{a},{b},"{c}"\n' for a, b, c in rows)).encode())
+
+    atomic_write(out_dir / "SOURCES.csv", write_csv)
+    log.info("corpus: %d recordings from %s in %s", len(rows), package, out_dir)
+    return out_dir
+
+
+def _cache(name: str) -> Path:
+    return default_corpus_dir().parent / name
+
+
+def build_speech_corpus(out_dir: Path | None = None) -> Path:
+    """Asterisk's English prompts as 16 kHz WAV (idempotent)."""
+    return _decode_g722_tree(ASTERISK_SPEECH, Path(out_dir) if out_dir else _cache("speech"), "asterisk-core-sounds-en-g722", "CC-BY-SA-3.0")
+
+
+def build_music_bank(out_dir: Path | None = None) -> Path:
+    """Asterisk's music on hold as 16 kHz WAV: real background recordings for 'music' noise."""
+    return _decode_g722_tree(ASTERISK_MOH, Path(out_dir) if out_dir else _cache("music"), "asterisk-moh-opsound-g722", "CC-BY-SA-3.0")
+
+
+def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str = "image") -> Path:
+    """The configured clean-data folder, or the default corpus of ``modality`` (built if needed)."""
     if root is not None:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data.root is not a folder: {root}")
         return root
-    return build_photo_corpus(corpus_dir)
+    return build_photo_corpus(corpus_dir) if modality == "image" else build_speech_corpus(corpus_dir)

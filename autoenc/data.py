@@ -1,11 +1,12 @@
-"""Manifests, splits and noisy-pair datasets for image training.
+"""Manifests, splits and noisy-pair datasets for image and audio training.
 
-``ingest`` lists and validates a folder of clean images and writes ``manifest.csv`` (relative
-path, size, content hash, split). The split is by a hash of the relative path, so it is
-stable when files are added, unless ``val_files`` names the held-out files explicitly.
-``PatchPairs`` draws random crops with dihedral augmentation (torchvision transforms v2) and
-synthesises noise on the fly; sample ``i`` of epoch ``e`` is a pure function of
-(seed, e, i), so any training pair can be reproduced.
+``ingest`` lists and validates a folder of clean images or recordings and writes
+``manifest.csv`` (relative path, what it is, size in bytes, content hash, split). The split is
+by a hash of the relative path, so it is stable when files are added, unless ``val_files``
+names the held-out files explicitly. ``PatchPairs`` draws random image crops with dihedral
+augmentation (torchvision transforms v2); ``SegmentPairs`` draws random audio segments with a
+random level. Both synthesise noise on the fly; sample ``i`` of epoch ``e`` is a pure function
+of (seed, e, i), so any training pair can be reproduced.
 """
 
 from __future__ import annotations
@@ -24,21 +25,31 @@ from torchvision.transforms.v2 import functional as TF
 
 from autoenc.config import DataConfig, NoiseConfig
 from autoenc.media import MediaError, load_float, modality_of, read_image
-from autoenc.noise import pair_generator, synthesize
+from autoenc.noise import pair_generator, synthesize, synthesize_audio
 
 log = logging.getLogger(__name__)
-MANIFEST_FIELDS = ["path", "width", "height", "mode", "bytes", "sha256", "split"]
+MANIFEST_FIELDS = ["path", "info", "bytes", "sha256", "split"]
 
 
 @dataclass(frozen=True)
 class Entry:
     path: str  # relative to the data root
-    width: int
-    height: int
-    mode: str
+    info: str  # images: "WxH MODE"; audio: "FRAMES frames @ RATE Hz x CHANNELS"
     bytes: int
     sha256: str
     split: str  # "train" | "val"
+
+
+def _describe(path: Path, modality: str) -> str:
+    """Validate one file by decoding its header (images: fully) and describe it."""
+    if modality == "image":
+        data = read_image(path)
+        h, w, _ = data.planes.shape
+        return f"{w}x{h} {data.mode}"
+    from autoenc.audio_io import probe_audio
+
+    a = probe_audio(path)
+    return f"{a.frames} frames @ {a.samplerate} Hz x {a.channels}"
 
 
 def _split_of(rel: str, val_fraction: float, val_files: list[str]) -> str:
@@ -48,22 +59,21 @@ def _split_of(rel: str, val_fraction: float, val_files: list[str]) -> str:
     return "val" if h < val_fraction else "train"
 
 
-def ingest(root: Path, cfg: DataConfig, manifest_path: Path) -> list[Entry]:
-    """Validate every image under ``root`` and write the manifest; unreadable files are
-    logged and left out. Raises ValueError if either split ends up empty."""
+def ingest(root: Path, cfg: DataConfig, manifest_path: Path, modality: str = "image") -> list[Entry]:
+    """Validate every file of ``modality`` under ``root`` and write the manifest; unreadable
+    files are logged and left out. Raises ValueError if either split ends up empty."""
     root = Path(root)
     entries, bad = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and modality_of(p) == "image"):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and modality_of(p) == modality):
         rel = path.relative_to(root).as_posix()
         try:
-            data = read_image(path)
+            info = _describe(path, modality)
         except MediaError as exc:
             bad.append(f"{rel}: {exc}")
             continue
         raw = path.read_bytes()
-        h, w, _ = data.planes.shape
         split = _split_of(rel, cfg.val_fraction, list(cfg.val_files))
-        entries.append(Entry(rel, w, h, data.mode, len(raw), hashlib.sha256(raw).hexdigest(), split))
+        entries.append(Entry(rel, info, len(raw), hashlib.sha256(raw).hexdigest(), split))
     for line in bad:
         log.warning("ingest: skipped %s", line)
     missing = set(cfg.val_files) - {e.path for e in entries}
@@ -71,7 +81,7 @@ def ingest(root: Path, cfg: DataConfig, manifest_path: Path) -> list[Entry]:
         raise ValueError(f"data.val_files not found under {root}: {sorted(missing)}")
     splits = {e.split for e in entries}
     if splits != {"train", "val"}:
-        raise ValueError(f"{root}: need images in both splits, got {len(entries)} images in {sorted(splits) or 'none'}")
+        raise ValueError(f"{root}: need {modality} files in both splits, got {len(entries)} in {sorted(splits) or 'none'}")
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     with open(manifest_path, "w", newline="") as f:
         writer = csv.DictWriter(f, MANIFEST_FIELDS)
@@ -79,13 +89,13 @@ def ingest(root: Path, cfg: DataConfig, manifest_path: Path) -> list[Entry]:
         for e in entries:
             writer.writerow(e.__dict__)
     n_val = sum(e.split == "val" for e in entries)
-    log.info("ingest: %d images (%d train, %d val), %d skipped -> %s", len(entries), len(entries) - n_val, n_val, len(bad), manifest_path)
+    log.info("ingest: %d %s files (%d train, %d val), %d skipped -> %s", len(entries), modality, len(entries) - n_val, n_val, len(bad), manifest_path)
     return entries
 
 
 def read_manifest(manifest_path: Path) -> list[Entry]:
     with open(manifest_path, newline="") as f:
-        return [Entry(r["path"], int(r["width"]), int(r["height"]), r["mode"], int(r["bytes"]), r["sha256"], r["split"]) for r in csv.DictReader(f)]
+        return [Entry(r["path"], r["info"], int(r["bytes"]), r["sha256"], r["split"]) for r in csv.DictReader(f)]
 
 
 def load_split(root: Path, entries: list[Entry], split: str, channels: int) -> list[torch.Tensor]:
@@ -142,5 +152,63 @@ def val_pairs(images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, 
     for j, im in enumerate(imgs):
         clean = centre_crop(im, data.val_crop)
         noisy, _ = synthesize(clean, noise, pair_generator(seed, "val", tag, j))
+        out.append((noisy, clean))
+    return out
+
+
+def load_clips(root: Path, entries: list[Entry], split: str, sample_rate: int) -> list[torch.Tensor]:
+    """Load one split's recordings as mono 1-D float tensors at ``sample_rate`` (torchaudio
+    resampling), each peak-normalised to 0.9 so ``gain_db`` sets the training level."""
+    return [load_clip(Path(root) / e.path, sample_rate) for e in entries if e.split == split]
+
+
+def load_clip(path: Path, sample_rate: int) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    from autoenc.audio_io import read_audio
+
+    samples, rate = read_audio(path)
+    x = torch.from_numpy(samples.mean(axis=1))
+    if rate != sample_rate:
+        x = AF.resample(x, rate, sample_rate)
+    return 0.9 * x / x.abs().max().clamp(min=1e-6)
+
+
+class SegmentPairs(Dataset):
+    """``(noisy, clean)`` audio segment pairs (1, T); item ``i`` depends only on (seed, epoch, i)."""
+
+    def __init__(self, clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, epoch: int, banks: dict[str, list[torch.Tensor]]) -> None:
+        if not clips:
+            raise ValueError("no training recordings")
+        self.clips = clips
+        lengths = torch.tensor([float(len(c)) for c in clips], dtype=torch.float64)
+        self.weights = lengths / lengths.sum()
+        self.n = int(round(data.segment_seconds * data.sample_rate))
+        self.data, self.noise, self.seed, self.epoch, self.banks = data, noise, seed, epoch, banks
+
+    def __len__(self) -> int:
+        return self.data.patches_per_epoch
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = pair_generator(self.seed, "train", self.epoch, i)
+        clip = self.clips[int(torch.multinomial(self.weights, 1, generator=g).item())]
+        if len(clip) < self.n:
+            clip = torch.nn.functional.pad(clip, (0, self.n - len(clip)))
+        start = int(torch.randint(0, len(clip) - self.n + 1, (), generator=g))
+        lo, hi = self.data.gain_db
+        gain = 10 ** ((lo + (hi - lo) * torch.rand((), generator=g).item()) / 20) / 0.9
+        clean = (clip[start : start + self.n] * gain)[None]
+        noisy, _ = synthesize_audio(clean, self.noise, g, sample_rate=self.data.sample_rate, banks=self.banks)
+        return noisy, clean
+
+
+def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str, banks: dict[str, list[torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed noisy/clean validation pairs (1, T): the first ``max_val_seconds`` of each clip."""
+    picked = clips[: data.max_val_images] if data.max_val_images else clips
+    limit = int(data.max_val_seconds * data.sample_rate) if data.max_val_seconds else None
+    out = []
+    for j, clip in enumerate(picked):
+        clean = clip[:limit][None] * (0.5 / 0.9)  # -6 dBFS peak: a typical recording level
+        noisy, _ = synthesize_audio(clean, noise, pair_generator(seed, "val", tag, j), sample_rate=data.sample_rate, banks=banks)
         out.append((noisy, clean))
     return out

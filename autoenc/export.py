@@ -33,8 +33,14 @@ class ExportError(RuntimeError):
     """ONNX export failed or its output does not match torch."""
 
 
-def receptive_radius(model: torch.nn.Module, channels: int) -> int:
-    """Radius in pixels of the region that can influence one output pixel.
+def _probe_input(model: torch.nn.Module, size: int, batch: int = 1) -> torch.Tensor:
+    """A random input of edge/length ``size`` shaped for the model's modality."""
+    shape = (batch, model.channels, size) if model.modality == "audio" else (batch, model.channels, size, size)
+    return torch.rand(*shape)
+
+
+def receptive_radius(model: torch.nn.Module) -> int:
+    """Radius in pixels (samples) of the region that can influence one output pixel (sample).
 
     Measured on a copy whose convs have positive weights and biases, so every ReLU passes and
     the gradient support equals the architecture's full receptive field (a trained model's
@@ -43,25 +49,30 @@ def receptive_radius(model: torch.nn.Module, channels: int) -> int:
     probe = copy.deepcopy(model).float().eval()
     with torch.no_grad():
         for m in probe.modules():
-            if isinstance(m, torch.nn.Conv2d):
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)):
                 m.weight.fill_(1.0 / m.weight[0].numel())
                 if m.bias is not None:
                     m.bias.fill_(0.1)
-    size = 128
+    size = max(128, 4 * int(getattr(probe, "size_multiple", 1)))
     while True:
-        x = torch.rand(1, channels, size, size, requires_grad=True)
-        probe(x)[0, :, size // 2, size // 2].sum().backward()
-        ys, xs = torch.nonzero(x.grad[0].abs().sum(0) > 0, as_tuple=True)
-        r = int(max(size // 2 - ys.min(), ys.max() - size // 2, size // 2 - xs.min(), xs.max() - size // 2))
+        x = _probe_input(probe, size).requires_grad_(True)
+        centre = (0, slice(None)) + (size // 2,) * (x.dim() - 2)
+        probe(x)[centre].sum().backward()
+        support = torch.nonzero(x.grad[0].abs().sum(0) > 0)  # (n, spatial dims)
+        r = int((support - size // 2).abs().max())
         if r < size // 2 - 1:
             return r
         size *= 2
 
 
-def _export_bytes(model: torch.nn.Module, channels: int, opset: int) -> bytes:
+def _export_bytes(model: torch.nn.Module, opset: int) -> bytes:
     """Run the dynamo exporter into a temp folder and return the single-file model bytes."""
-    x = torch.rand(2, channels, 64, 64)
-    batch, height, width = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
+    if model.modality == "audio":
+        x = _probe_input(model, 4 * model.size_multiple, batch=2)
+        dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("length", min=model.min_length)}
+    else:
+        x = _probe_input(model, 64, batch=2)
+        dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"
@@ -72,7 +83,7 @@ def _export_bytes(model: torch.nn.Module, channels: int, opset: int) -> bytes:
             dynamo=True,
             input_names=["input"],
             output_names=["output"],
-            dynamic_shapes=({0: batch, 2: height, 3: width},),
+            dynamic_shapes=(dims,),
             opset_version=opset,
             external_data=False,
             verbose=False,
@@ -80,23 +91,26 @@ def _export_bytes(model: torch.nn.Module, channels: int, opset: int) -> bytes:
         return path.read_bytes()
 
 
-def parity_check(model: torch.nn.Module, blob: bytes, channels: int, cfg: ExportConfig) -> float:
-    """Max abs difference between onnxruntime and torch over ``cfg.parity_sizes`` (batch 1 and
-    2); raises :class:`ExportError` when above ``cfg.atol``."""
+def parity_check(model: torch.nn.Module, blob: bytes, cfg: ExportConfig) -> float:
+    """Max abs difference between onnxruntime and torch over ``cfg.parity_sizes`` (images) or
+    ``cfg.parity_lengths`` (audio), batch 1 and 2; raises :class:`ExportError` above ``cfg.atol``."""
     sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
-    for i, (h, w) in enumerate(cfg.parity_sizes):
-        x = torch.rand(1 + i % 2, channels, h, w, generator=gen)
+    sizes = [(n,) for n in cfg.parity_lengths] if model.modality == "audio" else cfg.parity_sizes
+    for i, spatial in enumerate(sizes):
+        x = torch.rand(1 + i % 2, model.channels, *spatial, generator=gen)
+        if model.modality == "audio":
+            x = 2 * x - 1
         with torch.no_grad():
             ref = model(x).numpy()
         got = sess.run(None, {"input": x.numpy()})[0]
         if got.shape != ref.shape:
-            raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape} at {h}x{w}")
+            raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape} at {spatial}")
         diff = float(np.max(np.abs(got - ref)))
         worst = max(worst, diff)
         if not diff <= cfg.atol:
-            raise ExportError(f"ONNX/torch mismatch at {h}x{w}: max abs diff {diff:.2e} > {cfg.atol:.0e}")
+            raise ExportError(f"ONNX/torch mismatch at {spatial}: max abs diff {diff:.2e} > {cfg.atol:.0e}")
     return worst
 
 
@@ -106,17 +120,18 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
     cfg = from_dict(ckpt["config"], source=str(checkpoint))
     channels = ckpt["kwargs"]["channels"]
     if metrics is None and ckpt.get("history"):
-        metrics = max(ckpt["history"], key=lambda h: np.mean([m["denoised_psnr"] for m in h["val"].values()]))["val"]
+        metrics = max(ckpt["history"], key=lambda h: h["score"])["val"]
     try:
-        blob = _export_bytes(model, channels, cfg.export.opset)
+        blob = _export_bytes(model, cfg.export.opset)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
     info = ModelInfo(
         modality=model.modality,
         channels=channels,
+        sample_rate=cfg.data.sample_rate if cfg.modality == "audio" else 0,
         model=ckpt["model"],
         size_multiple=int(getattr(model, "size_multiple", 1)),
-        receptive_radius=receptive_radius(model, channels),
+        receptive_radius=receptive_radius(model),
         noise=cfg.noise.model_dump(mode="json"),
         config_hash=ckpt["config_hash"],
         metrics=metrics,
@@ -128,7 +143,7 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
     proto.producer_name = "autoenc"
     onnx.checker.check_model(proto)
     blob = proto.SerializeToString()
-    worst = parity_check(model, blob, channels, cfg.export)
+    worst = parity_check(model, blob, cfg.export)
     atomic_write(out_path, lambda f: f.write(blob))
     log.info("exported %s -> %s (%.0f KB, parity max abs diff %.1e)", checkpoint, out_path, len(blob) / 1024, worst)
     return info

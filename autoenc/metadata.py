@@ -17,11 +17,12 @@ PREFIX = "autoenc."
 
 @dataclass(frozen=True)
 class ModelInfo:
-    modality: str  # "image" (later "audio")
-    channels: int  # colour channels the network takes
+    modality: str  # "image" | "audio"
+    channels: int  # colour (image) or audio channels the network takes
+    sample_rate: int  # audio: the rate (Hz) the network runs at; images: 0
     model: str  # registry name
-    size_multiple: int  # tile origins aligned to this many pixels keep tiling exact
-    receptive_radius: int  # pixels of context that influence one output pixel
+    size_multiple: int  # tile/window origins aligned to this many pixels/samples keep tiling exact
+    receptive_radius: int  # pixels/samples of context that influence one output value
     noise: Any  # the training noise config (JSON)
     config_hash: str
     metrics: Any  # validation metrics (JSON)

@@ -43,3 +43,30 @@ def ssim(ref: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
         s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
         vals.append(float(s.mean()))
     return float(np.mean(vals))
+
+
+def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019), 1-D signals."""
+    ref = ref.astype(np.float64) - ref.mean()
+    est = est.astype(np.float64) - est.mean()
+    alpha = np.dot(est, ref) / max(np.dot(ref, ref), 1e-12)
+    target = alpha * ref
+    noise = est - target
+    return float(10 * np.log10(max(np.dot(target, target), 1e-12) / max(np.dot(noise, noise), 1e-12)))
+
+
+def pesq_wb(ref: np.ndarray, est: np.ndarray, sample_rate: int = 16000) -> float:
+    """Wideband PESQ (ITU-T P.862.2) via the ``pesq`` package; NaN where it finds no speech."""
+    from pesq import pesq
+
+    try:
+        return float(pesq(sample_rate, ref.astype(np.float64), est.astype(np.float64), "wb"))
+    except Exception:  # NoUtterancesError and friends on silent input
+        return float("nan")
+
+
+def stoi(ref: np.ndarray, est: np.ndarray, sample_rate: int = 16000) -> float:
+    """Short-time objective intelligibility (Taal et al. 2011) via ``pystoi``."""
+    from pystoi import stoi as _stoi
+
+    return float(_stoi(ref.astype(np.float64), est.astype(np.float64), sample_rate, extended=False))

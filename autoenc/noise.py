@@ -1,8 +1,9 @@
-"""Image noise synthesis: pure functions with an explicit generator, collected by name.
+"""Image and audio noise synthesis: pure functions with an explicit generator, by name.
 
-Every function takes a clean image tensor ``x`` of shape (C, H, W) on the 0..1 scale and a
-``torch.Generator`` and returns a new tensor; nothing reads the global RNG, so a noisy pair is
-reproduced exactly from its seed (see :func:`pair_generator`).
+Image functions take a clean tensor ``x`` of shape (C, H, W) on the 0..1 scale; audio ones a
+waveform (C, T) in -1..1. Each takes a ``torch.Generator`` and returns a new tensor; nothing
+reads the global RNG, so a noisy pair is reproduced exactly from its seed
+(see :func:`pair_generator`).
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ def jpeg(x: torch.Tensor, *, quality: float, generator: torch.Generator) -> torc
     return torch.from_numpy(out.copy()).permute(2, 0, 1).to(x.dtype)
 
 
+RANGE_FIELDS = ("sigma", "peak", "amount", "quality", "snr_db", "level")
+
+
 def _draw_params(spec, generator: torch.Generator) -> dict[str, float]:
-    """Draw each range-valued parameter of ``spec`` uniformly; pass scalars through."""
+    """Draw each range-valued parameter of ``spec`` uniformly; pass others through."""
     params: dict[str, float] = {}
     for key, value in spec.model_dump(exclude={"name", "weight"}).items():
-        if isinstance(value, (tuple, list)):
+        if key in RANGE_FIELDS:
             params[key] = uniform(float(value[0]), float(value[1]), generator)
         else:
             params[key] = value
@@ -119,5 +123,121 @@ def synthesize(
         y = y.clamp(0.0, 1.0)
     if cfg.quantize_bits:
         levels = 2**cfg.quantize_bits - 1
+        y = (y * levels).round() / levels
+    return y, applied
+
+
+# --- audio -----------------------------------------------------------------------------------
+# Audio functions take a clean waveform ``x`` of shape (C, T) in -1..1 and the context
+# ``sample_rate`` (Hz) and ``banks`` (name -> list of 1-D waveforms at that rate), plus drawn
+# parameters; additive noises are mixed at the drawn SNR with torchaudio.functional.add_noise.
+
+AUDIO_NOISES: dict[str, NoiseFn] = {}
+
+
+def register_audio_noise(name: str) -> Callable[[NoiseFn], NoiseFn]:
+    def deco(fn: NoiseFn) -> NoiseFn:
+        AUDIO_NOISES[name] = fn
+        return fn
+
+    return deco
+
+
+def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """``x + a * noise`` with ``a`` chosen so that 10 log10(|x|^2 / |a noise|^2) = snr_db
+    per channel (a silent ``x`` stays silent)."""
+    import torchaudio.functional as AF
+
+    snr = torch.full(x.shape[:-1], float(snr_db), dtype=x.dtype)
+    return AF.add_noise(x, noise.to(x.dtype), snr)
+
+
+def _coloured(shape: tuple[int, ...], exponent: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
+    white = torch.randn(shape, generator=generator)
+    if exponent == 0:
+        return white
+    spec = torch.fft.rfft(white, dim=-1)
+    f = torch.arange(spec.shape[-1], dtype=torch.float32)
+    f[0] = 1.0  # no DC boost
+    spec = spec / f ** (exponent / 2)
+    out = torch.fft.irfft(spec, n=shape[-1], dim=-1)
+    return out / out.std().clamp(min=1e-12)
+
+
+@register_audio_noise("white")
+def white(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, **ctx) -> torch.Tensor:
+    """White gaussian noise at ``snr_db``."""
+    return mix_at_snr(x, _coloured(x.shape, 0, generator), snr_db)
+
+
+@register_audio_noise("pink")
+def pink(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, **ctx) -> torch.Tensor:
+    """Pink (1/f) noise at ``snr_db``."""
+    return mix_at_snr(x, _coloured(x.shape, 1, generator), snr_db)
+
+
+@register_audio_noise("brown")
+def brown(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, **ctx) -> torch.Tensor:
+    """Brown (1/f^2) noise at ``snr_db``."""
+    return mix_at_snr(x, _coloured(x.shape, 2, generator), snr_db)
+
+
+@register_audio_noise("hum")
+def hum(x: torch.Tensor, *, snr_db: float, mains_hz: list[float], harmonics: int, generator: torch.Generator, sample_rate: int, **ctx) -> torch.Tensor:
+    """Mains hum: partials at k * f0 (f0 picked from ``mains_hz``), amplitude 1/k, random phases."""
+    f0 = float(mains_hz[int(torch.randint(0, len(mains_hz), (), generator=generator))])
+    t = torch.arange(x.shape[-1], dtype=torch.float64) / sample_rate
+    phases = 2 * torch.pi * torch.rand(harmonics, generator=generator, dtype=torch.float64)
+    n = sum(torch.sin(2 * torch.pi * k * f0 * t + phases[k - 1]) / k for k in range(1, harmonics + 1) if k * f0 < sample_rate / 2)
+    return mix_at_snr(x, n.to(x.dtype).expand_as(x), snr_db)
+
+
+def _excerpt(bank: list[torch.Tensor], length: int, generator: torch.Generator) -> torch.Tensor:
+    """A random ``length``-sample excerpt of a random bank entry (looped if shorter)."""
+    if not bank:
+        raise ValueError("noise bank is empty")
+    src = bank[int(torch.randint(0, len(bank), (), generator=generator))]
+    if src.shape[-1] < length:
+        src = src.repeat(length // src.shape[-1] + 1)
+    start = int(torch.randint(0, src.shape[-1] - length + 1, (), generator=generator))
+    return src[start : start + length]
+
+
+@register_audio_noise("music")
+def music(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, banks: dict, **ctx) -> torch.Tensor:
+    """A real background recording (``banks['music']``) mixed in at ``snr_db``."""
+    return mix_at_snr(x, _excerpt(banks["music"], x.shape[-1], generator).expand_as(x), snr_db)
+
+
+@register_audio_noise("babble")
+def babble(x: torch.Tensor, *, snr_db: float, talkers: tuple[int, int], generator: torch.Generator, banks: dict, **ctx) -> torch.Tensor:
+    """Babble: the sum of ``talkers`` other utterances (``banks['speech']``) at ``snr_db``."""
+    k = int(torch.randint(talkers[0], talkers[1] + 1, (), generator=generator))
+    n = sum(_excerpt(banks["speech"], x.shape[-1], generator) for _ in range(k))
+    return mix_at_snr(x, n.expand_as(x), snr_db)
+
+
+@register_audio_noise("clipping")
+def clipping(x: torch.Tensor, *, level: float, generator: torch.Generator, **ctx) -> torch.Tensor:
+    """Hard clipping at ``level`` times the peak amplitude."""
+    peak = x.abs().max().clamp(min=1e-8)
+    return x.clamp(-level * peak, level * peak)
+
+
+def synthesize_audio(x: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator, *, sample_rate: int, banks: dict[str, list[torch.Tensor]]) -> tuple[torch.Tensor, list[dict]]:
+    """Audio counterpart of :func:`synthesize`: one mixture member, then the ``then`` chain,
+    then clipping to -1..1 and quantisation to ``quantize_bits`` PCM."""
+    weights = torch.tensor([s.weight for s in cfg.mixture], dtype=torch.float64)
+    pick = int(torch.multinomial(weights, 1, generator=generator).item())
+    y, applied = x, []
+    for spec in [cfg.mixture[pick], *cfg.then]:
+        params = _draw_params(spec, generator)
+        y = AUDIO_NOISES[spec.name](y, generator=generator, sample_rate=sample_rate, banks=banks, **params)
+        applied.append({"name": spec.name, **params})
+    if cfg.clip:
+        y = y.clamp(-1.0, 1.0)
+    if cfg.quantize_bits:
+        levels = 2 ** (cfg.quantize_bits - 1)
         y = (y * levels).round() / levels
     return y, applied

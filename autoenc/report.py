@@ -32,25 +32,61 @@ def save_picture(path: Path, img: Image.Image) -> None:
     atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
+UNITS = {"psnr": "PSNR dB", "ssim": "SSIM", "si_sdr": "SI-SDR dB", "pesq": "PESQ", "stoi": "STOI"}
+
+
 def metrics_table(val: dict[str, dict[str, float]]) -> str:
-    """Markdown table of noisy vs denoised PSNR/SSIM per noise setting."""
-    rows = ["| noise | images | noisy PSNR dB | denoised PSNR dB | gain dB | noisy SSIM | denoised SSIM |", "|---|---|---|---|---|---|---|"]
+    """Markdown table: per noise setting, each metric for the noisy input and denoised output."""
+    first = next(iter(val.values()))
+    names = [k[len("noisy_") :] for k in first if k.startswith("noisy_")]
+    head = ["noise", "items"] + [f"{a} {UNITS.get(n, n)}" for n in names for a in ("noisy", "denoised")]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for tag, m in val.items():
-        rows.append(
-            f"| {tag} | {m.get('images', '')} | {m['noisy_psnr']:.2f} | {m['denoised_psnr']:.2f} | "
-            f"{m['denoised_psnr'] - m['noisy_psnr']:+.2f} | {m['noisy_ssim']:.4f} | {m['denoised_ssim']:.4f} |"
-        )
+        cells = [tag, str(m.get("items", ""))] + [f"{m[f'{a}_{n}']:.3f}" if n in ("ssim", "stoi") else f"{m[f'{a}_{n}']:.2f}" for n in names for a in ("noisy", "denoised")]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def spectrogram(x: np.ndarray, n_fft: int = 512, hop: int = 128, height: int = 160) -> np.ndarray:
+    """Log-magnitude spectrogram of a 1-D signal as a float (height, frames, 1) image, 0..1
+    over an 80 dB range, low frequencies at the bottom."""
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    mag = np.abs(np.fft.rfft(frames, axis=1)).T  # (freq, time)
+    db = 20 * np.log10(mag + 1e-8)
+    img = np.clip((db - (db.max() - 80)) / 80, 0, 1)[::-1]
+    rows = np.linspace(0, img.shape[0] - 1, height).astype(int)
+    return img[rows][..., None].astype(np.float32)
+
+
+def stacked(panels: list[tuple[str, np.ndarray]], gap: int = 4, label_h: int = 14) -> Image.Image:
+    """Stack float (H, W, 1|3) panels top to bottom with a label above each."""
+    w = max(p.shape[1] for _, p in panels)
+    h = sum(p.shape[0] + label_h + gap for _, p in panels)
+    canvas = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for label, arr in panels:
+        draw.text((2, y + 1), label, fill="black")
+        a = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+        a = np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
+        canvas.paste(Image.fromarray(a), (0, y + label_h))
+        y += arr.shape[0] + label_h + gap
+    return canvas
 
 
 def write_train_report(run_dir: Path, name: str, metrics: dict[str, Any], history: list[dict], picture: str, config_hash: str) -> Path:
     """Write ``report.md`` next to the run's artifacts; returns its path."""
+    split = metrics["split"]
+    val_files = split["val_files"]
+    shown = ", ".join(val_files[:12]) + (f", ... ({len(val_files)} files)" if len(val_files) > 12 else "")
+    how = f"centre crops of {split['val_crop']} px" if "val_crop" in split else f"first {split['max_val_seconds']} s of {split['val_items']} utterances; {split['music']}"
     lines = [
         f"# Run report: {name}",
         "",
         f"Config hash `{config_hash}`; {metrics['params']} parameters; {metrics['epochs_trained']} epochs.",
-        f"Validation split (never trained on): {', '.join(metrics['split']['val_files'])}"
-        f" (centre crops of {metrics['split']['val_crop']} px); {metrics['split']['train_files']} training files.",
+        f"Validation split (never trained on): {shown} ({how}); {split['train_files']} training files.",
         "",
         "## Validation metrics (best checkpoint)",
         "",
@@ -58,12 +94,11 @@ def write_train_report(run_dir: Path, name: str, metrics: dict[str, Any], histor
         "",
         "## Training history",
         "",
-        "| epoch | train loss | val PSNR dB (mean over settings) | seconds |",
+        "| epoch | train loss | val score (mean denoised PSNR or SI-SDR, dB) | seconds |",
         "|---|---|---|---|",
     ]
     for h in history:
-        mean_psnr = np.mean([m["denoised_psnr"] for m in h["val"].values()])
-        lines.append(f"| {h['epoch']} | {h['train_loss']:.5f} | {mean_psnr:.2f} | {h['seconds']:.0f} |")
+        lines.append(f"| {h['epoch']} | {h['train_loss']:.5f} | {h['score']:.2f} | {h['seconds']:.0f} |")
     lines += ["", f"![noisy / denoised / clean]({picture})", "", "Artifacts: `best.pt`, `last.pt`, `model.onnx`, `metrics.json`, `manifest.csv`."]
     path = Path(run_dir) / "report.md"
     atomic_write(path, lambda f: f.write("\n".join(lines).encode() + b"\n"))

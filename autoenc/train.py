@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 
 from autoenc import __version__
 from autoenc.config import NoiseConfig, RunConfig, TrainConfig
-from autoenc.data import PatchPairs, load_split, read_manifest, val_pairs
+from autoenc.data import Entry, PatchPairs, SegmentPairs, load_clips, load_split, read_manifest, val_pairs, val_segments
 from autoenc.media import atomic_write
-from autoenc.metrics import psnr, ssim
+from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 from autoenc.models import build_model, get_model
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,25 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def stft_loss(est: torch.Tensor, ref: torch.Tensor, ffts: tuple[int, ...] = (512, 1024, 2048)) -> torch.Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, averaged over
+    FFT sizes (hop = size / 4, Hann window) — as in Parallel WaveGAN / Demucs."""
+    total = est.new_zeros(())
+    e, r = est.reshape(-1, est.shape[-1]), ref.reshape(-1, ref.shape[-1])
+    for n in ffts:
+        win = torch.hann_window(n, device=est.device)
+        E = torch.stft(e, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-7)
+        R = torch.stft(r, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-7)
+        sc = torch.linalg.norm(R - E) / torch.linalg.norm(R).clamp(min=1e-7)
+        total = total + sc + F.l1_loss(E.log(), R.log())
+    return total / len(ffts)
+
+
 LOSSES = {
     "l1": F.l1_loss,
     "l2": F.mse_loss,
     "charbonnier": lambda a, b: torch.sqrt((a - b) ** 2 + 1e-6).mean(),
+    "l1+stft": lambda a, b: F.l1_loss(a, b) + 0.5 * stft_loss(a, b),
 }
 
 
@@ -68,21 +83,79 @@ def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]]) -> dict[str, dict[str, float]]:
-    """Mean PSNR (dB) and SSIM of noisy input and denoised output against clean, per setting."""
+def evaluate(model: torch.nn.Module, pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]], *, full: bool = True, sample_rate: int = 16000) -> dict[str, dict[str, float]]:
+    """Mean quality of the noisy input and the denoised output against clean, per setting.
+
+    Images: PSNR (dB) and SSIM. Audio: SI-SDR (dB), and with ``full`` wideband PESQ and STOI
+    (slower; per-epoch validation uses SI-SDR only).
+    """
     model.eval()
     out = {}
     for tag, items in pairs.items():
-        acc = {"noisy_psnr": [], "denoised_psnr": [], "noisy_ssim": [], "denoised_ssim": []}
+        acc: dict[str, list[float]] = {}
         for noisy, clean in items:
-            den = model(noisy[None]).clamp(0, 1)[0]
-            c, n, d = (t.permute(1, 2, 0).numpy() for t in (clean, noisy, den))
-            acc["noisy_psnr"].append(psnr(c, n))
-            acc["denoised_psnr"].append(psnr(c, d))
-            acc["noisy_ssim"].append(ssim(c, n))
-            acc["denoised_ssim"].append(ssim(c, d))
-        out[tag] = {k: float(np.mean(v)) for k, v in acc.items()} | {"images": len(items)}
+            den = model(noisy[None])[0]
+            if model.modality == "image":
+                c, n, d = (t.permute(1, 2, 0).numpy() for t in (clean, noisy, den.clamp(0, 1)))
+                scores = {"psnr": psnr, "ssim": ssim}
+            else:
+                c, n, d = (t[0].numpy() for t in (clean, noisy, den.clamp(-1, 1)))
+                scores = {"si_sdr": si_sdr} | ({"pesq": lambda a, b: pesq_wb(a, b, sample_rate), "stoi": lambda a, b: stoi(a, b, sample_rate)} if full else {})
+            for name, fn in scores.items():
+                acc.setdefault(f"noisy_{name}", []).append(fn(c, n))
+                acc.setdefault(f"denoised_{name}", []).append(fn(c, d))
+        out[tag] = {k: float(np.nanmean(v)) for k, v in acc.items()} | {"items": len(items)}
     return out
+
+
+def score(metrics: dict[str, dict[str, float]]) -> float:
+    """One number to pick the best checkpoint: mean denoised PSNR (images) or SI-SDR (audio)."""
+    key = "denoised_psnr" if "denoised_psnr" in next(iter(metrics.values())) else "denoised_si_sdr"
+    return float(np.mean([m[key] for m in metrics.values()]))
+
+
+class TrainingData:
+    """The training split as a per-epoch dataset, plus fixed validation pairs per noise setting."""
+
+    def __init__(self, cfg: RunConfig, data_root: Path, entries: list[Entry]) -> None:
+        self.cfg = cfg
+        settings = noise_settings(cfg)
+        d = cfg.data
+        if cfg.modality == "image":
+            self.train = load_split(data_root, entries, "train", d.channels)
+            val = load_split(data_root, entries, "val", d.channels)
+            self.val = {tag: val_pairs(val, d, noise, cfg.seed, tag) for tag, noise in settings.items()}
+            self.banks: dict = {}
+            return
+        self.train = load_clips(data_root, entries, "train", d.sample_rate)
+        val = load_clips(data_root, entries, "val", d.sample_rate)
+        music_train, music_val = music_banks(cfg, d.sample_rate)
+        self.banks = {"speech": self.train, "music": music_train}
+        val_banks = {"speech": self.train, "music": music_val}
+        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks) for tag, noise in settings.items()}
+
+    def dataset(self, epoch: int):
+        c = self.cfg
+        if c.modality == "image":
+            return PatchPairs(self.train, c.data, c.noise, c.seed, epoch)
+        return SegmentPairs(self.train, c.data, c.noise, c.seed, epoch, self.banks)
+
+
+def music_banks(cfg: RunConfig, sample_rate: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Background recordings split by file: every 5th (sorted) is held out for validation noise.
+    Empty lists when no config noise uses music."""
+    names = {s.name for s in [*cfg.noise.mixture, *cfg.noise.then, *cfg.eval.noises]}
+    if "music" not in names:
+        return [], []
+    from autoenc.corpus import build_music_bank
+    from autoenc.data import load_clip
+
+    root = Path(cfg.data.music_dir) if cfg.data.music_dir else build_music_bank()
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+    if len(files) < 2:
+        raise ValueError(f"music noise needs at least 2 recordings in {root} (one is held out for validation)")
+    clips = [load_clip(f, sample_rate) for f in files]
+    return [c for i, c in enumerate(clips) if i % 5 != 4], [c for i, c in enumerate(clips) if i % 5 == 4]
 
 
 def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, total: int, epoch: int) -> tuple[float, int]:
@@ -106,20 +179,13 @@ def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, to
     return float(np.mean(losses)), step
 
 
-def _score(metrics: dict[str, dict[str, float]]) -> float:
-    return float(np.mean([m["denoised_psnr"] for m in metrics.values()]))
-
-
 def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, resume: bool = False) -> Path:
     """Train per ``cfg`` on the manifest's train split; returns the path of ``best.pt``."""
     run_dir = Path(run_dir)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    entries = read_manifest(manifest_path)
-    ch = cfg.data.channels
-    train_imgs = load_split(data_root, entries, "train", ch)
-    val_imgs = load_split(data_root, entries, "val", ch)
-    pairs = {tag: val_pairs(val_imgs, cfg.data, noise, cfg.seed, tag) for tag, noise in noise_settings(cfg).items()}
+    data = TrainingData(cfg, data_root, read_manifest(manifest_path))
+    ch = cfg.data.channels if cfg.modality == "image" else 1
 
     torch.manual_seed(cfg.seed)  # weight init only; data draws use their own generators
     model = build_model(cfg.model, ch)
@@ -144,13 +210,12 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
-        ds = PatchPairs(train_imgs, cfg.data, cfg.noise, cfg.seed, epoch)
-        loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
+        loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
         train_loss, step = train_one_epoch(model, loader, opt, loss_fn, cfg.train, step, total, epoch)
-        metrics = evaluate(model, pairs)
-        score = _score(metrics)
-        history.append({"epoch": epoch, "step": step, "train_loss": train_loss, "val": metrics, "seconds": time.perf_counter() - t0})
-        log.info("epoch %d done: train loss %.5f, val PSNR %.2f dB (%.0fs)", epoch, train_loss, score, history[-1]["seconds"])
+        metrics = evaluate(model, data.val, full=False, sample_rate=cfg.data.sample_rate)
+        val_score = score(metrics)
+        history.append({"epoch": epoch, "step": step, "train_loss": train_loss, "val": metrics, "score": val_score, "seconds": time.perf_counter() - t0})
+        log.info("epoch %d done: train loss %.5f, val %s %.2f dB (%.0fs)", epoch, train_loss, "PSNR" if cfg.modality == "image" else "SI-SDR", val_score, history[-1]["seconds"])
         ckpt = {
             "model": cfg.model.name,
             "kwargs": {"channels": ch, **cfg.model.kwargs},
@@ -159,14 +224,14 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             "epoch": epoch,
             "step": step,
             "history": history,
-            "best_score": max(best, score),
+            "best_score": max(best, val_score),
             "config": cfg.model_dump(mode="json"),
             "config_hash": cfg.hash(),
             "resume_hash": cfg.resume_hash(),
             "autoenc_version": __version__,
         }
-        if score > best:
-            best = score
+        if val_score > best:
+            best = val_score
             save_checkpoint(best_path, {**ckpt, "optimizer": None})
         save_checkpoint(last_path, ckpt)
     if not best_path.exists():  # resumed a finished run
@@ -178,33 +243,50 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, data_root: Path, manif
     """Final validation metrics of a checkpoint on the val split, with the split recorded."""
     model, ckpt = load_checkpoint(checkpoint)
     entries = read_manifest(manifest_path)
-    val = [e for e in entries if e.split == "val"]
-    val_imgs = load_split(data_root, entries, "val", cfg.data.channels)
-    pairs = {tag: val_pairs(val_imgs, cfg.data, noise, cfg.seed, tag) for tag, noise in noise_settings(cfg).items()}
+    data = TrainingData(cfg, data_root, entries)
+    split = {"val_files": [e.path for e in entries if e.split == "val"], "train_files": sum(e.split == "train" for e in entries)}
+    if cfg.modality == "image":
+        split["val_crop"] = cfg.data.val_crop
+    else:
+        split |= {"val_items": len(next(iter(data.val.values()))), "max_val_seconds": cfg.data.max_val_seconds, "music": "every 5th background recording (sorted) held out for val noise"}
     return {
-        "split": {"val_files": [e.path for e in val], "train_files": sum(e.split == "train" for e in entries), "val_crop": cfg.data.val_crop},
+        "modality": cfg.modality,
+        "split": split,
         "epochs_trained": ckpt["epoch"] + 1,
         "params": sum(p.numel() for p in model.parameters()),
-        "val": evaluate(model, pairs),
+        "val": evaluate(model, data.val, full=True, sample_rate=cfg.data.sample_rate),
     }
 
 
-def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path: Path, out_png: Path) -> Path:
-    """Picture of the first val image (centre crop): noisy | denoised by the exported ONNX
-    model | clean, with PSNRs in the labels."""
-    from autoenc.infer import OnnxDenoiser
-    from autoenc.report import save_picture, side_by_side
+def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path: Path, run_dir: Path) -> Path:
+    """Picture of the first val item denoised by the exported ONNX model: noisy | denoised |
+    clean side by side (images, ``before_after.png``) or stacked spectrograms (audio,
+    ``spectrograms.png``), with the score of each in its label."""
+    from autoenc.report import save_picture, side_by_side, spectrogram, stacked
 
     entries = read_manifest(manifest_path)
-    clean_t = load_split(data_root, [next(e for e in entries if e.split == "val")], "val", cfg.data.channels)
+    first = [next(e for e in entries if e.split == "val")]
     tag, noise = next(iter(noise_settings(cfg).items()))
-    noisy_t, clean_t = val_pairs(clean_t, cfg.data, noise, cfg.seed, tag)[0]
-    noisy, clean = noisy_t.permute(1, 2, 0).numpy(), clean_t.permute(1, 2, 0).numpy()
-    den = OnnxDenoiser(onnx_path).denoise(noisy)
-    pic = side_by_side([
-        (f"noisy {psnr(clean, noisy):.2f} dB", noisy),
-        (f"denoised {psnr(clean, den):.2f} dB", den),
-        ("clean", clean),
-    ])
-    save_picture(out_png, pic)
-    return out_png
+    if cfg.modality == "image":
+        from autoenc.infer import OnnxDenoiser
+
+        noisy_t, clean_t = val_pairs(load_split(data_root, first, "val", cfg.data.channels), cfg.data, noise, cfg.seed, tag)[0]
+        noisy, clean = noisy_t.permute(1, 2, 0).numpy(), clean_t.permute(1, 2, 0).numpy()
+        den = OnnxDenoiser(onnx_path).denoise(noisy)
+        pic = side_by_side([(f"noisy {psnr(clean, noisy):.2f} dB", noisy), (f"denoised {psnr(clean, den):.2f} dB", den), ("clean", clean)])
+        out = Path(run_dir) / "before_after.png"
+    else:
+        from autoenc.audio_infer import OnnxAudioDenoiser
+
+        data = TrainingData(cfg, data_root, first + [e for e in entries if e.split == "train"][:8])
+        noisy_t, clean_t = data.val[tag][0]
+        noisy, clean = noisy_t[0].numpy(), clean_t[0].numpy()
+        den = OnnxAudioDenoiser(onnx_path).denoise(noisy[:, None])[:, 0]
+        pic = stacked([
+            (f"noisy ({tag}) SI-SDR {si_sdr(clean, noisy):.1f} dB", spectrogram(noisy)),
+            (f"denoised SI-SDR {si_sdr(clean, den):.1f} dB", spectrogram(den)),
+            ("clean", spectrogram(clean)),
+        ])
+        out = Path(run_dir) / "spectrograms.png"
+    save_picture(out, pic)
+    return out

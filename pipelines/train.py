@@ -17,10 +17,10 @@ from autoenc.train import before_after, evaluate_checkpoint, fit, load_checkpoin
 
 @task(cache_policy=NO_CACHE)
 def ingest_step(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path]:
-    """List and validate the clean images; write manifest.csv. Returns (data root, manifest)."""
-    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir)
+    """List and validate the clean images or recordings; write manifest.csv. Returns (data root, manifest)."""
+    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality)
     manifest = run_dir / "manifest.csv"
-    ingest(root, cfg.data, manifest)
+    ingest(root, cfg.data, manifest, cfg.modality)
     return root, manifest
 
 
@@ -47,10 +47,10 @@ def export_step(checkpoint: Path, out: Path, metrics: dict) -> Path:
 
 @task(cache_policy=NO_CACHE)
 def report_step(cfg: RunConfig, onnx_path: Path, checkpoint: Path, root: Path, manifest: Path, metrics: dict, run_dir: Path) -> Path:
-    """before_after.png and report.md."""
-    before_after(cfg, onnx_path, root, manifest, run_dir / "before_after.png")
+    """before_after.png (images) or spectrograms.png (audio), and report.md."""
+    picture = before_after(cfg, onnx_path, root, manifest, run_dir)
     _, ckpt = load_checkpoint(checkpoint)
-    return write_train_report(run_dir, cfg.name, metrics, ckpt["history"], "before_after.png", cfg.hash())
+    return write_train_report(run_dir, cfg.name, metrics, ckpt["history"], picture.name, cfg.hash())
 
 
 @flow(name="train")

@@ -23,7 +23,7 @@ def test_manifest_records_hash_size_and_stable_split(tmp_path):
     first = ingest(tmp_path / "d", cfg, tmp_path / "m1.csv")
     assert [e.path for e in first] == [f"img{i:02d}.png" for i in range(12)]  # broken one left out
     assert read_manifest(tmp_path / "m1.csv") == first
-    assert first[1].height == 65 and first[1].mode == "RGB" and len(first[1].sha256) == 64
+    assert first[1].info == "80x65 RGB" and len(first[1].sha256) == 64
     _folder(tmp_path / "d", 20)  # adding files never moves an old file across the split
     second = {e.path: e.split for e in ingest(tmp_path / "d", cfg, tmp_path / "m2.csv")}
     assert all(second[e.path] == e.split for e in first)

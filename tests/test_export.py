@@ -44,10 +44,13 @@ def test_parity_mismatch_is_an_error(gray_model):
     other = get_model("unet_dae", channels=1, width=8, levels=2).eval()
     torch.nn.init.normal_(other.tail.weight, std=0.5)
     with pytest.raises(ExportError, match="mismatch"):
-        parity_check(other, gray_model.read_bytes(), 1, ExportConfig())
+        parity_check(other, gray_model.read_bytes(), ExportConfig())
 
 
 def test_receptive_radius_matches_architecture():
-    r2 = receptive_radius(get_model("unet_dae", channels=1, width=4, levels=2), 1)
-    r3 = receptive_radius(get_model("unet_dae", channels=1, width=4, levels=3), 1)
+    r2 = receptive_radius(get_model("unet_dae", channels=1, width=4, levels=2))
+    r3 = receptive_radius(get_model("unet_dae", channels=1, width=4, levels=3))
     assert 10 < r2 < r3 < 200
+    a3 = receptive_radius(get_model("unet1d_dae", width=4, levels=3))
+    a4 = receptive_radius(get_model("unet1d_dae", width=4, levels=4))
+    assert 100 < a3 < a4 < 10000

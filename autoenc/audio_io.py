@@ -1,0 +1,109 @@
+"""Format-preserving audio I/O with soundfile (torch-free), streamed in blocks.
+
+Reads WAV (16/24/32-bit integer, 32/64-bit float), FLAC, OGG/Vorbis and MP3 (as the bundled
+libsndfile does); the output keeps the input's container, subtype, sample rate and channel
+count. Files are read and written in blocks, so memory does not grow with duration. Writes
+are atomic (temp file in the target folder, fsync, rename).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from autoenc.media import AUDIO_FORMATS, MediaError, atomic_write
+
+BLOCK_FRAMES = 65536  # frames per read/write block (~1.5 s at 44.1 kHz)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    samplerate: int  # Hz
+    channels: int
+    frames: int
+    format: str  # soundfile container: WAV, FLAC, OGG, MP3
+    subtype: str  # e.g. PCM_16, PCM_24, FLOAT, VORBIS, MPEG_LAYER_III
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.samplerate
+
+
+def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: float = float("inf")) -> AudioInfo:
+    """Header facts of an audio file, validated; raises :class:`MediaError` with a reason."""
+    path = Path(path)
+    expected = AUDIO_FORMATS.get(path.suffix.lower())
+    if expected is None:
+        raise MediaError(f"not a supported audio extension: {path.suffix or '(none)'}")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:
+        raise MediaError(f"cannot decode audio: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if info.format != expected:
+        raise MediaError(f"content is {info.format or 'unknown'}, but the extension says {expected}")
+    out = AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
+    if out.samplerate <= 0 or out.channels <= 0:
+        raise MediaError(f"invalid header: {out.samplerate} Hz, {out.channels} channels")
+    if out.frames <= 0:
+        raise MediaError("zero-length audio")
+    if out.seconds < min_seconds:
+        raise MediaError(f"clip is {out.seconds * 1000:.1f} ms, shorter than the {min_seconds * 1000:.0f} ms minimum")
+    if out.seconds > max_seconds:
+        raise MediaError(f"audio is {out.seconds:.0f} s, over the {max_seconds:.0f} s limit")
+    return out
+
+
+def read_blocks(path: str | Path, blocksize: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Yield float32 (frames, channels) blocks; non-finite samples raise :class:`MediaError`."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                block = f.read(blocksize, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                if not np.isfinite(block).all():
+                    raise MediaError("audio contains NaN or Inf samples")
+                yield block
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"cannot decode audio: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Whole file as float32 (frames, channels) and its sample rate (for short files)."""
+    info = probe_audio(path)
+    blocks = list(read_blocks(path))
+    return (np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)), info.samplerate
+
+
+def write_stream(path: str | Path, info: AudioInfo, blocks: Iterator[np.ndarray]) -> int:
+    """Atomically write float (frames, channels) ``blocks`` with ``info``'s format, subtype,
+    rate and channels; returns frames written. An exception leaves no output behind."""
+    written = 0
+
+    def write(fobj) -> None:
+        nonlocal written
+        with sf.SoundFile(fobj, "w", samplerate=info.samplerate, channels=info.channels, format=info.format, subtype=info.subtype) as out:
+            for block in blocks:
+                out.write(np.clip(block, -1.0, 1.0) if "PCM" in info.subtype or info.format in ("OGG", "MP3") else block)
+                written += len(block)
+
+    try:
+        atomic_write(path, write)
+    except MediaError:
+        raise
+    except sf.LibsndfileError as exc:
+        raise MediaError(f"cannot write {info.format}/{info.subtype}: {exc}") from None
+    return written
+
+
+def write_audio(path: str | Path, samples: np.ndarray, samplerate: int, *, format: str = "WAV", subtype: str = "PCM_16") -> None:
+    """Atomically write a whole (frames, channels) or (frames,) array."""
+    samples = samples[:, None] if samples.ndim == 1 else samples
+    info = AudioInfo(samplerate, samples.shape[1], len(samples), format, subtype)
+    write_stream(path, info, iter([samples]))
