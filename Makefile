@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autoenc-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup speech-data demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,14 +15,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# Real speech and music for the audio models: Debian's Asterisk sound packages (CC-BY-SA-3.0),
+# decoded into ~/.cache/autoenc/corpus/{speech,music}. Installs them where apt-get can.
+speech-data: $(STAMP)
+	@bash scripts/speech-data.sh $(PY)
+
+demo: $(STAMP) speech-data
 	$(VENV)/bin/autoenc demo
 
-test: $(STAMP)
+test: $(STAMP) speech-data
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) speech-data
 	$(PY) benchmarks/image_speed.py
+	$(PY) benchmarks/audio_speed.py
 
 clean:
 	rm -rf runs demo .pytest_cache

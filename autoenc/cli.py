@@ -76,17 +76,27 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import demo_flow
 
-    out = demo_flow(args.config, args.out)
-    print("\nHeld-out photos (never trained on), Gaussian noise, PSNR dB / SSIM vs clean:\n")
-    print(out["table"])
-    print(f"\ndenoised files: {out['denoised_dir']}\npicture: {out['picture']}\nreport: {out['run']['report']}")
+    parts = demo_flow(args.image_config, "" if args.no_speech else args.speech_config, args.out)
+    titles = {
+        "image": "Held-out photos (never trained on), Gaussian noise saved as 8-bit PNG: PSNR dB / SSIM vs clean",
+        "speech": "Held-out utterances (never trained on), noise type and SNR in each name: SI-SDR dB / PESQ (wb) / STOI vs clean",
+    }
+    for name, part in parts.items():
+        print(f"\n{titles[name]}\n")
+        print(part["table"])
+        print(f"\ndenoised files: {part['denoised_dir']}\npicture: {part['picture']}\nreport: {part['run']['report']}")
     return 0
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from autoenc.corpus import build_photo_corpus
+    from autoenc.corpus import CorpusMissing, build_music_bank, build_photo_corpus, build_speech_corpus
 
-    print(build_photo_corpus(Path(args.out) if args.out else None))
+    out = Path(args.out) if args.out else None
+    try:
+        print({"photos": build_photo_corpus, "speech": build_speech_corpus, "music": build_music_bank}[args.kind](out))
+    except CorpusMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -120,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the job report as JSON here")
     p.set_defaults(fn=_cmd_denoise)
 
-    p = sub.add_parser("demo", help="train a small model, denoise held-out photos, print the table")
-    p.add_argument("--config", default="configs/demo-gray.yaml")
+    p = sub.add_parser("demo", help="train small image and speech models, denoise held-out files, print the tables")
+    p.add_argument("--image-config", default="configs/demo-gray.yaml")
+    p.add_argument("--speech-config", default="configs/demo-speech.yaml")
+    p.add_argument("--no-speech", action="store_true", help="image part only (no Asterisk packages needed)")
     p.add_argument("--out", default="demo")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser("corpus", help="build the default photo corpus from installed wheels")
+    p = sub.add_parser("corpus", help="build a default corpus: photos (from wheels), speech or music (from Debian packages)")
+    p.add_argument("kind", nargs="?", choices=["photos", "speech", "music"], default="photos")
     p.add_argument("--out")
     p.set_defaults(fn=_cmd_corpus)
 

@@ -148,11 +148,9 @@ class DataConfig(Frozen):
     # audio only
     sample_rate: int = 16000  # model rate in Hz; training files are resampled to it
     segment_seconds: float = Field(1.0, gt=0)  # training segment length
-    gain_db: Range = (-25.0, 0.0)  # random level of the clean segment (dBFS of its peak)
+    level_dbfs: float = -20.0  # noisy segments are scaled to this RMS (models are level-invariant)
     music_dir: Path | None = None  # background recordings for 'music' noise (default: MOH bank)
     max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
-
-    _r = field_validator("gain_db", mode="before")(_as_range)
 
 
 class ModelConfig(Frozen):
@@ -168,7 +166,7 @@ class TrainConfig(Frozen):
     lr: float = Field(1e-3, gt=0)  # peak learning rate; cosine-decayed to lr * min_lr_ratio
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
     warmup_steps: int = Field(50, ge=0)
-    loss: Literal["l1", "l2", "charbonnier"] = "l1"
+    loss: Literal["l1", "l2", "charbonnier", "l1+stft"] = "l1"  # l1+stft: waveform L1 + multi-resolution STFT (audio)
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     num_threads: int | None = None  # torch intra-op threads; None keeps torch's default

@@ -4,8 +4,7 @@
 ``manifest.csv`` (relative path, what it is, size in bytes, content hash, split). The split is
 by a hash of the relative path, so it is stable when files are added, unless ``val_files``
 names the held-out files explicitly. ``PatchPairs`` draws random image crops with dihedral
-augmentation (torchvision transforms v2); ``SegmentPairs`` draws random audio segments with a
-random level. Both synthesise noise on the fly; sample ``i`` of epoch ``e`` is a pure function
+augmentation (torchvision transforms v2); ``SegmentPairs`` draws random audio segments, scaled to one level. Both synthesise noise on the fly; sample ``i`` of epoch ``e`` is a pure function
 of (seed, e, i), so any training pair can be reproduced.
 """
 
@@ -158,7 +157,7 @@ def val_pairs(images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, 
 
 def load_clips(root: Path, entries: list[Entry], split: str, sample_rate: int) -> list[torch.Tensor]:
     """Load one split's recordings as mono 1-D float tensors at ``sample_rate`` (torchaudio
-    resampling), each peak-normalised to 0.9 so ``gain_db`` sets the training level."""
+    resampling), each peak-normalised to 0.9."""
     return [load_clip(Path(root) / e.path, sample_rate) for e in entries if e.split == split]
 
 
@@ -195,11 +194,11 @@ class SegmentPairs(Dataset):
         if len(clip) < self.n:
             clip = torch.nn.functional.pad(clip, (0, self.n - len(clip)))
         start = int(torch.randint(0, len(clip) - self.n + 1, (), generator=g))
-        lo, hi = self.data.gain_db
-        gain = 10 ** ((lo + (hi - lo) * torch.rand((), generator=g).item()) / 20) / 0.9
-        clean = (clip[start : start + self.n] * gain)[None]
+        clean = clip[start : start + self.n][None] * 0.5
         noisy, _ = synthesize_audio(clean, self.noise, g, sample_rate=self.data.sample_rate, banks=self.banks)
-        return noisy, clean
+        # One training level: the bias-free audio models are exactly gain-invariant.
+        scale = 10 ** (self.data.level_dbfs / 20) / noisy.pow(2).mean().sqrt().clamp(min=1e-6)
+        return noisy * scale, clean * scale
 
 
 def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str, banks: dict[str, list[torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:

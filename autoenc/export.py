@@ -53,9 +53,10 @@ def receptive_radius(model: torch.nn.Module) -> int:
                 m.weight.fill_(1.0 / m.weight[0].numel())
                 if m.bias is not None:
                     m.bias.fill_(0.1)
+        x_pos = 0.5  # bias-free nets: positive inputs keep every ReLU open
     size = max(128, 4 * int(getattr(probe, "size_multiple", 1)))
     while True:
-        x = _probe_input(probe, size).requires_grad_(True)
+        x = (_probe_input(probe, size) + x_pos).requires_grad_(True)
         centre = (0, slice(None)) + (size // 2,) * (x.dim() - 2)
         probe(x)[centre].sum().backward()
         support = torch.nonzero(x.grad[0].abs().sum(0) > 0)  # (n, spatial dims)

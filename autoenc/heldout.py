@@ -1,8 +1,7 @@
-"""Held-out demo/benchmark folders: noisy copies of val photos, and folder-level scoring.
+"""Held-out demo/benchmark folders: noisy copies of val photos or utterances, and
+folder-level scoring of noisy and denoised files against their clean twins.
 
-``make_noisy_folder`` writes each val image as clean and noisy 8-bit PNGs (as users have
-them); ``score_folders`` compares noisy and denoised folders against the clean one
-(numpy only).
+Noisy images are 8-bit PNGs, noisy audio 16-bit WAV: what users have.
 """
 
 from __future__ import annotations
@@ -12,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from autoenc.config import NoiseConfig
-from autoenc.media import load_float, save_array
-from autoenc.metrics import psnr, ssim
+from autoenc.config import NoiseConfig, RunConfig
+from autoenc.media import load_float, save_array, modality_of
+from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 
 log = logging.getLogger(__name__)
 
 
 def make_noisy_folder(data_root: Path, val_files: list[str], channels: int, noise: NoiseConfig, seed: int, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``out_dir/clean`` and ``out_dir/noisy`` (same names, PNG); returns both folders."""
+    """Write ``out_dir/clean`` and ``out_dir/noisy`` images (same names, PNG); returns both."""
     import torch
 
     from autoenc.noise import pair_generator, synthesize
@@ -32,36 +31,69 @@ def make_noisy_folder(data_root: Path, val_files: list[str], channels: int, nois
         name = Path(rel).with_suffix(".png")
         save_array(clean_dir / name, clean)
         save_array(noisy_dir / name, noisy.permute(1, 2, 0).numpy())
-    log.info("wrote %d held-out pairs to %s", len(val_files), out_dir)
+    log.info("wrote %d held-out image pairs to %s", len(val_files), out_dir)
     return clean_dir, noisy_dir
 
 
+def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str], out_dir: Path, limit: int = 12) -> tuple[Path, Path]:
+    """Write up to ``limit`` held-out utterances as ``clean/`` and ``noisy/`` 16-bit WAV at the
+    model rate, cycling through the config's eval noise settings (file names say which)."""
+    from autoenc.audio_io import write_audio
+    from autoenc.data import load_clip, val_segments
+    from autoenc.train import music_banks, noise_settings
+
+    clean_dir, noisy_dir = Path(out_dir) / "clean", Path(out_dir) / "noisy"
+    sr = cfg.data.sample_rate
+    settings = list(noise_settings(cfg).items())
+    _, music_val = music_banks(cfg, sr)
+    speech = [load_clip(Path(data_root) / f, sr) for f in val_files]
+    for j, rel in enumerate(val_files[:limit]):
+        tag, noise = settings[j % len(settings)]
+        others = speech[:j] + speech[j + 1 :]  # babble from other held-out utterances
+        (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, "music": music_val})
+        name = Path(f"{Path(rel).with_suffix('').as_posix().replace('/', '_')}__{tag}.wav")
+        write_audio(clean_dir / name, clean[0].numpy(), sr)
+        write_audio(noisy_dir / name, noisy[0].numpy(), sr)
+    log.info("wrote %d held-out utterance pairs to %s", min(limit, len(val_files)), out_dir)
+    return clean_dir, noisy_dir
+
+
+def _read(path: Path, modality: str) -> np.ndarray:
+    if modality == "image":
+        return load_float(path, 1)
+    from autoenc.audio_io import read_audio
+
+    return read_audio(path)[0][:, 0]
+
+
 def score_folders(clean_dir: Path, noisy_dir: Path, denoised_dir: Path) -> list[dict]:
-    """PSNR (dB) / SSIM of each noisy and denoised file against its clean twin."""
+    """Per file: PSNR (dB) / SSIM for images, SI-SDR (dB) / PESQ / STOI for audio, of the
+    noisy and the denoised file against the clean twin (NaN where no denoised file exists)."""
     rows = []
-    for clean_path in sorted(Path(clean_dir).rglob("*.png")):
+    for clean_path in sorted(p for p in Path(clean_dir).rglob("*") if modality_of(p)):
         rel = clean_path.relative_to(clean_dir)
-        c = load_float(clean_path, 1)
-        n = load_float(Path(noisy_dir) / rel, 1)
+        kind = modality_of(clean_path)
+        metrics = {"psnr": psnr, "ssim": ssim} if kind == "image" else {"si_sdr": si_sdr, "pesq": pesq_wb, "stoi": stoi}
+        c, n = _read(clean_path, kind), _read(Path(noisy_dir) / rel, kind)
         d_path = Path(denoised_dir) / rel
-        d = load_float(d_path, 1) if d_path.exists() else None
-        rows.append({
-            "file": str(rel),
-            "noisy_psnr": psnr(c, n),
-            "denoised_psnr": psnr(c, d) if d is not None else float("nan"),
-            "noisy_ssim": ssim(c, n),
-            "denoised_ssim": ssim(c, d) if d is not None else float("nan"),
-        })
+        d = _read(d_path, kind) if d_path.exists() else None
+        row: dict = {"file": str(rel)}
+        for name, fn in metrics.items():
+            row[f"noisy_{name}"] = fn(c, n)
+            row[f"denoised_{name}"] = fn(c, d) if d is not None else float("nan")
+        rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    """Fixed-width table with a mean row."""
-    head = f"{'file':<28} {'noisy PSNR':>10} {'denoised':>9} {'gain':>6} {'noisy SSIM':>10} {'denoised':>9}"
+    """Fixed-width table (noisy / denoised per metric) with a mean row."""
+    if not rows:
+        return "(no files)"
+    names = [k[len("noisy_") :] for k in rows[0] if k.startswith("noisy_")]
+    width = max(28, max(len(r["file"]) for r in rows))
+    head = f"{'file':<{width}}" + "".join(f" {('noisy ' + n):>12} {('denoised'):>9}" for n in names)
     lines = [head, "-" * len(head)]
-    for r in rows + ([{"file": "MEAN", **{k: float(np.mean([x[k] for x in rows])) for k in rows[0] if k != "file"}}] if rows else []):
-        lines.append(
-            f"{r['file']:<28} {r['noisy_psnr']:>10.2f} {r['denoised_psnr']:>9.2f} {r['denoised_psnr'] - r['noisy_psnr']:>+6.2f} "
-            f"{r['noisy_ssim']:>10.4f} {r['denoised_ssim']:>9.4f}"
-        )
+    mean = {"file": "MEAN", **{k: float(np.nanmean([r[k] for r in rows])) for k in rows[0] if k != "file"}}
+    for r in rows + [mean]:
+        lines.append(f"{r['file']:<{width}}" + "".join(f" {r[f'noisy_{n}']:>12.3f} {r[f'denoised_{n}']:>9.3f}" for n in names))
     return "\n".join(lines)

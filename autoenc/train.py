@@ -42,8 +42,8 @@ def stft_loss(est: torch.Tensor, ref: torch.Tensor, ffts: tuple[int, ...] = (512
     e, r = est.reshape(-1, est.shape[-1]), ref.reshape(-1, ref.shape[-1])
     for n in ffts:
         win = torch.hann_window(n, device=est.device)
-        E = torch.stft(e, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-7)
-        R = torch.stft(r, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-7)
+        E = torch.stft(e, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-5)
+        R = torch.stft(r, n, n // 4, window=win, return_complex=True).abs().clamp(min=1e-5)
         sc = torch.linalg.norm(R - E) / torch.linalg.norm(R).clamp(min=1e-7)
         total = total + sc + F.l1_loss(E.log(), R.log())
     return total / len(ffts)
@@ -77,7 +77,10 @@ def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
         return {"train-noise": cfg.noise}
     out = {}
     for spec in cfg.eval.noises:
-        params = "-".join(f"{k}{v[0]:g}" if isinstance(v, tuple) and v[0] == v[1] else f"{k}{v}" for k, v in spec.model_dump(exclude={"name", "weight"}).items())
+        from autoenc.noise import RANGE_FIELDS
+
+        drawn = {k: v for k, v in spec.model_dump(exclude={"name", "weight"}).items() if k in RANGE_FIELDS}
+        params = "-".join(f"{k}{v[0]:g}" if v[0] == v[1] else f"{k}{v[0]:g}..{v[1]:g}" for k, v in drawn.items())
         out[f"{spec.name}-{params}"] = cfg.noise.model_copy(update={"mixture": [spec]})
     return out
 

@@ -53,6 +53,23 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__}
 
 
+def export_for_benchmark(config: str, checkpoint: str | None, tmp: Path):
+    """(torch model in eval mode, checkpoint dict, exported ONNX path) for a config's
+    architecture with initial weights, or for a trained checkpoint."""
+    if checkpoint:
+        ckpt_path = Path(checkpoint)
+    else:
+        cfg = load(config)
+        channels = cfg.data.channels if cfg.modality == "image" else 1
+        model = build_model(cfg.model, channels)
+        ckpt_path = Path(tmp) / "bench.pt"
+        save_checkpoint(ckpt_path, {"model": cfg.model.name, "kwargs": {"channels": channels, **cfg.model.kwargs}, "state": model.state_dict(), "epoch": 0, "step": 0, "history": [], "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash()})
+    model, ckpt = load_checkpoint(ckpt_path)
+    onnx_path = Path(tmp) / "bench.onnx"
+    to_onnx(ckpt_path, onnx_path, metrics={})
+    return model, ckpt, onnx_path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(REPO / "configs/demo-gray.yaml"))
@@ -66,16 +83,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.checkpoint:
-            ckpt_path = Path(args.checkpoint)
-        else:
-            cfg = load(args.config)
-            model = build_model(cfg.model, cfg.data.channels)
-            ckpt_path = Path(tmp) / "bench.pt"
-            save_checkpoint(ckpt_path, {"model": cfg.model.name, "kwargs": {"channels": cfg.data.channels, **cfg.model.kwargs}, "state": model.state_dict(), "epoch": 0, "step": 0, "history": [], "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash()})
-        model, ckpt = load_checkpoint(ckpt_path)
-        onnx_path = Path(tmp) / "bench.onnx"
-        to_onnx(ckpt_path, onnx_path, metrics={})
+        model, ckpt, onnx_path = export_for_benchmark(args.config, args.checkpoint, Path(tmp))
         c = ckpt["kwargs"]["channels"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads

@@ -44,7 +44,7 @@ def tiny_config(**data):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)}) if data else cfg
 
 
-def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05) -> Path:
+def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image") -> Path:
     """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``."""
     import torch
 
@@ -54,16 +54,18 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     from autoenc.train import save_checkpoint
 
     torch.manual_seed(seed)
-    model = get_model("unet_dae", channels=channels, width=width, levels=levels)
+    name = "unet_dae" if modality == "image" else "unet1d_dae"
+    model = get_model(name, channels=channels, width=width, levels=levels)
     torch.nn.init.normal_(model.tail.weight, std=noise_scale)  # make it do something
+    noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}
     cfg = from_dict({
-        "name": "test", "data": {"channels": channels},
-        "noise": {"mixture": [{"name": "gaussian", "sigma": 25}]},
-        "model": {"name": "unet_dae", "kwargs": {"width": width, "levels": levels}},
+        "name": "test", "modality": modality, "data": {"channels": channels},
+        "noise": {"mixture": [noise]},
+        "model": {"name": name, "kwargs": {"width": width, "levels": levels}},
     })
     ckpt = out_dir / f"model-c{channels}.pt"
     save_checkpoint(ckpt, {
-        "model": "unet_dae", "kwargs": {"channels": channels, "width": width, "levels": levels},
+        "model": name, "kwargs": {"channels": channels, "width": width, "levels": levels},
         "state": model.state_dict(), "epoch": 0, "step": 0, "history": [],
         "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash(),
     })
@@ -81,6 +83,35 @@ def gray_model(tmp_path_factory) -> Path:
 def color_model(tmp_path_factory) -> Path:
     return make_model_file(tmp_path_factory.mktemp("color-model"), channels=3)
 
+
+@pytest.fixture(scope="session")
+def audio_model(tmp_path_factory) -> Path:
+    return make_model_file(tmp_path_factory.mktemp("audio-model"), channels=1, width=8, levels=3, modality="audio", noise_scale=0.2)
+
+
+def speech_corpus_or_skip(tmp_path_factory=None) -> Path:
+    """The Asterisk speech corpus; a skip with the install hint where it is missing, except in
+    CI (CI=true), where `make test` installs it and a missing corpus is a failure."""
+    from autoenc.corpus import CorpusMissing, build_speech_corpus
+
+    try:
+        return build_speech_corpus()
+    except CorpusMissing as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
+
+
+def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude
+    modulation plus a little noise, float32 (frames, channels) in -1..1."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
+    out = [0.3 * voice * (1 - 0.2 * c) + 0.01 * rng.standard_normal(len(t)) for c in range(channels)]
+    return np.stack(out, axis=1).astype(np.float32)
 
 def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A smooth synthetic uint8 'photo' with edges and some texture."""

@@ -59,3 +59,40 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     assert report["counts"] == {"written": 1, "skipped": 0, "failed": 1}
     den = np.asarray(Image.open(tmp_path / "clean" / "camera.png"), dtype=np.float64) / 255
     assert psnr(clean, den) > psnr(clean, np.round(noisy * 255) / 255)
+
+
+def test_audio_train_export_denoise_flow(tmp_path, prefect_api):
+    """tiny-audio on the real Asterisk speech corpus, then a folder of recordings at other
+    rates, channel counts and formats, plus a bad file."""
+    import soundfile as sf
+
+    from conftest import speech_corpus_or_skip, tone
+    from pipelines.denoise import denoise_flow
+    from pipelines.train import train_flow
+
+    speech_corpus_or_skip()
+    run_dir = tmp_path / "run"
+    out = train_flow(str(REPO / "configs/tiny-audio.yaml"), [], str(run_dir))
+    for name in ["best.pt", "model.onnx", "metrics.json", "manifest.csv", "report.md", "spectrograms.png"]:
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["modality"] == "audio" and len(metrics["split"]["val_files"]) > 20
+    val = set(metrics["split"]["val_files"])
+    train = {e.path for e in read_manifest(run_dir / "manifest.csv") if e.split == "train"}
+    assert not val & train
+    for tag, m in metrics["val"].items():
+        for key in ["si_sdr", "pesq", "stoi"]:
+            assert np.isfinite(m[f"noisy_{key}"]) and np.isfinite(m[f"denoised_{key}"]), (tag, key)
+    info = ModelInfo.from_props({p.key: p.value for p in onnx.load(out["onnx"]).metadata_props})
+    assert info.modality == "audio" and info.sample_rate == 16000
+
+    src = tmp_path / "noisy"
+    src.mkdir()
+    sf.write(src / "stereo44k.flac", tone(1.5, 44100, 2), 44100)
+    sf.write(src / "mono8k.wav", tone(1.0, 8000, 1), 8000, subtype="PCM_24")
+    (src / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    report = denoise_flow([out["onnx"]], str(src), str(tmp_path / "clean"))
+    assert report["counts"] == {"written": 2, "skipped": 0, "failed": 1}
+    for name in ["stereo44k.flac", "mono8k.wav"]:
+        a, b = sf.info(str(src / name)), sf.info(str(tmp_path / "clean" / name))
+        assert (a.format, a.subtype, a.samplerate, a.channels, a.frames) == (b.format, b.subtype, b.samplerate, b.channels, b.frames)

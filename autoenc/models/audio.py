@@ -1,9 +1,14 @@
 """Residual 1-D convolutional denoising autoencoder on the waveform (a small Demucs-like U-Net).
 
 Encoder: a full-rate conv, then ``levels`` strided conv stages (kernel ``2 * stride``, stride
-``stride``) each followed by a 1x1 conv, down to the latent. Decoder: linear upsampling to the
-skip's exact length + conv, skip added, conv (no ConvTranspose: cleaner int8 and no edge
-artefacts). The head predicts the noise; ``forward`` returns ``x - noise``. Any length works.
+``stride``) each followed by a 1x1 conv, down to the latent. Decoder: sub-sample-shuffle
+upsampling (conv to ``stride`` phases, interleaved; no ConvTranspose, which stays fp32 under
+int8), skip added, conv. The head predicts the noise; ``forward`` returns ``x - noise``. Any length works.
+
+No layer has a bias, so with ReLU, reshapes and zero padding the network is positively
+homogeneous: ``f(a * x) = a * f(x)`` for any gain ``a > 0``. A recording's level therefore
+never matters (no per-window normalisation that would break exact streaming), and training can
+use one fixed level.
 
 Why the waveform and not an STFT mask: one network for every sample rate via resampling, phase
 handled implicitly, and streaming with overlap-add is exact when windows align to
@@ -22,22 +27,30 @@ from autoenc.models.registry import register_model
 class _Down(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(cin, cout, 2 * stride, stride=stride, padding=stride // 2)
-        self.mix = nn.Conv1d(cout, cout, 1)
+        self.conv = nn.Conv1d(cin, cout, 2 * stride, stride=stride, padding=stride // 2, bias=False)
+        self.mix = nn.Conv1d(cout, cout, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.mix(F.relu(self.conv(x))))
 
 
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int) -> None:
+    """Sub-sample-shuffle upsampling: a conv makes ``stride`` phases per output channel at the
+    low rate, interleaved to full rate (like ConvTranspose, but plain Conv + Reshape, which
+    quantises cleanly); interpolation instead would low-pass away the high band."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.up = nn.Conv1d(cin, cout, 5, padding=2)
-        self.body = nn.Conv1d(cout, cout, 5, padding=2)
+        self.stride = stride
+        self.up = nn.Conv1d(cin, cout * stride, 3, padding=1, bias=False)
+        self.body = nn.Conv1d(cout, cout, 5, padding=2, bias=False)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-1], mode="linear", align_corners=False)
-        return F.relu(self.body(F.relu(self.up(x)) + skip))
+        y = F.relu(self.up(x))  # (B, cout * s, T)
+        b, t = y.shape[0], y.shape[-1]
+        y = y.reshape(b, -1, self.stride, t).transpose(2, 3).reshape(b, -1, t * self.stride)
+        y = F.pad(y, (0, skip.shape[-1] - t * self.stride))  # T * s <= skip length by construction
+        return F.relu(self.body(y + skip))
 
 
 @register_model("unet1d_dae", modality="audio")
@@ -55,13 +68,12 @@ class UNet1dDAE(nn.Module):
         super().__init__()
         self.channels, self.width, self.levels, self.stride = channels, width, levels, stride
         widths = [width * 2**i for i in range(levels + 1)]
-        self.head = nn.Sequential(nn.Conv1d(channels, width, 7, padding=3), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Conv1d(channels, width, 7, padding=3, bias=False), nn.ReLU(inplace=True))
         self.downs = nn.ModuleList(_Down(widths[i], widths[i + 1], stride) for i in range(levels))
-        self.bottleneck = nn.Sequential(nn.Conv1d(widths[-1], widths[-1], 3, padding=1), nn.ReLU(inplace=True))
-        self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i]) for i in reversed(range(levels)))
-        self.tail = nn.Conv1d(width, channels, 7, padding=3)
+        self.bottleneck = nn.Sequential(nn.Conv1d(widths[-1], widths[-1], 3, padding=1, bias=False), nn.ReLU(inplace=True))
+        self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i], stride) for i in reversed(range(levels)))
+        self.tail = nn.Conv1d(width, channels, 7, padding=3, bias=False)
         nn.init.zeros_(self.tail.weight)  # untrained model is the identity
-        nn.init.zeros_(self.tail.bias)
 
     @property
     def size_multiple(self) -> int:

@@ -1,0 +1,192 @@
+"""Audio: format-preserving streaming I/O, noises, the 1-D model, export, chunked inference,
+bad input, mixed folders."""
+
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from autoenc.audio_infer import OnnxAudioDenoiser
+from autoenc.audio_io import probe_audio
+from autoenc.config import NoiseConfig
+from autoenc.jobs import JobSettings, denoise_dir
+from autoenc.media import MediaError
+from autoenc.metrics import si_sdr
+from autoenc.models import get_model
+from autoenc.noise import AUDIO_NOISES, mix_at_snr, pair_generator, synthesize_audio
+from conftest import photo, tone
+
+FORMATS = [
+    ("wav", "WAV", "PCM_16", 16000, 1),
+    ("wav", "WAV", "PCM_24", 44100, 2),
+    ("wav", "WAV", "PCM_32", 8000, 1),
+    ("wav", "WAV", "FLOAT", 22050, 2),
+    ("wav", "WAV", "DOUBLE", 16000, 1),
+    ("flac", "FLAC", "PCM_16", 48000, 1),
+    ("ogg", "OGG", "VORBIS", 44100, 2),
+    ("mp3", "MP3", "MPEG_LAYER_III", 44100, 1),
+]
+
+
+@pytest.mark.parametrize("ext,fmt,subtype,rate,channels", FORMATS, ids=[f"{f[2]}-{f[3]}-{f[4]}ch" for f in FORMATS])
+def test_denoise_file_keeps_format_subtype_rate_channels_frames(tmp_path, audio_model, ext, fmt, subtype, rate, channels):
+    src = tmp_path / f"in.{ext}"
+    sf.write(src, tone(1.3, rate, channels), rate, format=fmt, subtype=subtype)
+    den = OnnxAudioDenoiser(audio_model)
+    seconds = den.denoise_file(src, tmp_path / f"out.{ext}")
+    a, b = sf.info(str(src)), sf.info(str(tmp_path / f"out.{ext}"))
+    assert (b.format, b.subtype, b.samplerate, b.channels) == (a.format, a.subtype, a.samplerate, a.channels)
+    assert b.frames == a.frames
+    assert abs(seconds - a.frames / rate) < 1e-9
+    x, _ = sf.read(src, always_2d=True)
+    y, _ = sf.read(tmp_path / f"out.{ext}", always_2d=True)
+    assert not np.allclose(x, y, atol=1e-3)  # the model did something
+    assert np.corrcoef(x[:, 0], y[:, 0])[0, 1] > 0.5  # ... without scrambling time alignment
+
+
+def test_chunked_equals_whole_file_at_model_rate(audio_model):
+    x = tone(3.0, 16000, 2, seed=1)
+    whole = OnnxAudioDenoiser(audio_model, chunk_seconds=60).denoise(x)
+    small = OnnxAudioDenoiser(audio_model, chunk_seconds=0.2)
+    assert small.window < len(x) // 4  # really chunked, many windows
+    chunked = small.denoise(x)
+    assert chunked.shape == x.shape
+    np.testing.assert_allclose(chunked, whole, atol=2e-5)
+    assert not np.allclose(whole, x, atol=1e-3)
+
+
+def test_chunked_equals_whole_file_with_resampling(tmp_path, audio_model):
+    src = tmp_path / "in.wav"
+    sf.write(src, tone(2.5, 44100, 1, seed=2), 44100, subtype="FLOAT")
+    OnnxAudioDenoiser(audio_model, chunk_seconds=60).denoise_file(src, tmp_path / "whole.wav")
+    OnnxAudioDenoiser(audio_model, chunk_seconds=0.2).denoise_file(src, tmp_path / "chunked.wav")
+    a, _ = sf.read(tmp_path / "whole.wav")
+    b, _ = sf.read(tmp_path / "chunked.wav")
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def _wav_header_with_format_tag(tag: int) -> bytes:
+    data = b"\x00\x01" * 800
+    fmt = struct.pack("<HHIIHH", tag, 1, 16000, 32000, 2, 16)
+    return b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+
+
+def test_bad_audio_is_reported_and_good_files_written(tmp_path, audio_model, gray_model):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    sf.write(src / "good.wav", tone(0.8), 16000)
+    sf.write(src / "sub" / "good.flac", tone(0.5, 48000, 2), 48000)
+    sf.write(src / "empty.wav", np.zeros((0, 1), np.float32), 16000)
+    sf.write(src / "click.wav", tone(0.01), 16000)
+    bad = tone(0.5)
+    bad[100] = np.nan
+    bad[200] = np.inf
+    sf.write(src / "nan.wav", bad, 16000, subtype="FLOAT")
+    (src / "codec.wav").write_bytes(_wav_header_with_format_tag(0x1234))
+    sf.write(tmp_path / "full.flac", tone(2.0), 16000)
+    full = (tmp_path / "full.flac").read_bytes()
+    (src / "truncated.flac").write_bytes(full[: len(full) // 3])
+    (src / "zero.mp3").write_bytes(b"")
+    Image.fromarray(photo(40, 40, 3)).save(src / "picture.png")
+    report = denoise_dir([audio_model], src, tmp_path / "out")
+    by = {r.path: r for r in report.results}
+    assert by["good.wav"].status == "written" and by["sub/good.flac"].status == "written"
+    assert "zero-length" in by["empty.wav"].reason
+    assert "shorter than" in by["click.wav"].reason
+    assert "NaN" in by["nan.wav"].reason
+    assert by["codec.wav"].status == "failed" and "decode" in by["codec.wav"].reason
+    assert by["zero.mp3"].status == "failed"
+    assert by["picture.png"].status == "skipped" and "no image model" in by["picture.png"].reason
+    # A truncated FLAC either decodes what is there or is reported; never a crash.
+    assert by["truncated.flac"].status in ("written", "failed")
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert written == sorted(r.path for r in report.results if r.status == "written")
+    assert not list((tmp_path / "out").rglob("*.autoenc-tmp"))
+    # With both models, the same folder's image is denoised too.
+    both = denoise_dir([audio_model, gray_model], src, tmp_path / "out2", JobSettings())
+    assert {r.path: r.status for r in both.results}["picture.png"] == "written"
+
+
+def test_probe_limits(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(0.5), 16000)
+    assert probe_audio(tmp_path / "a.wav").frames == 8000
+    with pytest.raises(MediaError, match="over the"):
+        probe_audio(tmp_path / "a.wav", max_seconds=0.1)
+    sf.write(tmp_path / "b.flac", tone(0.5), 16000)
+    (tmp_path / "b.wav").write_bytes((tmp_path / "b.flac").read_bytes())
+    with pytest.raises(MediaError, match="content is FLAC"):
+        probe_audio(tmp_path / "b.wav")
+
+
+AUDIO_SPECS = {
+    "white": {"name": "white", "snr_db": [0, 10]},
+    "pink": {"name": "pink", "snr_db": [0, 10]},
+    "brown": {"name": "brown", "snr_db": [0, 10]},
+    "hum": {"name": "hum", "snr_db": [0, 10]},
+    "music": {"name": "music", "snr_db": [0, 10]},
+    "babble": {"name": "babble", "snr_db": [0, 10]},
+    "clipping": {"name": "clipping", "level": [0.2, 0.5]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO_SPECS))
+def test_audio_noise_reproducible_by_seed(name):
+    assert set(AUDIO_NOISES) == set(AUDIO_SPECS)
+    cfg = NoiseConfig(mixture=[AUDIO_SPECS[name]], quantize_bits=16)
+    x = torch.from_numpy(tone(0.5)[:, 0])[None]
+    banks = {"music": [torch.from_numpy(tone(2.0, seed=5)[:, 0])], "speech": [torch.from_numpy(tone(1.0, seed=s)[:, 0]) for s in range(6, 10)]}
+    a, pa = synthesize_audio(x, cfg, pair_generator(0, 1, 2), sample_rate=16000, banks=banks)
+    b, pb = synthesize_audio(x, cfg, pair_generator(0, 1, 2), sample_rate=16000, banks=banks)
+    c, _ = synthesize_audio(x, cfg, pair_generator(0, 1, 3), sample_rate=16000, banks=banks)
+    assert torch.equal(a, b) and pa == pb and not torch.equal(a, c) and not torch.equal(a, x)
+    assert a.abs().max() <= 1
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0, 20.0])
+def test_snr_is_what_was_asked(snr):
+    x = torch.from_numpy(tone(1.0)[:, 0])[None]
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    y = mix_at_snr(x, n, snr)
+    measured = 10 * torch.log10((x**2).sum() / ((y - x) ** 2).sum())
+    assert abs(measured.item() - snr) < 0.01
+
+
+def test_hum_sits_at_mains_frequency():
+    cfg = NoiseConfig(mixture=[{"name": "hum", "snr_db": 0, "mains_hz": [50.0], "harmonics": 3}], quantize_bits=None, clip=False)
+    x = torch.zeros(1, 16000)
+    x[0, ::400] = 0.5  # clicks: flat spectrum reference signal
+    y, _ = synthesize_audio(x, cfg, pair_generator(0, 0), sample_rate=16000, banks={})
+    spec = np.abs(np.fft.rfft((y - x)[0].numpy()))
+    assert spec.argmax() == 50  # 1 Hz bins over 1 s
+
+
+@pytest.mark.parametrize("n", [256, 1600, 12345])
+def test_audio_model_shapes_identity_and_learning(n):
+    torch.manual_seed(0)
+    m = get_model("unet1d_dae", width=8, levels=3)
+    x = torch.randn(2, 1, n) * 0.3
+    codes = m.encode(x)
+    assert codes[-1].shape[1] == 64 and m.decode(codes).shape == x.shape
+    assert torch.allclose(m(x), x)
+    if n == 1600:
+        clean = torch.from_numpy(tone(0.1)[:1600, 0])[None, None].repeat(4, 1, 1)
+        noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+        opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(40):
+            loss = torch.nn.functional.l1_loss(m(noisy), clean)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.7 * losses[0]
+
+
+def test_si_sdr_properties():
+    x = tone(1.0)[:, 0]
+    assert si_sdr(x, 0.5 * x) > 100  # scale-invariant
+    noisy = x + 0.1 * np.random.default_rng(0).standard_normal(len(x))
+    assert si_sdr(x, noisy) < si_sdr(x, x + 0.01 * np.random.default_rng(0).standard_normal(len(x)))
