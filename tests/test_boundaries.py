@@ -29,25 +29,30 @@ def test_autoenc_never_imports_prefect():
     assert int(out.stdout.split()[-1]) >= 10
 
 
-def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model):
+def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model, audio_model):
+    import soundfile as sf
+
+    from conftest import tone
+
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(photo(50, 60, 3)).save(src / "a.png")
+    sf.write(src / "b.flac", tone(0.6, 44100, 2), 44100)  # resampled to 16 kHz and back
     (src / "bad.jpg").write_text("nope")
     report = tmp_path / "report.json"
     code = (
         "import sys\n"
         "from autoenc.cli import main\n"
-        f"rc = main(['denoise', '--model', {str(gray_model)!r}, {str(src)!r}, {str(tmp_path / 'out')!r}, '--json', {str(report)!r}])\n"
+        f"rc = main(['denoise', '--model', {str(gray_model)!r}, '--model', {str(audio_model)!r}, {str(src)!r}, {str(tmp_path / 'out')!r}, '--json', {str(report)!r}])\n"
         "loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision', 'torchaudio'))]\n"
         "assert not loaded, loaded[:5]\n"
         "sys.exit(rc)"
     )
     out = _run(code, {"PREFECT_API_URL": prefect_api})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "1 written, 0 skipped, 1 failed" in out.stdout
-    assert (tmp_path / "out" / "a.png").is_file()
-    assert json.loads(report.read_text())["counts"] == {"written": 1, "skipped": 0, "failed": 1}
+    assert "2 written, 0 skipped, 1 failed" in out.stdout
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "b.flac").is_file()
+    assert json.loads(report.read_text())["counts"] == {"written": 2, "skipped": 0, "failed": 1}
 
 
 def test_denoise_command_refuses_impossible_jobs(tmp_path, gray_model):
@@ -57,3 +62,16 @@ def test_denoise_command_refuses_impossible_jobs(tmp_path, gray_model):
     assert main(["denoise", "--model", str(gray_model), str(tmp_path / "in"), str(tmp_path / "in" / "out")]) == 2
     assert main(["denoise", "--model", str(tmp_path / "none.onnx"), str(tmp_path / "in"), str(tmp_path / "out")]) == 2
     assert main(["denoise", "--model", str(gray_model), str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+
+
+def test_export_command(tmp_path, gray_model):
+    """`autoenc export CHECKPOINT OUT.onnx` writes a parity-checked model; a bad path fails."""
+    import onnx
+
+    from autoenc.cli import main
+
+    out = tmp_path / "cli.onnx"
+    assert main(["export", str(gray_model.with_suffix(".pt")), str(out)]) == 0
+    assert {p.key for p in onnx.load(str(out)).metadata_props} >= {"autoenc.modality", "autoenc.config_hash", "autoenc.version"}
+    assert main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "x.onnx")]) == 1
+    assert not (tmp_path / "x.onnx").exists()
