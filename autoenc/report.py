@@ -85,7 +85,7 @@ def write_train_report(run_dir: Path, name: str, metrics: dict[str, Any], histor
     lines = [
         f"# Run report: {name}",
         "",
-        f"Config hash `{config_hash}`; {metrics['params']} parameters; {metrics['epochs_trained']} epochs.",
+        f"Config hash `{config_hash}`; {metrics['params']} parameters; {metrics['epochs_trained']} epochs trained, best checkpoint from epoch {metrics['best_epoch']}.",
         f"Validation split (never trained on): {shown} ({how}); {split['train_files']} training files.",
         "",
         "## Validation metrics (best checkpoint)",

@@ -242,6 +242,12 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     return best_path
 
 
+def full_history(checkpoint: Path) -> list[dict]:
+    """The whole run's history: best.pt only knows the epochs up to itself; last.pt beside it knows all."""
+    last = Path(checkpoint).parent / "last.pt"
+    return torch.load(last if last.exists() else checkpoint, map_location="cpu", weights_only=False)["history"]
+
+
 def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, data_root: Path, manifest_path: Path) -> dict[str, Any]:
     """Final validation metrics of a checkpoint on the val split, with the split recorded."""
     model, ckpt = load_checkpoint(checkpoint)
@@ -255,7 +261,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, data_root: Path, manif
     return {
         "modality": cfg.modality,
         "split": split,
-        "epochs_trained": ckpt["epoch"] + 1,
+        "epochs_trained": len(full_history(checkpoint)),
+        "best_epoch": ckpt["epoch"],
         "params": sum(p.numel() for p in model.parameters()),
         "val": evaluate(model, data.val, full=True, sample_rate=cfg.data.sample_rate),
     }

@@ -12,7 +12,7 @@ from autoenc.corpus import resolve_data_root
 from autoenc.data import ingest
 from autoenc.export import to_onnx
 from autoenc.report import write_json, write_train_report
-from autoenc.train import before_after, evaluate_checkpoint, fit, load_checkpoint
+from autoenc.train import before_after, evaluate_checkpoint, fit, full_history
 
 
 @task(cache_policy=NO_CACHE)
@@ -49,8 +49,7 @@ def export_step(checkpoint: Path, out: Path, metrics: dict) -> Path:
 def report_step(cfg: RunConfig, onnx_path: Path, checkpoint: Path, root: Path, manifest: Path, metrics: dict, run_dir: Path) -> Path:
     """before_after.png (images) or spectrograms.png (audio), and report.md."""
     picture = before_after(cfg, onnx_path, root, manifest, run_dir)
-    _, ckpt = load_checkpoint(checkpoint)
-    return write_train_report(run_dir, cfg.name, metrics, ckpt["history"], picture.name, cfg.hash())
+    return write_train_report(run_dir, cfg.name, metrics, full_history(checkpoint), picture.name, cfg.hash())
 
 
 @flow(name="train")
