@@ -9,7 +9,9 @@ tiler (``autoenc.infer``), so chunked output equals whole-file output up to floa
 chunk boundaries cannot click.
 
 Files at another sample rate are resampled to the model's rate and back with soxr (streaming,
-high quality); each channel is denoised on its own; the output has exactly the input's frames.
+high quality), so the output has no content above half the model's rate (8 kHz for 16 kHz
+models): the band the model never saw is dropped rather than passed through noisy. Each channel
+is denoised on its own; the output has exactly the input's frames.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class OnnxAudioDenoiser(OnnxModel):
 
     def _file_blocks(self, src: str | Path, info: AudioInfo) -> Iterator[np.ndarray]:
         sr = self.info.sample_rate
-        blocks = read_blocks(src)
+        blocks = read_blocks(src, expect_frames=info.frames)
         if info.samplerate != sr:
             import soxr
 
@@ -138,7 +140,7 @@ class OnnxAudioDenoiser(OnnxModel):
             tail = up.resample_chunk(np.zeros((0, info.channels), np.float32), last=True)
             yield tail[:remaining]
             remaining -= min(remaining, len(tail))
-        if remaining > 0:  # resampler rounding: pad the last few frames with silence
+        if remaining > 0:  # resampler rounding or MP3 frame padding (< 50 ms): pad with silence
             yield np.zeros((remaining, info.channels), np.float32)
 
 

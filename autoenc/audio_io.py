@@ -18,6 +18,8 @@ import soundfile as sf
 from autoenc.media import AUDIO_FORMATS, MediaError, atomic_write
 
 BLOCK_FRAMES = 65536  # frames per read/write block (~1.5 s at 44.1 kHz)
+# soundfile container names accepted for each extension's format (WAVEX: WAVE_FORMAT_EXTENSIBLE)
+CONTAINERS = {"WAV": ("WAV", "WAVEX", "RF64"), "FLAC": ("FLAC",), "OGG": ("OGG",), "MP3": ("MP3",)}
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: floa
         info = sf.info(str(path))
     except Exception as exc:
         raise MediaError(f"cannot decode audio: {type(exc).__name__}: {str(exc)[:200]}") from None
-    if info.format != expected:
+    if info.format not in CONTAINERS[expected]:
         raise MediaError(f"content is {info.format or 'unknown'}, but the extension says {expected}")
+    if "should be" in (info.extra_info or ""):  # libsndfile: data chunk shorter than its header says
+        raise MediaError("truncated file: the data is shorter than its header declares")
     out = AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
     if out.samplerate <= 0 or out.channels <= 0:
         raise MediaError(f"invalid header: {out.samplerate} Hz, {out.channels} channels")
@@ -57,17 +61,23 @@ def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: floa
     return out
 
 
-def read_blocks(path: str | Path, blocksize: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-    """Yield float32 (frames, channels) blocks; non-finite samples raise :class:`MediaError`."""
+def read_blocks(path: str | Path, blocksize: int = BLOCK_FRAMES, *, expect_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Yield float32 (frames, channels) blocks; non-finite samples, or fewer frames than
+    ``expect_frames`` (a truncated file; 50 ms of slack for MP3 frame padding), raise
+    :class:`MediaError`."""
     try:
         with sf.SoundFile(str(path)) as f:
+            got = 0
             while True:
                 block = f.read(blocksize, dtype="float32", always_2d=True)
                 if not len(block):
-                    return
+                    break
                 if not np.isfinite(block).all():
                     raise MediaError("audio contains NaN or Inf samples")
+                got += len(block)
                 yield block
+            if expect_frames is not None and got < expect_frames - 0.05 * f.samplerate:
+                raise MediaError(f"truncated file: header declares {expect_frames} frames, only {got} decode")
     except MediaError:
         raise
     except Exception as exc:
@@ -77,7 +87,7 @@ def read_blocks(path: str | Path, blocksize: int = BLOCK_FRAMES) -> Iterator[np.
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Whole file as float32 (frames, channels) and its sample rate (for short files)."""
     info = probe_audio(path)
-    blocks = list(read_blocks(path))
+    blocks = list(read_blocks(path, expect_frames=info.frames))
     return (np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)), info.samplerate
 
 
@@ -90,7 +100,7 @@ def write_stream(path: str | Path, info: AudioInfo, blocks: Iterator[np.ndarray]
         nonlocal written
         with sf.SoundFile(fobj, "w", samplerate=info.samplerate, channels=info.channels, format=info.format, subtype=info.subtype) as out:
             for block in blocks:
-                out.write(np.clip(block, -1.0, 1.0) if "PCM" in info.subtype or info.format in ("OGG", "MP3") else block)
+                out.write(block if info.subtype in ("FLOAT", "DOUBLE") else np.clip(block, -1.0, 1.0))
                 written += len(block)
 
     try:

@@ -74,9 +74,18 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from autoenc.corpus import CorpusMissing, build_music_bank, build_speech_corpus
+
+    speech = "" if args.no_speech else args.speech_config
+    if speech:
+        try:
+            build_speech_corpus(), build_music_bank()
+        except CorpusMissing as exc:
+            print(f"note: skipping the speech part of the demo: {exc}", file=sys.stderr)
+            speech = ""
     from pipelines.demo import demo_flow
 
-    parts = demo_flow(args.image_config, "" if args.no_speech else args.speech_config, args.out)
+    parts = demo_flow(args.image_config, speech, args.out)
     titles = {
         "image": "Held-out photos (never trained on), Gaussian noise saved as 8-bit PNG: PSNR dB / SSIM vs clean",
         "speech": "Held-out utterances (never trained on), noise type and SNR in each name: SI-SDR dB / PESQ (wb) / STOI vs clean",

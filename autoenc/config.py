@@ -31,6 +31,19 @@ def _as_range(v: Any) -> Any:
     return v
 
 
+def _bounded(lo: float, hi: float):
+    """A validator: an ordered range inside [lo, hi]."""
+
+    def check(v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"range {list(v)} must be [low, high]")
+        if v[0] < lo or v[1] > hi:
+            raise ValueError(f"range {list(v)} must lie within [{lo:g}, {hi:g}]")
+        return v
+
+    return check
+
+
 class _NoiseBase(Frozen):
     weight: float = Field(1.0, gt=0, description="relative probability within a mixture")
 
@@ -40,6 +53,7 @@ class GaussianNoise(_NoiseBase):
     sigma: Range = Field(description="std on the 0..255 pixel scale; a range makes a blind model")
 
     _r = field_validator("sigma", mode="before")(_as_range)
+    _b = field_validator("sigma")(_bounded(0, 255))
 
 
 class PoissonNoise(_NoiseBase):
@@ -47,6 +61,7 @@ class PoissonNoise(_NoiseBase):
     peak: Range = Field(description="photon count at full white; lower is noisier")
 
     _r = field_validator("peak", mode="before")(_as_range)
+    _b = field_validator("peak")(_bounded(1e-3, 1e9))
 
 
 class SpeckleNoise(_NoiseBase):
@@ -54,6 +69,7 @@ class SpeckleNoise(_NoiseBase):
     sigma: Range = Field(description="std of the multiplicative gaussian factor (0..1 scale)")
 
     _r = field_validator("sigma", mode="before")(_as_range)
+    _b = field_validator("sigma")(_bounded(0, 10))
 
 
 class SaltPepperNoise(_NoiseBase):
@@ -62,6 +78,7 @@ class SaltPepperNoise(_NoiseBase):
     salt_ratio: float = Field(0.5, ge=0, le=1, description="share of replaced pixels set to white")
 
     _r = field_validator("amount", mode="before")(_as_range)
+    _b = field_validator("amount")(_bounded(0, 1))
 
 
 class JpegNoise(_NoiseBase):
@@ -69,12 +86,14 @@ class JpegNoise(_NoiseBase):
     quality: Range = Field(description="JPEG quality 1..100, drawn uniformly and rounded")
 
     _r = field_validator("quality", mode="before")(_as_range)
+    _b = field_validator("quality")(_bounded(1, 100))
 
 
 class _AudioNoise(_NoiseBase):
     snr_db: Range = Field(description="signal-to-noise ratio in dB, drawn uniformly per sample")
 
     _r = field_validator("snr_db", mode="before")(_as_range)
+    _b = field_validator("snr_db")(_bounded(-60, 100))
 
 
 class WhiteNoise(_AudioNoise):
@@ -109,15 +128,24 @@ class ClippingNoise(_NoiseBase):
     level: Range = Field(description="clip at this fraction of the segment's peak (0..1)")
 
     _r = field_validator("level", mode="before")(_as_range)
+    _b = field_validator("level")(_bounded(0, 1))
+
+
+class GainNoise(_NoiseBase):
+    name: Literal["gain"] = "gain"
+    gain_db: Range = Field(description="level change in dB applied to the noisy input")
+
+    _r = field_validator("gain_db", mode="before")(_as_range)
+    _b = field_validator("gain_db")(_bounded(-60, 20))
 
 
 IMAGE_NOISES = ("gaussian", "poisson", "speckle", "salt_pepper", "jpeg")
-AUDIO_NOISES = ("white", "pink", "brown", "hum", "music", "babble", "clipping")
+AUDIO_NOISES = ("white", "pink", "brown", "hum", "music", "babble", "clipping", "gain")
 
 NoiseSpec = Annotated[
     Union[
         GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise,
-        WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, BabbleNoise, ClippingNoise,
+        WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, BabbleNoise, ClippingNoise, GainNoise,
     ],
     Field(discriminator="name"),
 ]
@@ -203,6 +231,14 @@ class RunConfig(Frozen):
 
         if self.model.name not in list_models():
             raise ValueError(f"model.name {self.model.name!r} is not registered; known: {list_models()}")
+        import inspect
+
+        from autoenc.models.registry import model_class
+
+        accepted = set(inspect.signature(model_class(self.model.name)).parameters) - {"channels"}
+        unknown = sorted(set(self.model.kwargs) - accepted)
+        if unknown:
+            raise ValueError(f"model.kwargs: unknown key(s) {unknown} for {self.model.name}; accepted: {sorted(accepted)}")
         if model_modality(self.model.name) != self.modality:
             raise ValueError(f"model {self.model.name!r} is a {model_modality(self.model.name)} model, config modality is {self.modality}")
         allowed = IMAGE_NOISES if self.modality == "image" else AUDIO_NOISES

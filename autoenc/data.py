@@ -67,7 +67,7 @@ def ingest(root: Path, cfg: DataConfig, manifest_path: Path, modality: str = "im
         rel = path.relative_to(root).as_posix()
         try:
             info = _describe(path, modality)
-        except MediaError as exc:
+        except (MediaError, OSError) as exc:
             bad.append(f"{rel}: {exc}")
             continue
         raw = path.read_bytes()

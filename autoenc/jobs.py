@@ -106,8 +106,16 @@ def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, outpu
             p = rdir / name
             rel = str(p.relative_to(src))
             kind = modality_of(p)
-            if p.is_symlink() and not _inside(p.resolve(), src):
+            try:
+                outside = p.is_symlink() and not _inside(p.resolve(strict=True), src)
+                regular = p.is_file()
+            except (OSError, RuntimeError):  # dangling link, symlink loop, no permission
+                skipped.append(FileResult(rel, "skipped", "broken or looping symlink"))
+                continue
+            if outside:
                 skipped.append(FileResult(rel, "skipped", "symlink points outside the input folder"))
+            elif not regular:
+                skipped.append(FileResult(rel, "skipped", "not a regular file"))
             elif kind is None:
                 skipped.append(FileResult(rel, "skipped", "not a supported image or audio file type"))
             elif kind not in by_modality:
@@ -167,8 +175,13 @@ def denoise_files(
             if kind not in denoisers:
                 denoisers[kind] = _denoiser(kind, models[kind], settings)
             note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
-        except (MediaError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc.strerror or exc}"
+        except Exception as exc:  # one bad file never sinks the batch: report it and go on
+            if isinstance(exc, MediaError):
+                reason = str(exc)
+            elif isinstance(exc, OSError):
+                reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+            else:
+                reason = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
             log.warning("failed %s: %s", rel, reason)
             results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
             continue

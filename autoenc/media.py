@@ -43,9 +43,9 @@ IMAGE_FORMATS: dict[str, str] = {
     ".bmp": "BMP",
     ".webp": "WEBP",
 }
-DEFAULT_MAX_PIXELS = 150_000_000
-# ImageDescription, Make, Model, Software, DateTime, Artist, Copyright
-TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # refuse larger images (decompression bombs); ~a 15k x 10k photo
+DEFAULT_MAX_PIXELS = 150_000_000  # refuse larger images (decompression bombs); ~a 15k x 10k photo
+# ImageDescription, Make, Model, Orientation, Software, DateTime, Artist, Copyright
+TIFF_TEXT_TAGS = (270, 271, 272, 274, 305, 306, 315, 33432)
 
 
 _UMASK = os.umask(0)
@@ -88,21 +88,20 @@ def _png_is_16bit_colour(path: Path) -> bool:
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
         return False
     bit_depth, colour_type = head[24], head[25]
-    return bit_depth == 16 and colour_type in (2, 6)
+    return bit_depth == 16 and colour_type in (2, 4, 6)  # RGB, gray+alpha, RGBA
 
 
 def _webp_is_lossless(path: Path) -> bool:
-    """Walk RIFF chunks looking for a VP8L (lossless) bitstream."""
+    """Walk RIFF chunk headers (seeking past payloads) looking for a VP8L (lossless) bitstream."""
     with open(path, "rb") as f:
-        data = f.read(1 << 16)
-    pos = 12
-    while pos + 8 <= len(data):
-        tag, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if tag == b"VP8L":
-            return True
-        if tag == b"VP8 ":
-            return False
-        pos += 8 + size + (size & 1)
+        f.seek(12)
+        while len(head := f.read(8)) == 8:
+            tag, size = head[:4], struct.unpack("<I", head[4:])[0]
+            if tag == b"VP8L":
+                return True
+            if tag == b"VP8 ":
+                return False
+            f.seek(size + (size & 1), os.SEEK_CUR)
     return False
 
 
@@ -125,6 +124,8 @@ def _save_kwargs(img: Image.Image, fmt: str, path: Path) -> dict[str, Any]:
             kw["subsampling"] = sampling
         kw["progressive"] = bool(info.get("progressive") or info.get("progression"))
     elif fmt == "PNG":
+        if "transparency" in info and img.mode in ("L", "RGB", "I", "I;16"):
+            kw["transparency"] = info["transparency"]  # tRNS colour key
         text = getattr(img, "text", None) or {}
         if text:
             meta = PngImagePlugin.PngInfo()
@@ -154,13 +155,20 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     fmt_expected = IMAGE_FORMATS.get(path.suffix.lower())
     if fmt_expected is None:
         raise MediaError(f"not a supported image extension: {path.suffix or '(none)'}")
-    if fmt_expected == "PNG" and _png_is_16bit_colour(path):
-        raise MediaError("16-bit colour PNG: Pillow cannot hold 16 bits per colour channel (would drop to 8)")
+    img = None
     try:
+        if fmt_expected == "PNG" and _png_is_16bit_colour(path):
+            raise MediaError("16-bit colour PNG: Pillow cannot hold 16 bits per colour channel (would drop to 8)")
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check uses our limit
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
         w, h = img.size
+        if img.format == "TIFF":
+            bits = img.tag_v2.get(258, (8,))
+            bits = bits if isinstance(bits, tuple) else (bits,)
+            if max(bits) > 8 and len(bits) > 1:
+                raise MediaError(f"{max(bits)}-bit colour TIFF: Pillow cannot hold more than 8 bits per colour channel")
         if w * h > max_pixels:
             raise MediaError(f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}")
         if getattr(img, "n_frames", 1) > 1:
@@ -169,17 +177,22 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             raise MediaError(f"content is {img.format or 'unknown'}, but the extension says {fmt_expected}")
         kwargs = _save_kwargs(img, img.format, path)
         img.load()
+        return _split_planes(img, img.format, kwargs)
     except MediaError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError(f"decompression bomb refused: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaError(f"image is over the limit of {max_pixels} pixels (decompression bomb refused)") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise MediaError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
-    return _split_planes(img, img.format, kwargs)
+    finally:
+        if img is not None:
+            img.close()
 
 
 def _split_planes(img: Image.Image, fmt: str, kwargs: dict[str, Any]) -> ImageData:
     mode, note = img.mode, ""
+    if mode == "I" and img.format == "TIFF":
+        raise MediaError("32-bit integer TIFF is not supported (only 8- and 16-bit)")
     if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")

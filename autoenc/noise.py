@@ -87,7 +87,7 @@ def jpeg(x: torch.Tensor, *, quality: float, generator: torch.Generator) -> torc
     return torch.from_numpy(out.copy()).permute(2, 0, 1).to(x.dtype)
 
 
-RANGE_FIELDS = ("sigma", "peak", "amount", "quality", "snr_db", "level")
+RANGE_FIELDS = ("sigma", "peak", "amount", "quality", "snr_db", "level", "gain_db")
 
 
 def _draw_params(spec, generator: torch.Generator) -> dict[str, float]:
@@ -223,6 +223,13 @@ def clipping(x: torch.Tensor, *, level: float, generator: torch.Generator, **ctx
     """Hard clipping at ``level`` times the peak amplitude."""
     peak = x.abs().max().clamp(min=1e-8)
     return x.clamp(-level * peak, level * peak)
+
+
+@register_audio_noise("gain")
+def gain(x: torch.Tensor, *, gain_db: float, generator: torch.Generator, **ctx) -> torch.Tensor:
+    """A level change of ``gain_db`` dB (put it in ``then`` to vary the level of the mixture;
+    bias-free audio models are gain-invariant, so it matters only with clipping/quantisation)."""
+    return x * 10 ** (gain_db / 20)
 
 
 def synthesize_audio(x: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator, *, sample_rate: int, banks: dict[str, list[torch.Tensor]]) -> tuple[torch.Tensor, list[dict]]:

@@ -89,6 +89,9 @@ def test_bad_audio_is_reported_and_good_files_written(tmp_path, audio_model, gra
     sf.write(tmp_path / "full.flac", tone(2.0), 16000)
     full = (tmp_path / "full.flac").read_bytes()
     (src / "truncated.flac").write_bytes(full[: len(full) // 3])
+    sf.write(tmp_path / "full.wav", tone(1.0), 16000)
+    (src / "truncated.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:12000])
+    sf.write(src / "extensible.wav", tone(0.5, 16000, 3), 16000, format="WAVEX", subtype="PCM_24")
     (src / "zero.mp3").write_bytes(b"")
     Image.fromarray(photo(40, 40, 3)).save(src / "picture.png")
     report = denoise_dir([audio_model], src, tmp_path / "out")
@@ -98,10 +101,11 @@ def test_bad_audio_is_reported_and_good_files_written(tmp_path, audio_model, gra
     assert "shorter than" in by["click.wav"].reason
     assert "NaN" in by["nan.wav"].reason
     assert by["codec.wav"].status == "failed" and "decode" in by["codec.wav"].reason
-    assert by["zero.mp3"].status == "failed"
+    assert by["zero.mp3"].status == "failed" and "decode" in by["zero.mp3"].reason
     assert by["picture.png"].status == "skipped" and "no image model" in by["picture.png"].reason
-    # A truncated FLAC either decodes what is there or is reported; never a crash.
-    assert by["truncated.flac"].status in ("written", "failed")
+    assert by["truncated.flac"].status == "failed", by["truncated.flac"]
+    assert by["truncated.wav"].status == "failed" and "truncated" in by["truncated.wav"].reason
+    assert by["extensible.wav"].status == "written"
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert written == sorted(r.path for r in report.results if r.status == "written")
     assert not list((tmp_path / "out").rglob("*.autoenc-tmp"))
@@ -129,6 +133,7 @@ AUDIO_SPECS = {
     "music": {"name": "music", "snr_db": [0, 10]},
     "babble": {"name": "babble", "snr_db": [0, 10]},
     "clipping": {"name": "clipping", "level": [0.2, 0.5]},
+    "gain": {"name": "gain", "gain_db": [-20, 6]},
 }
 
 

@@ -41,3 +41,14 @@ def test_overrides_apply_and_change_hash():
     assert cfg.hash() != base.hash()
     with pytest.raises(Exception):
         cfg.train.epochs = 3  # frozen
+
+
+def test_model_kwargs_and_ranges_are_checked_at_load():
+    with pytest.raises(ConfigError, match="widht"):
+        load(REPO / "configs/tiny-image.yaml", ["model.kwargs={widht: 8}"])
+    with pytest.raises(ConfigError, match=r"within \[1, 100\]"):
+        load(REPO / "configs/tiny-image.yaml", ["noise.then=[{name: jpeg, quality: [0, 500]}]"])
+    with pytest.raises(ConfigError, match="low, high"):
+        load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: gaussian, sigma: [50, 5]}]"])
+    with pytest.raises(ConfigError, match="not an image noise"):
+        load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: white, snr_db: 5}]"])

@@ -140,3 +140,37 @@ def test_wrong_extension_and_size_limit_and_16bit_colour(tmp_path):
     (tmp_path / "rgb16.png").write_bytes(png)
     with pytest.raises(MediaError, match="16-bit colour"):
         read_image(tmp_path / "rgb16.png")
+
+
+def test_more_modes_and_metadata(tmp_path):
+    # LA: alpha passed through; bilevel: written as 8-bit gray.
+    la = Image.fromarray(np.dstack([photo(20, 24, 1), np.tile(np.arange(24, dtype=np.uint8) * 9, (20, 1))]), "LA")
+    data, out = _roundtrip(_save(tmp_path / "la.png", la), tmp_path / "la_out.png")
+    assert out.mode == "LA" and np.array_equal(np.asarray(out), np.asarray(la))
+    bw = Image.fromarray(photo(16, 16, 1) > 128)
+    data, out = _roundtrip(_save(tmp_path / "bw.png", bw), tmp_path / "bw_out.png")
+    assert out.mode == "L" and "bilevel" in data.note
+    # RGB PNG with a tRNS colour key keeps it; TIFF keeps its orientation tag.
+    _, out = _roundtrip(_save(tmp_path / "key.png", Image.fromarray(photo(16, 16)), transparency=(1, 2, 3)), tmp_path / "key_out.png")
+    assert out.info.get("transparency") == (1, 2, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _, out = _roundtrip(_save(tmp_path / "o.tif", Image.fromarray(photo(16, 16)), exif=exif.tobytes()), tmp_path / "o_out.tif")
+    assert out.getexif().get(0x0112) == 6
+
+
+def test_16bit_colour_tiff_and_16bit_gray_alpha_png_are_refused(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    raw = b"".join(b"\x00" + b"\x12\x34" * 2 * 4 for _ in range(4))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, 4, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (tmp_path / "la16.png").write_bytes(png)
+    with pytest.raises(MediaError, match="16-bit colour"):
+        read_image(tmp_path / "la16.png")
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "rgb16.tif", (photo(8, 8).astype(np.uint16) * 257))
+    with pytest.raises(MediaError, match="16-bit colour TIFF"):
+        read_image(tmp_path / "rgb16.tif")

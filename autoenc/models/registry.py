@@ -30,8 +30,13 @@ def model_modality(name: str) -> str:
     return _REGISTRY[name]["modality"]
 
 
-def get_model(name: str, **kwargs: Any):
-    """Instantiate registered model ``name`` with constructor ``kwargs``."""
+def model_class(name: str) -> type:
+    """The class registered under ``name``."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
-    return _REGISTRY[name]["cls"](**kwargs)
+    return _REGISTRY[name]["cls"]
+
+
+def get_model(name: str, **kwargs: Any):
+    """Instantiate registered model ``name`` with constructor ``kwargs``."""
+    return model_class(name)(**kwargs)
