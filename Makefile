@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autoenc-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup speech-data demo test bench clean
+.PHONY: setup data speech-data demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,18 +15,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Real speech and music for the audio models: Debian's Asterisk sound packages (CC-BY-SA-3.0),
-# decoded into ~/.cache/autoenc/corpus/{speech,music}. Installs them where apt-get can.
-speech-data: $(STAMP)
-	@bash scripts/speech-data.sh $(PY)
+# Real data from Debian packages: Asterisk speech and music (CC-BY-SA-3.0), decoded into
+# ~/.cache/autoenc/corpus/{speech,music}, and Fashion-MNIST (MIT). Installs them where apt-get can.
+data: $(STAMP)
+	@bash scripts/debian-data.sh $(PY)
 
-demo: $(STAMP) speech-data
+speech-data: data
+
+demo: $(STAMP) data
 	$(VENV)/bin/autoenc demo
 
-test: $(STAMP) speech-data
+test: $(STAMP) data
 	$(PY) -m pytest -q
 
-bench: $(STAMP) speech-data
+bench: $(STAMP) data
 	$(PY) benchmarks/image_speed.py
 	$(PY) benchmarks/audio_speed.py
 

@@ -29,10 +29,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from autoenc.config import ConfigError, load
 
     try:
-        load(args.config, args.set)  # fail fast, before Prefect starts
+        cfg = load(args.config, args.set)  # fail fast, before Prefect starts
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if cfg.modality == "family":
+        from pipelines.family import train_family_flow
+
+        out = train_family_flow(args.config, args.set, args.out)
+        print(f"run: {out['run_dir']}\nparts: {', '.join(out['parts'].values())}\nreport: {out['report']}")
+        print(json.dumps({k: v for k, v in out["metrics"].items() if k != "split"}, indent=1))
+        return 0
     from pipelines.train import train_flow
 
     out = train_flow(args.config, args.set, args.out, args.resume)
@@ -71,6 +78,54 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _run_family_app(name: str, *flow_args) -> int:
+    """Run one of the embed/anomaly/sample flows; a bad model or folder is a clean error."""
+    from autoenc.session import ModelError
+
+    try:
+        from autoenc.latent import FamilyPart  # noqa: F401  (import errors surface here)
+        import pipelines.family as fam
+
+        out = getattr(fam, f"{name}_flow")(*flow_args)
+    except (ModelError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _check_family_model(model: str, part: str) -> str | None:
+    from autoenc.latent import FamilyPart
+    from autoenc.session import ModelError
+
+    try:
+        FamilyPart(model, part)
+    except ModelError as exc:
+        return str(exc)
+    return None
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    if err := _check_family_model(args.model, "encoder"):
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _run_family_app("embed", args.model, args.input_dir, args.out)
+
+
+def _cmd_anomaly(args: argparse.Namespace) -> int:
+    if err := _check_family_model(args.model, "model"):
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _run_family_app("anomaly", args.model, args.input_dir, args.out, args.threshold)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    if err := _check_family_model(args.model, "decoder"):
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _run_family_app("sample", args.model, args.n, args.out_dir, args.seed)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -138,6 +193,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-seconds", type=float, default=4.0, help="audio window length (overlap-added)")
     p.add_argument("--json", help="also write the job report as JSON here")
     p.set_defaults(fn=_cmd_denoise)
+
+    p = sub.add_parser("embed", help="latent vectors for a folder of images (autoencoder family; Prefect flow)")
+    p.add_argument("--model", required=True, help="a family run folder or its encoder.onnx")
+    p.add_argument("input_dir")
+    p.add_argument("out")
+    p.set_defaults(fn=_cmd_embed)
+
+    p = sub.add_parser("anomaly", help="reconstruction-error anomaly scores for a folder of images (Prefect flow)")
+    p.add_argument("--model", required=True, help="a family run folder or its model.onnx")
+    p.add_argument("--threshold", type=float, help="override the threshold calibrated at training time")
+    p.add_argument("input_dir")
+    p.add_argument("out")
+    p.set_defaults(fn=_cmd_anomaly)
+
+    p = sub.add_parser("sample", help="new images from a variational autoencoder (Prefect flow)")
+    p.add_argument("--model", required=True, help="a VAE run folder or its decoder.onnx")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("n", type=int)
+    p.add_argument("out_dir")
+    p.set_defaults(fn=_cmd_sample)
 
     p = sub.add_parser("demo", help="train small image and speech models, denoise held-out files, print the tables")
     p.add_argument("--image-config", default="configs/demo-gray.yaml")

@@ -227,20 +227,7 @@ class RunConfig(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
-        from autoenc.models import list_models, model_modality  # local: the registry imports torch
-
-        if self.model.name not in list_models():
-            raise ValueError(f"model.name {self.model.name!r} is not registered; known: {list_models()}")
-        import inspect
-
-        from autoenc.models.registry import model_class
-
-        accepted = set(inspect.signature(model_class(self.model.name)).parameters) - {"channels"}
-        unknown = sorted(set(self.model.kwargs) - accepted)
-        if unknown:
-            raise ValueError(f"model.kwargs: unknown key(s) {unknown} for {self.model.name}; accepted: {sorted(accepted)}")
-        if model_modality(self.model.name) != self.modality:
-            raise ValueError(f"model {self.model.name!r} is a {model_modality(self.model.name)} model, config modality is {self.modality}")
+        _check_model(self.model, self.modality)
         allowed = IMAGE_NOISES if self.modality == "image" else AUDIO_NOISES
         for spec in [*self.noise.mixture, *self.noise.then, *self.eval.noises]:
             if spec.name not in allowed:
@@ -260,6 +247,59 @@ class RunConfig(Frozen):
 
 def _digest(tree: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class FashionDataConfig(Frozen):
+    """Fashion-MNIST from Debian's dataset-fashion-mnist package (idx files, MIT licence)."""
+
+    root: Path = Path("/usr/share/datasets/fashion-mnist")
+    val_size: int = Field(5000, ge=1)  # the last N training images: early stopping, threshold calibration
+    normal_classes: list[int] | None = None  # one-class training for anomaly detection (0..9)
+    train_limit: int | None = None  # cap on training images (smoke tests)
+    test_limit: int | None = None  # cap on test images (smoke tests)
+
+
+class FamilyEvalConfig(Frozen):
+    pca_components: int = Field(32, ge=1)  # the linear baseline: PCA with this many components
+    false_positive_rate: float = Field(0.05, gt=0, lt=1)  # anomaly threshold, calibrated on val normals
+    defect_size: int = Field(8, ge=1)  # side of the bright square injected as a synthetic defect, pixels
+
+
+class FamilyConfig(Frozen):
+    """A member of the autoencoder family trained on 28x28 Fashion-MNIST."""
+
+    name: str
+    modality: Literal["family"] = "family"
+    seed: int = 0
+    data: FashionDataConfig = FashionDataConfig()
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+    eval: FamilyEvalConfig = FamilyEvalConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> "FamilyConfig":
+        _check_model(self.model, "family")
+        return self
+
+    def hash(self) -> str:
+        return _digest(self.model_dump(mode="json"))
+
+
+def _check_model(model: ModelConfig, modality: str) -> None:
+    """The model must be registered, of ``modality``, and accept every kwarg given."""
+    import inspect
+
+    from autoenc.models import list_models, model_modality  # local: the registry imports torch
+    from autoenc.models.registry import model_class
+
+    if model.name not in list_models():
+        raise ValueError(f"model.name {model.name!r} is not registered; known: {list_models()}")
+    accepted = set(inspect.signature(model_class(model.name)).parameters) - {"channels"}
+    unknown = sorted(set(model.kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"model.kwargs: unknown key(s) {unknown} for {model.name}; accepted: {sorted(accepted)}")
+    if model_modality(model.name) != modality:
+        raise ValueError(f"model {model.name!r} is a {model_modality(model.name)} model, config modality is {modality}")
 
 
 class ConfigError(ValueError):
@@ -288,8 +328,9 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load and validate a YAML run config, applying ``key=value`` overrides first."""
+def load(path: str | Path, overrides: list[str] | None = None) -> "RunConfig | FamilyConfig":
+    """Load and validate a YAML run config, applying ``key=value`` overrides first
+    (``modality: family`` gives a :class:`FamilyConfig`, otherwise a :class:`RunConfig`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -301,10 +342,10 @@ def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     return from_dict(tree, source=str(path))
 
 
-def from_dict(tree: dict[str, Any], source: str = "<dict>") -> RunConfig:
+def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | FamilyConfig":
     """Validate a config mapping, turning pydantic errors into one readable message."""
     try:
-        return RunConfig.model_validate(tree)
+        return (FamilyConfig if tree.get("modality") == "family" else RunConfig).model_validate(tree)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

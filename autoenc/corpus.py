@@ -11,7 +11,7 @@ Synthetic images (checkerboard, colorwheel, phantoms, logos) are excluded: they 
 Audio: ``asterisk-core-sounds-en-g722`` (568 prompts, ~27 min, one US-English
 female voice, CC-BY-SA-3.0) and ``asterisk-moh-opsound-g722`` (~18 min of music on hold,
 CC-BY-SA-3.0), raw G.722 at 16 kHz, decoded with PyPI ``g722`` into 16-bit 16 kHz WAV.
-``make speech-data`` installs both packages with apt-get where it can.
+``make data`` installs both packages with apt-get where it can.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def read_sources(corpus_dir: Path) -> list[dict[str, str]]:
 
 ASTERISK_SPEECH = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_MOH = Path("/usr/share/asterisk/moh")
-APT_HINT = "install it with: apt-get install -y {pkg} (or run `make speech-data`)"
+APT_HINT = "install it with: apt-get install -y {pkg} (or run `make data`)"
 
 
 class CorpusMissing(FileNotFoundError):

@@ -67,13 +67,19 @@ def receptive_radius(model: torch.nn.Module) -> int:
 
 
 def _export_bytes(model: torch.nn.Module, opset: int) -> bytes:
-    """Run the dynamo exporter into a temp folder and return the single-file model bytes."""
+    """Export a denoiser with its dynamic axes; returns the single-file model bytes."""
     if model.modality == "audio":
         x = _probe_input(model, 4 * model.size_multiple, batch=2)
         dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("length", min=model.min_length)}
     else:
         x = _probe_input(model, 64, batch=2)
         dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    return export_module(model, x, dims, opset)
+
+
+def export_module(model: torch.nn.Module, x: torch.Tensor, dims: dict, opset: int) -> bytes:
+    """Run the dynamo exporter on ``model(x)`` with dynamic ``dims`` into a temp folder and
+    return the single-file (no external data) model bytes."""
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"

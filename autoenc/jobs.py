@@ -89,11 +89,10 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
     return src, dst, by_modality
 
 
-def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> JobPlan:
-    """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
-    are not followed (reported as skipped); other file types, and files of a modality with no
-    model, are skipped with a reason."""
-    src, dst, by_modality = check_job(models, input_dir, output_dir)
+def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult]]:
+    """Regular files under ``src`` (sorted, recursive) whose modality is in ``accept``, and the
+    rest as skipped results with a reason: symlinks leading outside ``src`` or looping, special
+    files, other file types. Symlinked folders are not followed."""
     files, skipped = [], []
     for root, dirs, names in os.walk(src, followlinks=False):
         rdir = Path(root)
@@ -118,10 +117,19 @@ def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, outpu
                 skipped.append(FileResult(rel, "skipped", "not a regular file"))
             elif kind is None:
                 skipped.append(FileResult(rel, "skipped", "not a supported image or audio file type"))
-            elif kind not in by_modality:
+            elif kind not in accept:
                 skipped.append(FileResult(rel, "skipped", f"{kind} file, but no {kind} model was given"))
             else:
                 files.append(rel)
+    return files, skipped
+
+
+def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> JobPlan:
+    """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
+    are not followed (reported as skipped); other file types, and files of a modality with no
+    model, are skipped with a reason."""
+    src, dst, by_modality = check_job(models, input_dir, output_dir)
+    files, skipped = list_inputs(src, set(by_modality))
     return JobPlan(src, dst, by_modality, files, skipped)
 
 
