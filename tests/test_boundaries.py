@@ -75,3 +75,15 @@ def test_export_command(tmp_path, gray_model):
     assert {p.key for p in onnx.load(str(out)).metadata_props} >= {"autoenc.modality", "autoenc.config_hash", "autoenc.version"}
     assert main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "x.onnx")]) == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_inference_modules_import_without_torch():
+    """The torch-free side (images, audio, jobs, family applications) imports with torch absent."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'torchvision', 'torchaudio'): sys.modules[name] = None  # import fails\n"
+        "import autoenc.infer, autoenc.audio_infer, autoenc.jobs, autoenc.latent, autoenc.metrics, autoenc.report\n"
+        "print('ok')"
+    )
+    out = _run(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
