@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoenc.models.registry import register_model
+from autoenc.models.unet import ResidualUNet
 
 
 class _Down(nn.Module):
@@ -54,7 +55,7 @@ class _Up(nn.Module):
 
 
 @register_model("unet1d_dae", modality="audio")
-class UNet1dDAE(nn.Module):
+class UNet1dDAE(ResidualUNet):
     """Residual waveform U-Net denoising autoencoder (mono in, mono out).
 
     Args:
@@ -84,21 +85,3 @@ class UNet1dDAE(nn.Module):
     def min_length(self) -> int:
         """Shortest input (samples) every strided stage can take."""
         return self.stride**self.levels
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return ``[x, skip_0, ..., skip_{L-1}, latent]``; latent is (B, width*2^L, T/stride^L)."""
-        feats = [x, self.head(x)]
-        for down in self.downs:
-            feats.append(down(feats[-1]))
-        feats[-1] = self.bottleneck(feats[-1])
-        return feats
-
-    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
-        """Decode latent + skips into the clean waveform estimate ``x - predicted_noise``."""
-        x, skips, h = codes[0], codes[1:-1], codes[-1]
-        for up, skip in zip(self.ups, reversed(skips)):
-            h = up(h, skip)
-        return x - self.tail(h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))

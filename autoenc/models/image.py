@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoenc.models.registry import register_model
+from autoenc.models.unet import ResidualUNet
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -42,7 +43,7 @@ class _Up(nn.Module):
 
 
 @register_model("unet_dae", modality="image")
-class UNetDAE(nn.Module):
+class UNetDAE(ResidualUNet):
     """Residual U-Net denoising autoencoder.
 
     Args:
@@ -71,21 +72,3 @@ class UNetDAE(nn.Module):
     def size_multiple(self) -> int:
         """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
         return 2**self.levels
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return ``[x, skip_0, ..., skip_{L-1}, latent]``; the latent is (B, width*2^L, H/2^L, W/2^L)."""
-        feats = [x, self.head(x)]
-        for down in self.downs:
-            feats.append(down(feats[-1]))
-        feats[-1] = self.bottleneck(feats[-1])
-        return feats
-
-    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
-        """Decode latent + skips into the clean image estimate ``x - predicted_noise``."""
-        x, skips, h = codes[0], codes[1:-1], codes[-1]
-        for up, skip in zip(self.ups, reversed(skips)):
-            h = up(h, skip)
-        return x - self.tail(h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))

@@ -1,0 +1,30 @@
+"""What the image and audio denoisers share: a residual U-Net's encode/decode/forward.
+
+A subclass builds ``head`` (full-resolution features), ``downs`` (strided stages),
+``bottleneck``, ``ups`` (each ``up(h, skip)``) and ``tail`` (predicts the noise).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ResidualUNet(nn.Module):
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return ``[x, skip_0, ..., skip_{L-1}, latent]``; the latent is the coarsest features."""
+        feats = [x, self.head(x)]
+        for down in self.downs:
+            feats.append(down(feats[-1]))
+        feats[-1] = self.bottleneck(feats[-1])
+        return feats
+
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """Decode latent + skips into the clean estimate ``x - predicted_noise``."""
+        x, skips, h = codes[0], codes[1:-1], codes[-1]
+        for up, skip in zip(self.ups, reversed(skips)):
+            h = up(h, skip)
+        return x - self.tail(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
