@@ -3,7 +3,6 @@ sample applications run on exported parts (tiny synthetic Fashion-MNIST-format d
 
 import csv
 import gzip
-import json
 import struct
 
 import numpy as np

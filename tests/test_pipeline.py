@@ -21,7 +21,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
 
     run_dir = tmp_path / "run"
     overrides = [f"data.corpus_dir={corpus_dir}"]
-    out = train_flow(str(REPO / "configs/tiny-image.yaml"), overrides, str(run_dir))
+    train_flow(str(REPO / "configs/tiny-image.yaml"), overrides, str(run_dir))
     for name in ["best.pt", "last.pt", "model.onnx", "metrics.json", "manifest.csv", "report.md", "before_after.png", "config.json"]:
         assert (run_dir / name).is_file(), name
 
