@@ -80,52 +80,30 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_family_app(name: str, *flow_args) -> int:
-    """Run one of the embed/anomaly/sample flows; a bad model or folder is a clean error."""
+FAMILY_APPS = {  # command -> (exported part it runs, flow arguments from the parsed args)
+    "embed": ("encoder", lambda a: (a.model, a.input_dir, a.out)),
+    "anomaly": ("model", lambda a: (a.model, a.input_dir, a.out, a.threshold)),
+    "sample": ("decoder", lambda a: (a.model, a.n, a.out_dir, a.seed)),
+}
+
+
+def _cmd_family_app(args: argparse.Namespace) -> int:
+    """embed / anomaly / sample: check the model part first (nothing written on a bad model),
+    then run the Prefect flow of that name."""
+    from autoenc.latent import FamilyPart
     from autoenc.session import ModelError
 
+    part, flow_args = FAMILY_APPS[args.command]
     try:
-        from autoenc.latent import FamilyPart  # noqa: F401  (import errors surface here)
+        FamilyPart(args.model, part)
         import pipelines.family as fam
 
-        out = getattr(fam, f"{name}_flow")(*flow_args)
+        out = getattr(fam, f"{args.command}_flow")(*flow_args(args))
     except (ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=1))
     return 0
-
-
-def _check_family_model(model: str, part: str) -> str | None:
-    from autoenc.latent import FamilyPart
-    from autoenc.session import ModelError
-
-    try:
-        FamilyPart(model, part)
-    except ModelError as exc:
-        return str(exc)
-    return None
-
-
-def _cmd_embed(args: argparse.Namespace) -> int:
-    if err := _check_family_model(args.model, "encoder"):
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return _run_family_app("embed", args.model, args.input_dir, args.out)
-
-
-def _cmd_anomaly(args: argparse.Namespace) -> int:
-    if err := _check_family_model(args.model, "model"):
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return _run_family_app("anomaly", args.model, args.input_dir, args.out, args.threshold)
-
-
-def _cmd_sample(args: argparse.Namespace) -> int:
-    if err := _check_family_model(args.model, "decoder"):
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return _run_family_app("sample", args.model, args.n, args.out_dir, args.seed)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -198,21 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="a family run folder or its encoder.onnx")
     p.add_argument("input_dir")
     p.add_argument("out")
-    p.set_defaults(fn=_cmd_embed)
+    p.set_defaults(fn=_cmd_family_app)
 
     p = sub.add_parser("anomaly", help="reconstruction-error anomaly scores for a folder of images (Prefect flow)")
     p.add_argument("--model", required=True, help="a family run folder or its model.onnx")
     p.add_argument("--threshold", type=float, help="override the threshold calibrated at training time")
     p.add_argument("input_dir")
     p.add_argument("out")
-    p.set_defaults(fn=_cmd_anomaly)
+    p.set_defaults(fn=_cmd_family_app)
 
     p = sub.add_parser("sample", help="new images from a variational autoencoder (Prefect flow)")
     p.add_argument("--model", required=True, help="a VAE run folder or its decoder.onnx")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("n", type=int)
     p.add_argument("out_dir")
-    p.set_defaults(fn=_cmd_sample)
+    p.set_defaults(fn=_cmd_family_app)
 
     p = sub.add_parser("demo", help="train small image and speech models, denoise held-out files, print the tables")
     p.add_argument("--image-config", default="configs/demo-gray.yaml")

@@ -31,13 +31,13 @@ from autoenc.export import ExportError, export_module
 from autoenc.media import atomic_write
 from autoenc.metadata import ModelInfo
 from autoenc.models import build_model
-from autoenc.report import save_picture, write_json
-from autoenc.train import load_checkpoint, lr_at, save_checkpoint
+from autoenc.latent import FAMILY_PROP
+from autoenc.report import save_picture, tile_grid, write_json
+from autoenc.train import full_history, load_checkpoint, lr_at, save_checkpoint
 
 log = logging.getLogger(__name__)
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-FAMILY_PROP = "autoenc.family"
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -210,18 +210,6 @@ def evaluate_family(cfg: FamilyConfig, checkpoint: Path) -> dict[str, Any]:
 
 # --- pictures -------------------------------------------------------------------------------
 
-def _grid(images: np.ndarray, cols: int, scale: int = 2) -> Image.Image:
-    """(N, 1, 28, 28) floats as a gray grid image, each cell upscaled ``scale`` times."""
-    n = len(images)
-    rows = math.ceil(n / cols)
-    canvas = np.ones((rows * 30, cols * 30), np.float32)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[r * 30 + 1 : r * 30 + 29, c * 30 + 1 : c * 30 + 29] = im[0]
-    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-
-
 def pictures(cfg: FamilyConfig, checkpoint: Path, run_dir: Path) -> list[str]:
     """reconstructions.png (originals over reconstructions), latent.png (2-D PCA of test codes
     by class), curves.png (train/val loss), samples.png for variational models."""
@@ -232,7 +220,7 @@ def pictures(cfg: FamilyConfig, checkpoint: Path, run_dir: Path) -> list[str]:
     with torch.no_grad():
         first = np.stack([x[np.flatnonzero(y == c)[0]] for c in range(10) if (y == c).any()])
         rec = model(torch.from_numpy(first)).numpy()
-        save_picture(run_dir / "reconstructions.png", _grid(np.concatenate([first, rec]), len(first)))
+        save_picture(run_dir / "reconstructions.png", tile_grid(np.concatenate([first, rec]), len(first), scale=2))
         names.append("reconstructions.png")
         code = model.encode(torch.from_numpy(x)).numpy().astype(np.float64)
     centred = code - code.mean(0)
@@ -248,13 +236,12 @@ def pictures(cfg: FamilyConfig, checkpoint: Path, run_dir: Path) -> list[str]:
         draw.text((334, 11 + 16 * c), name, fill="black")
     save_picture(run_dir / "latent.png", img)
     names.append("latent.png")
-    hist = ckpt["history"] if not (run_dir / "last.pt").exists() else torch.load(run_dir / "last.pt", weights_only=False)["history"]
-    save_picture(run_dir / "curves.png", _curves(hist))
+    save_picture(run_dir / "curves.png", _curves(full_history(checkpoint)))
     names.append("curves.png")
     if model.variational:
         with torch.no_grad():
             samples = model.sample(64, torch.Generator().manual_seed(cfg.seed)).numpy()
-        save_picture(run_dir / "samples.png", _grid(samples, 8))
+        save_picture(run_dir / "samples.png", tile_grid(samples, 8, scale=2))
         names.append("samples.png")
     return names
 

@@ -24,10 +24,11 @@ from PIL import Image
 
 from autoenc.jobs import FileResult, list_inputs
 from autoenc.media import MediaError, atomic_write, read_image, save_array, to_pil
+from autoenc.report import save_picture, tile_grid
 from autoenc.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
-FAMILY_PROP = "autoenc.family"
+FAMILY_PROP = "autoenc.family"  # ONNX metadata key: {part, latent, side, variational, threshold}
 
 
 class FamilyPart(OnnxModel):
@@ -126,12 +127,7 @@ def sample(model: str | Path, n: int, out_dir: str | Path, seed: int = 0) -> dic
     out = Path(out_dir)
     for i, im in enumerate(images):
         save_array(out / f"sample_{i:04d}.png", im[0])
-    cols = int(np.ceil(np.sqrt(n)))
-    grid = np.ones((int(np.ceil(n / cols)) * 30, cols * 30), np.float32)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * 30 + 1 : r * 30 + 29, c * 30 + 1 : c * 30 + 29] = im[0]
-    save_array(out / "grid.png", grid)
+    save_picture(out / "grid.png", tile_grid(images, int(np.ceil(np.sqrt(n)))))
     return {"written": n, "out": str(out), "grid": str(out / "grid.png")}
 
 

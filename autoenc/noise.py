@@ -22,12 +22,20 @@ NoiseFn = Callable[..., torch.Tensor]
 NOISES: dict[str, NoiseFn] = {}
 
 
-def register_noise(name: str) -> Callable[[NoiseFn], NoiseFn]:
-    def deco(fn: NoiseFn) -> NoiseFn:
-        NOISES[name] = fn
-        return fn
+def _registrar(table: dict[str, NoiseFn]) -> Callable[[str], Callable[[NoiseFn], NoiseFn]]:
+    """A ``@register(name)`` decorator that adds functions to ``table``."""
 
-    return deco
+    def register(name: str) -> Callable[[NoiseFn], NoiseFn]:
+        def deco(fn: NoiseFn) -> NoiseFn:
+            table[name] = fn
+            return fn
+
+        return deco
+
+    return register
+
+
+register_noise = _registrar(NOISES)
 
 
 def pair_generator(seed: int, *keys: int | str) -> torch.Generator:
@@ -133,14 +141,7 @@ def synthesize(
 # parameters; additive noises are mixed at the drawn SNR with torchaudio.functional.add_noise.
 
 AUDIO_NOISES: dict[str, NoiseFn] = {}
-
-
-def register_audio_noise(name: str) -> Callable[[NoiseFn], NoiseFn]:
-    def deco(fn: NoiseFn) -> NoiseFn:
-        AUDIO_NOISES[name] = fn
-        return fn
-
-    return deco
+register_audio_noise = _registrar(AUDIO_NOISES)
 
 
 def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:

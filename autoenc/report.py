@@ -28,6 +28,19 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], gap: int = 4, label_h: in
     return canvas
 
 
+def tile_grid(images: np.ndarray, cols: int, scale: int = 1) -> Image.Image:
+    """(N, 1, h, w) floats on 0..1 as a gray grid with 1-pixel white borders, ``cols`` wide,
+    each cell enlarged ``scale`` times (nearest)."""
+    n, _, h, w = images.shape
+    rows = -(-n // cols)
+    canvas = np.ones((rows * (h + 2), cols * (w + 2)), np.float32)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = im[0]
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale != 1 else img
+
+
 def save_picture(path: Path, img: Image.Image) -> None:
     atomic_write(path, lambda f: img.save(f, format="PNG"))
 
