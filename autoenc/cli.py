@@ -66,7 +66,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from autoenc.jobs import JobError, JobReport, check_job
 
     try:
-        check_job(args.model, args.input_dir, args.output_dir)
+        check_job(args.model, args.input_dir, args.output_dir)  # refuse before Prefect starts
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

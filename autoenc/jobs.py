@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autoenc.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity
 from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, modality_of
-from autoenc.session import ModelError, model_info
+from autoenc.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,22 @@ class FileResult:
     """Outcome for one input file (``path`` relative to the input folder)."""
 
     path: str
-    status: str  # "written" | "skipped" | "failed"
+    status: str  # "written" | "unchanged" (done before with this model) | "skipped" | "failed"
     reason: str = ""
     seconds: float = 0.0
     pixels: int = 0  # images: H * W processed
     audio_seconds: float = 0.0  # audio: duration processed
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What a batch needs to keep a job incremental and overlap-safe (plain, picklable)."""
+
+    state_dir: str  # folder of the ledger
+    run_id: str  # claims and ledger rows are tagged with it
+    model_ids: dict[str, str]  # modality -> model identity (name + file hash)
+    overwrite: bool = False  # redo files the ledger says are done
+    lease_seconds: float = 900.0  # a claim not renewed for this long is taken over
 
 
 @dataclass
@@ -56,17 +69,18 @@ class JobPlan:
     output_dir: Path
     models: dict[str, str]  # modality -> model path
     files: list[str]  # relative paths to denoise
-    skipped: list[FileResult] = field(default_factory=list)
+    skipped: list[FileResult] = field(default_factory=list)  # includes "unchanged" results
+    tracking: Tracking | None = None
 
 
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> tuple[Path, Path, dict[str, str]]:
+def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
     """Refuse a job that cannot run (missing/unusable model, two models of one modality,
     missing input folder, output inside input or the reverse) before any file is touched.
-    Returns resolved (input, output, {modality: model path})."""
+    Returns resolved (input, output, {modality: model path}, {modality: model identity})."""
     src = Path(input_dir)
     if not src.is_dir():
         raise JobError(f"input folder does not exist or is not a folder: {src}")
@@ -76,17 +90,20 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
     if _inside(src, dst):
         raise JobError(f"input folder {src} is inside the output folder {dst}")
     by_modality: dict[str, str] = {}
+    ids: dict[str, str] = {}
     for model in models if isinstance(models, list) else [models]:
         try:
-            info = model_info(model)
+            loaded = OnnxModel(model, threads=1)
         except ModelError as exc:
             raise JobError(str(exc)) from None
+        info = loaded.info
         if info.modality in by_modality:
             raise JobError(f"two {info.modality} models given: {by_modality[info.modality]} and {model}")
-        by_modality[info.modality] = str(model)
+        by_modality[info.modality] = str(loaded.path)
+        ids[info.modality] = model_identity(info.model, loaded.path)
     if not by_modality:
         raise JobError("no model given")
-    return src, dst, by_modality
+    return src, dst, by_modality, ids
 
 
 def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult]]:
@@ -124,13 +141,61 @@ def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult
     return files, skipped
 
 
-def plan_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> JobPlan:
+def state_dir_for(output_dir: str | Path, state_dir: str | Path | None = None) -> Path:
+    """The job's state folder: ``state_dir`` if given, else ``OUTPUT_DIR/.autoenc``."""
+    return Path(state_dir).resolve() if state_dir else Path(output_dir).resolve() / STATE_DIRNAME
+
+
+def _unchanged(entry, st: os.stat_result, model_id: str, out_path: Path) -> bool:
+    """Ledger says this exact file (same size and mtime) was written with this model, and the
+    output it wrote is still there with the size it had."""
+    try:
+        out_size = out_path.stat().st_size
+    except OSError:
+        return False
+    return entry is not None and entry.model_id == model_id and entry.size == st.st_size and entry.mtime_ns == st.st_mtime_ns and entry.output_size == out_size
+
+
+def plan_job(
+    models: str | Path | list[str | Path],
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    incremental: bool = True,
+    overwrite: bool = False,
+    state_dir: str | Path | None = None,
+    run_id: str | None = None,
+    lease_seconds: float = 900.0,
+) -> JobPlan:
     """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
     are not followed (reported as skipped); other file types, and files of a modality with no
-    model, are skipped with a reason."""
-    src, dst, by_modality = check_job(models, input_dir, output_dir)
+    model, are skipped with a reason. With ``incremental``, files the ledger says were already
+    denoised with the same model (same size and mtime, output still present) come back as
+    "unchanged" unless ``overwrite``; the batches hash the rest."""
+    src, dst, by_modality, ids = check_job(models, input_dir, output_dir)
     files, skipped = list_inputs(src, set(by_modality))
-    return JobPlan(src, dst, by_modality, files, skipped)
+    if not incremental:
+        return JobPlan(src, dst, by_modality, files, skipped)
+    state = state_dir_for(dst, state_dir)
+    if _inside(state, src):
+        raise JobError(f"state folder {state} is inside the input folder {src}")
+    tracking = Tracking(str(state), run_id or uuid.uuid4().hex[:12], ids, overwrite, lease_seconds)
+    if overwrite or not (state / "ledger.sqlite").exists():
+        return JobPlan(src, dst, by_modality, files, skipped, tracking)
+    with Ledger(state) as ledger:
+        done = ledger.entries()
+    todo = []
+    for rel in files:
+        try:
+            st = (src / rel).stat()
+        except OSError:
+            todo.append(rel)  # the batch reports why
+            continue
+        if _unchanged(done.get(rel), st, ids[modality_of(rel)], dst / rel):
+            skipped.append(FileResult(rel, "unchanged", f"already denoised with {ids[modality_of(rel)]}"))
+        else:
+            todo.append(rel)
+    return JobPlan(src, dst, by_modality, todo, skipped, tracking)
 
 
 def _denoiser(modality: str, model: str, settings: JobSettings):
@@ -156,45 +221,75 @@ def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSet
     return "", 0, seconds
 
 
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, MediaError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
+
+
 def denoise_files(
     models: dict[str, str],
     input_dir: str | Path,
     output_dir: str | Path,
     files: list[str],
     settings: JobSettings = JobSettings(),
+    tracking: Tracking | None = None,
 ) -> list[FileResult]:
     """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative
     paths, each with the model of its modality. One bad file is reported with its reason; the
-    rest are still written. One onnxruntime session per modality per call."""
+    rest are still written. One onnxruntime session per modality per call.
+
+    With ``tracking``, the batch first claims its files in the ledger (files another live run
+    holds are skipped), skips files whose content hash and model identity match the ledger
+    (unless overwriting), and records each written file as it goes, so a crash loses at most
+    the file in flight."""
     src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
     denoisers: dict = {}
     results = []
-    for rel in files:
-        t0 = time.perf_counter()
-        kind = modality_of(rel)
-        out_path = (dst / rel).resolve()
-        if kind not in models:
-            results.append(FileResult(rel, "skipped", f"no {kind} model given"))
-            continue
-        if not _inside(out_path, dst):
-            results.append(FileResult(rel, "failed", "output path would fall outside the output folder"))
-            continue
-        try:
-            if kind not in denoisers:
-                denoisers[kind] = _denoiser(kind, models[kind], settings)
-            note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
-        except Exception as exc:  # one bad file never sinks the batch: report it and go on
-            if isinstance(exc, MediaError):
-                reason = str(exc)
-            elif isinstance(exc, OSError):
-                reason = f"{type(exc).__name__}: {exc.strerror or exc}"
-            else:
-                reason = f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
-            log.warning("failed %s: %s", rel, reason)
-            results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
-            continue
-        results.append(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
-        log.info("wrote %s (%.2fs)", rel, results[-1].seconds)
+    ledger = Ledger(tracking.state_dir) if tracking else None
+    try:
+        if ledger is not None:
+            files, busy = ledger.claim(files, tracking.run_id, tracking.lease_seconds)
+            results += [FileResult(rel, "skipped", f"being denoised by another run ({holder})") for rel, holder in busy.items()]
+        for rel in files:
+            t0 = time.perf_counter()
+            kind = modality_of(rel)
+            out_path = (dst / rel).resolve()
+            if kind not in models:
+                results.append(FileResult(rel, "skipped", f"no {kind} model given"))
+                continue
+            if not _inside(out_path, dst):
+                results.append(FileResult(rel, "failed", "output path would fall outside the output folder"))
+                continue
+            try:
+                if ledger is not None:
+                    ledger.renew([rel], tracking.run_id, tracking.lease_seconds)
+                    st = (src / rel).stat()
+                    digest = file_sha256(src / rel)
+                    entry = ledger.entry(rel)
+                    model_id = tracking.model_ids[kind]
+                    if not tracking.overwrite and entry is not None and entry.sha256 == digest and entry.model_id == model_id and out_path.is_file():
+                        ledger.touch(rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                        results.append(FileResult(rel, "unchanged", f"content unchanged since denoised with {model_id}"))
+                        continue
+                if kind not in denoisers:
+                    denoisers[kind] = _denoiser(kind, models[kind], settings)
+                note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
+                if ledger is not None:
+                    ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=model_id, output_size=out_path.stat().st_size, run_id=tracking.run_id)
+            except Exception as exc:  # one bad file never sinks the batch: report it and go on
+                reason = _failure_reason(exc)
+                log.warning("failed %s: %s", rel, reason)
+                results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
+                continue
+            results.append(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
+            log.info("wrote %s (%.2fs)", rel, results[-1].seconds)
+    finally:
+        if ledger is not None:
+            ledger.release(files, tracking.run_id)
+            ledger.close()
     return results
 
 
@@ -207,7 +302,7 @@ class JobReport:
     seconds: float
 
     def counts(self) -> dict[str, int]:
-        out = {"written": 0, "skipped": 0, "failed": 0}
+        out = {"written": 0, "unchanged": 0, "skipped": 0, "failed": 0}
         for r in self.results:
             out[r.status] += 1
         return out
@@ -234,18 +329,27 @@ class JobReport:
         c, t = self.counts(), self.throughput()
         rate = ", ".join(s for s in (f"{t['megapixels_per_second']:.2f} MP/s" if t["megapixels_per_second"] else "", f"{t['audio_seconds_per_second']:.0f}x real time" if t["audio_seconds_per_second"] else "") if s)
         lines = [
-            f"denoised {self.input_dir} -> {self.output_dir}: {c['written']} written, {c['skipped']} skipped, "
-            f"{c['failed']} failed in {self.seconds:.1f}s" + (f" ({rate})" if rate else "")
+            f"denoised {self.input_dir} -> {self.output_dir}: {c['written']} written, {c['unchanged']} unchanged, "
+            f"{c['skipped']} skipped, {c['failed']} failed in {self.seconds:.1f}s" + (f" ({rate})" if rate else "")
         ]
         for r in self.results:
-            if r.status != "written":
+            if r.status in ("skipped", "failed"):
                 lines.append(f"  {r.status}: {r.path}: {r.reason}")
         return "\n".join(lines)
 
 
-def denoise_dir(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, settings: JobSettings = JobSettings()) -> JobReport:
+def denoise_dir(
+    models: str | Path | list[str | Path],
+    input_dir: str | Path,
+    output_dir: str | Path,
+    settings: JobSettings = JobSettings(),
+    *,
+    incremental: bool = True,
+    overwrite: bool = False,
+    state_dir: str | Path | None = None,
+) -> JobReport:
     """Plan and run a whole folder job in-process (the flow does the same in batched tasks)."""
     t0 = time.perf_counter()
-    plan = plan_job(models, input_dir, output_dir)
-    results = plan.skipped + denoise_files(plan.models, plan.input_dir, plan.output_dir, plan.files, settings)
+    plan = plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir)
+    results = plan.skipped + denoise_files(plan.models, plan.input_dir, plan.output_dir, plan.files, settings, plan.tracking)
     return JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)

@@ -18,6 +18,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def output_files(root: Path) -> list[str]:
+    """Relative paths of the files a job wrote under ``root`` (its ``.autoenc`` state folder excluded)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".autoenc" not in p.relative_to(root).parts)
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """One Prefect test server for the whole session; yields its API URL."""

@@ -17,7 +17,7 @@ from autoenc.media import MediaError
 from autoenc.metrics import si_sdr
 from autoenc.models import get_model
 from autoenc.noise import AUDIO_NOISES, mix_at_snr, pair_generator, synthesize_audio
-from conftest import photo, tone
+from conftest import output_files, photo, tone
 
 FORMATS = [
     ("wav", "WAV", "PCM_16", 16000, 1),
@@ -106,7 +106,7 @@ def test_bad_audio_is_reported_and_good_files_written(tmp_path, audio_model, gra
     assert by["truncated.flac"].status == "failed", by["truncated.flac"]
     assert by["truncated.wav"].status == "failed" and "truncated" in by["truncated.wav"].reason
     assert by["extensible.wav"].status == "written"
-    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    written = output_files(tmp_path / "out")
     assert written == sorted(r.path for r in report.results if r.status == "written")
     assert not list((tmp_path / "out").rglob("*.autoenc-tmp"))
     # With both models, the same folder's image is denoised too.

@@ -13,7 +13,7 @@ from PIL import Image
 from autoenc.infer import OnnxDenoiser, tile_spans
 from autoenc.jobs import JobError, check_job, denoise_dir
 from autoenc.session import ModelError, OnnxModel
-from conftest import REPO, photo
+from conftest import REPO, output_files, photo
 
 
 @pytest.mark.parametrize("tile,context,blend,m", [(256, 32, 16, 4), (1024, 32, 16, 4), (160, 32, 16, 8), (512, 40, 16, 8)])
@@ -84,14 +84,14 @@ def test_denoise_dir_writes_same_tree_and_reports_bad_files(tmp_path, gray_model
     os.mkfifo(src / "pipe.png")  # opening it would block forever
     before = _tree_digest(src)
     report = denoise_dir(gray_model, src, dst)
-    assert report.counts() == {"written": 5, "skipped": 5, "failed": 1}, report.summary()
+    assert report.counts() == {"written": 5, "unchanged": 0, "skipped": 5, "failed": 1}, report.summary()
     by_path = {r.path: r for r in report.results}
     assert "decode" in by_path["broken.png"].reason
     assert "outside" in by_path["link.png"].reason
     assert by_path["readme.txt"].status == "skipped"
     assert "regular" in by_path["pipe.png"].reason and "symlink" in by_path["loop1.png"].reason
     assert _tree_digest(src) == before  # inputs untouched
-    written = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    written = output_files(dst)
     assert written == sorted(["rgb.png", "a/gray.jpg", "a/b/alpha.webp", "a/deep16.tif", "with space ü.bmp"])
     for rel in written:
         a, b = Image.open(src / rel), Image.open(dst / rel)
