@@ -16,13 +16,16 @@ from pathlib import Path
 
 from autoenc import __version__
 
+log = logging.getLogger("autoenc.cli")
+
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "onnx_ir", "onnxscript", "torch.onnx", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Library logs also reach Prefect's run logger (and its UI) when a flow runs.
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -72,11 +75,94 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         return 2
     from pipelines.denoise import denoise_flow
 
-    out = denoise_flow(args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile, max_pixels=args.max_pixels, chunk_seconds=args.chunk_seconds)
+    out = denoise_flow(
+        args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile,
+        max_pixels=args.max_pixels, chunk_seconds=args.chunk_seconds, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+        incremental=not args.no_ledger, overwrite=args.overwrite, state_dir=args.state_dir, runner=args.runner, workers=args.workers,
+        dask_address=args.dask_address, show_progress=sys.stderr.isatty(),
+    )
     report = JobReport.from_dict(out)
     print(report.summary())
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a schedule config's jobs; start a local Prefect server first unless
+    PREFECT_API_URL is set. Stops cleanly (server included) on Ctrl-C or SIGTERM."""
+    import signal
+
+    from autoenc.config import ConfigError
+    from autoenc.jobs import JobError, check_job
+    from autoenc.schedule import load_schedule
+
+    try:
+        cfg = load_schedule(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for job in cfg.jobs:  # a bad model or folder layout is refused now, not at 3 a.m.
+        try:
+            if Path(job.input_dir).is_dir():
+                check_job(job.models, job.input_dir, job.output_dir)
+            else:
+                from autoenc.session import ModelError, OnnxModel
+
+                for m in job.models:
+                    OnnxModel(m, threads=1)
+                log.warning("job %s: input folder %s does not exist yet; its runs fail until it does", job.name, job.input_dir)
+        except (JobError, ModelError) as exc:
+            print(f"error: job {job.name}: {exc}", file=sys.stderr)
+            return 2
+
+    def _term(signum, frame):  # SIGTERM (docker stop, systemd) shuts down like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    if os.environ.get("PREFECT_API_URL"):
+        from pipelines.serve import serve_schedule
+
+        log.info("serving %d job(s) on %s", len(cfg.jobs), os.environ["PREFECT_API_URL"])
+        serve_schedule(cfg)
+        return 0
+    from pipelines.local_server import LocalServer, ServerError
+
+    s = cfg.server
+    try:
+        with LocalServer(s.data_dir, s.host, s.port, s.startup_timeout) as url:
+            os.environ["PREFECT_API_URL"] = url
+            from pipelines.serve import serve_schedule
+
+            log.info("serving %d job(s) on %s (UI at %s)", len(cfg.jobs), url, url.removesuffix("/api"))
+            try:
+                serve_schedule(cfg)
+            except KeyboardInterrupt:
+                pass
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_prefect_yaml(args: argparse.Namespace) -> int:
+    from autoenc.config import ConfigError
+    from autoenc.schedule import load_schedule, prefect_yaml
+
+    try:
+        text = prefect_yaml(load_schedule(args.config), args.pool, args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -169,8 +255,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="files per Prefect task")
     p.add_argument("--max-pixels", type=int, default=150_000_000, help="refuse larger images")
     p.add_argument("--chunk-seconds", type=float, default=4.0, help="audio window length (overlap-added)")
+    p.add_argument("--min-seconds", type=float, default=0.1, help="refuse shorter audio")
+    p.add_argument("--max-seconds", type=float, default=6 * 3600.0, help="refuse longer audio")
+    p.add_argument("--overwrite", action="store_true", help="redo files the ledger says are already denoised with this model")
+    p.add_argument("--no-ledger", action="store_true", help="process every file and keep no state (not incremental, no claims)")
+    p.add_argument("--state-dir", help="where the job ledger lives (default OUTPUT_DIR/.autoenc)")
+    p.add_argument("--runner", choices=["threads", "dask"], default="threads", help="task runner for the batches")
+    p.add_argument("--workers", type=int, default=1, help="batches at a time (threads) or local Dask worker processes")
+    p.add_argument("--dask-address", help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --runner dask)")
     p.add_argument("--json", help="also write the job report as JSON here")
     p.set_defaults(fn=_cmd_denoise)
+
+    p = sub.add_parser("serve", help="serve scheduled denoise jobs (starts a local Prefect server unless PREFECT_API_URL is set)")
+    p.add_argument("config", help="a schedule YAML, e.g. configs/schedule.yaml")
+    p.set_defaults(fn=_cmd_serve)
+
+    p = sub.add_parser("prefect-yaml", help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")
+    p.add_argument("config")
+    p.add_argument("--pool", default="autoenc-cpu", help="work pool name")
+    p.add_argument("--out", help="file to write (default stdout)")
+    p.set_defaults(fn=_cmd_prefect_yaml)
 
     p = sub.add_parser("embed", help="latent vectors for a folder of images (autoencoder family; Prefect flow)")
     p.add_argument("--model", required=True, help="a family run folder or its encoder.onnx")

@@ -344,8 +344,14 @@ def load(path: str | Path, overrides: list[str] | None = None) -> "RunConfig | F
 
 def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | FamilyConfig":
     """Validate a config mapping, turning pydantic errors into one readable message."""
+    return validate((FamilyConfig if tree.get("modality") == "family" else RunConfig), tree, source)
+
+
+def validate(model: type[BaseModel], tree: Any, source: str) -> Any:
+    """``model.model_validate(tree)``, with pydantic's errors turned into one readable
+    :class:`ConfigError` (one ``  dotted.key: message`` line per problem)."""
     try:
-        return (FamilyConfig if tree.get("modality") == "family" else RunConfig).model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -5,7 +5,7 @@ One SQLite file per job state folder (default ``OUTPUT_DIR/.autoenc/ledger.sqlit
 mode so overlapping runs and batch tasks in other processes share it safely.
 
 - ``done``: relative path -> size, mtime (ns), sha256 of the input bytes, model identity, output
-  size, run id. A file is skipped when its size and mtime match and its model identity matches
+  size, run id, the ``host:pid`` that wrote it and how many times it was written. A file is skipped when its size and mtime match and its model identity matches
   and the output still exists; when only the mtime changed, the content hash decides.
 - ``claims``: relative path -> run id, host, pid, process start time, lease expiry (unix s).
   A run claims a batch before touching it, so two overlapping runs never process one file twice.
@@ -35,7 +35,7 @@ HOST = socket.gethostname()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS done (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha256 TEXT, model_id TEXT,
-    output_size INTEGER, run_id TEXT, finished_at REAL, times INTEGER DEFAULT 1);
+    output_size INTEGER, run_id TEXT, finished_at REAL, times INTEGER DEFAULT 1, worker TEXT);
 CREATE TABLE IF NOT EXISTS claims (
     path TEXT PRIMARY KEY, run_id TEXT, host TEXT, pid INTEGER, pid_start INTEGER, expires_at REAL);
 """
@@ -123,6 +123,10 @@ class Ledger:
         rows = self.db.execute("SELECT path, size, mtime_ns, sha256, model_id, output_size, run_id FROM done")
         return {r[0]: DoneEntry(*r[1:]) for r in rows}
 
+    def workers(self) -> dict[str, str]:
+        """{path: "host:pid"} of the process that last wrote each file."""
+        return dict(self.db.execute("SELECT path, worker FROM done").fetchall())
+
     def times_done(self, rel: str) -> int:
         """How many times ``rel`` has been written (1 after the first run; +1 per redo)."""
         row = self.db.execute("SELECT times FROM done WHERE path=?", (rel,)).fetchone()
@@ -133,11 +137,11 @@ class Ledger:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
-                "INSERT INTO done(path, size, mtime_ns, sha256, model_id, output_size, run_id, finished_at) VALUES (?,?,?,?,?,?,?,?) "
+                "INSERT INTO done(path, size, mtime_ns, sha256, model_id, output_size, run_id, finished_at, worker) VALUES (?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, "
                 "model_id=excluded.model_id, output_size=excluded.output_size, run_id=excluded.run_id, "
-                "finished_at=excluded.finished_at, times=done.times+1",
-                (rel, size, mtime_ns, sha256, model_id, output_size, run_id, time.time()),
+                "finished_at=excluded.finished_at, times=done.times+1, worker=excluded.worker",
+                (rel, size, mtime_ns, sha256, model_id, output_size, run_id, time.time(), f"{HOST}:{self.pid}"),
             )
             self.db.execute("DELETE FROM claims WHERE path=? AND run_id=?", (rel, run_id))
 

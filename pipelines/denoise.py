@@ -1,32 +1,92 @@
-"""Denoise-a-folder flow: plan -> denoise batches of files -> summary.
+"""Denoise-a-folder flow: plan -> batches of files on a task runner -> report and artifacts.
 
-Files are passed as relative paths in batches (not one task per file, not arrays); each batch
-task opens one onnxruntime session per modality.
+Files travel as relative paths in batches (not one task per file, not arrays); each batch task
+opens one onnxruntime session per modality, claims its files in the job's ledger and records
+each written file. The runner is Prefect's thread pool (default) or prefect-dask's
+DaskTaskRunner on a local cluster or an existing scheduler. Every run publishes a progress
+artifact while it runs, then a files table, a counts/throughput table and a markdown report with
+before/after pictures.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Callable, Literal
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from autoenc.jobs import FileResult, JobPlan, JobReport, JobSettings, denoise_files, plan_job
-
-
-@task(cache_policy=NO_CACHE)
-def plan_step(models: list[str], input_dir: str, output_dir: str) -> JobPlan:
-    """Refuse an impossible job before touching files; list inputs."""
-    return plan_job(models, input_dir, output_dir)
+from autoenc.job_summary import ProgressBar, counts_table, files_table, markdown_report
+from autoenc.jobs import FileResult, JobPlan, JobReport, JobSettings, Tracking, denoise_files, plan_job
 
 
 @task(cache_policy=NO_CACHE)
-def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files: list[str], settings: JobSettings) -> list[FileResult]:
+def plan_step(models: list[str], input_dir: str, output_dir: str, incremental: bool, overwrite: bool, state_dir: str | None) -> JobPlan:
+    """Refuse an impossible job before touching files; list inputs; drop those already done."""
+    return plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir)
+
+
+@task(cache_policy=NO_CACHE)
+def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files: list[str], settings: JobSettings, tracking: Tracking | None) -> list[FileResult]:
     """Denoise one batch of files; bad files come back as failed results, not exceptions."""
-    return denoise_files(models, input_dir, output_dir, files, settings)
+    results = denoise_files(models, input_dir, output_dir, files, settings, tracking)
+    logger = get_run_logger()
+    for r in results:
+        if r.status == "failed":
+            logger.warning("failed %s: %s", r.path, r.reason)
+    return results
 
 
-@flow(name="denoise")
+def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]], window: int, on_done: Callable[[list[FileResult]], None], runner: TaskRunner | None = None) -> list[FileResult]:
+    """Submit batch tasks, at most ``window`` in flight, on ``runner`` (an entered task runner)
+    or the flow's own thread pool; a batch whose task crashed reports its files as failed."""
+    pending, inflight, results = list(batches), {}, []
+    while pending or inflight:
+        while pending and len(inflight) < window:
+            files = pending.pop(0)
+            args = dict(models=plan.models, input_dir=str(plan.input_dir), output_dir=str(plan.output_dir), files=files, settings=settings, tracking=plan.tracking)
+            fut = runner.submit(denoise_batch, args) if runner else denoise_batch.submit(**args)
+            inflight[fut] = files
+        fut = next(as_completed(list(inflight)))
+        files = inflight.pop(fut)
+        try:
+            got = fut.result()
+        except Exception as exc:  # the task itself died (worker lost, ledger unreadable...)
+            got = [FileResult(f, "failed", f"batch task failed: {type(exc).__name__}: {str(exc)[:200]}") for f in files]
+        results += got
+        on_done(got)
+    return results
+
+
+def _progress(progress_id, total: int, show_progress: bool) -> Callable[[list[FileResult]], None]:
+    """A callback that advances the progress artifact and the terminal bar."""
+    bar = ProgressBar(total, force=False) if show_progress else None
+    state = {"done": 0, "last": 0.0}
+
+    def on_done(got: list[FileResult]) -> None:
+        state["done"] += len(got)
+        if bar:
+            bar.update(len(got))
+            if state["done"] >= total:
+                bar.close()
+        now = time.monotonic()
+        if progress_id and (now - state["last"] > 1.0 or state["done"] >= total):  # at most ~1 update/s
+            update_progress_artifact(progress_id, progress=100.0 * state["done"] / max(total, 1))
+            state["last"] = now
+
+    return on_done
+
+
+def _key(job: str | None, what: str) -> str | None:
+    """Artifact key from the job name (lowercase letters, digits, dashes) or none."""
+    return f"{re.sub(r'[^a-z0-9-]+', '-', job.lower()).strip('-')}-{what}" if job else None
+
+
+@flow(name="denoise", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def denoise_flow(
     models: list[str],
     input_dir: str,
@@ -36,17 +96,42 @@ def denoise_flow(
     tile: int = 1024,
     max_pixels: int = 150_000_000,
     chunk_seconds: float = 4.0,
+    min_seconds: float = 0.1,
+    max_seconds: float = 6 * 3600.0,
+    incremental: bool = True,
+    overwrite: bool = False,
+    state_dir: str | None = None,
+    runner: Literal["threads", "dask"] = "threads",
+    workers: int = 1,
+    dask_address: str | None = None,
+    report_samples: int = 4,
+    job: str | None = None,
+    show_progress: bool = False,
 ) -> dict:
     """Denoise every supported file under ``input_dir`` into ``output_dir`` (same relative
-    paths, names and formats), each with the model of its modality. Returns the job report."""
+    paths, names and formats), each with the model of its modality; only new or changed
+    inputs unless ``overwrite``. ``runner``: "threads" runs ``workers`` batches at a time in
+    this process; "dask" runs them on a local Dask cluster of ``workers`` processes, or on the
+    scheduler at ``dask_address``. Returns the job report as a dict."""
     logger = get_run_logger()
     t0 = time.perf_counter()
-    settings = JobSettings(threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds)
-    plan = plan_step(models, input_dir, output_dir)
-    logger.info("%d files to denoise, %d skipped", len(plan.files), len(plan.skipped))
-    results = list(plan.skipped)
-    for i in range(0, len(plan.files), batch_size):
-        results += denoise_batch(plan.models, str(plan.input_dir), str(plan.output_dir), plan.files[i : i + batch_size], settings)
-    report = JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)
+    settings = JobSettings(threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds)
+    plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir)
+    total = len(plan.files)
+    logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))
+    batches = [plan.files[i : i + batch_size] for i in range(0, total, batch_size)]
+    progress_id = create_progress_artifact(0.0, key=_key(job, "progress"), description=f"{total} files to denoise") if total else None
+    if runner == "dask" and batches:
+        from prefect_dask import DaskTaskRunner
+
+        dask = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
+        with dask:
+            done = _run_batches(plan, settings, batches, len(batches), _progress(progress_id, total, show_progress), dask)
+    else:
+        done = _run_batches(plan, settings, batches, max(1, workers), _progress(progress_id, total, show_progress))
+    report = JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, plan.skipped + done, time.perf_counter() - t0)
+    create_table_artifact(counts_table(report), key=_key(job, "counts"), description="files written / unchanged / skipped / failed and throughput")
+    create_table_artifact(files_table(report), key=_key(job, "files"), description="every file with its status and reason (failed first)")
+    create_markdown_artifact(markdown_report(report, f"denoise {job or ''}".strip(), report_samples), key=_key(job, "report"), description="summary with before/after pictures")
     logger.info(report.summary())
     return report.to_dict()

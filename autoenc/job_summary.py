@@ -1,0 +1,142 @@
+"""Views of a finished folder job for people: a files table, a counts/throughput table, a
+markdown report with before/after thumbnails (images) or spectrograms (audio) for a sample of
+the written files, and a terminal progress bar. Plain data and strings; the flow publishes them
+as Prefect artifacts. Torch-free.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from autoenc.jobs import JobReport
+from autoenc.report import side_by_side, spectrogram, stacked
+
+MAX_TABLE_ROWS = 500  # keeps Prefect's database small on 10k-file jobs; the rest is counted
+
+
+def files_table(report: JobReport, limit: int = MAX_TABLE_ROWS) -> list[dict]:
+    """One row per file (path, status, reason, seconds): failed first, then skipped, written,
+    unchanged; at most ``limit`` rows, the last row counting what was left out."""
+    order = {"failed": 0, "skipped": 1, "written": 2, "unchanged": 3}
+    rows = [
+        {"path": r.path, "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 3)}
+        for r in sorted(report.results, key=lambda r: (order[r.status], r.path))
+    ]
+    if len(rows) > limit:
+        left = rows[limit - 1 :]
+        kinds = {s: sum(1 for r in left if r["status"] == s) for s in order}
+        rows = rows[: limit - 1] + [{"path": f"... {len(left)} more", "status": ", ".join(f"{n} {s}" for s, n in kinds.items() if n), "reason": "see the JSON report", "seconds": 0.0}]
+    return rows
+
+
+def counts_table(report: JobReport) -> list[dict]:
+    """One row: counts per status, wall seconds, files/s and throughput."""
+    c, t = report.counts(), report.throughput()
+    done = c["written"]
+    return [{
+        **c,
+        "seconds": round(report.seconds, 2),
+        "files_per_second": round(done / report.seconds, 2) if report.seconds > 0 else 0.0,
+        "megapixels_per_second": round(t["megapixels_per_second"], 3),
+        "audio_x_realtime": round(t["audio_seconds_per_second"], 1),
+    }]
+
+
+def _data_uri(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _thumb(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))  # JPEG: decode at reduced scale
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        return np.asarray(img, np.float32) / 255.0
+
+
+def _spectrogram(path: Path, seconds: float) -> np.ndarray:
+    info = sf.info(str(path))
+    x, _ = sf.read(str(path), frames=int(seconds * info.samplerate), dtype="float32", always_2d=True)
+    return spectrogram(x.mean(axis=1), n_fft=512, hop=max(64, len(x) // 480), height=128)
+
+
+def before_after_picture(src: Path, dst: Path, modality: str, size: int = 192, seconds: float = 10.0) -> Image.Image:
+    """Input and output of one file: thumbnails side by side (images) or spectrograms of the
+    first ``seconds`` stacked (audio)."""
+    if modality == "image":
+        return side_by_side([("input", _thumb(src, size)), ("denoised", _thumb(dst, size))])
+    return stacked([("input", _spectrogram(src, seconds)), ("denoised", _spectrogram(dst, seconds))])
+
+
+def sample_written(report: JobReport, k: int) -> list[str]:
+    """Up to ``k`` written files, spread evenly over the sorted list (deterministic)."""
+    written = sorted(r.path for r in report.results if r.status == "written")
+    if len(written) <= k:
+        return written
+    return [written[round(i * (len(written) - 1) / max(k - 1, 1))] for i in range(k)]
+
+
+def markdown_report(report: JobReport, title: str, samples: int = 4) -> str:
+    """Markdown: counts and throughput, failed/skipped files with reasons (first 50), and
+    before/after pictures of a sample of written files as inline JPEG data URIs."""
+    from autoenc.media import modality_of
+
+    c = counts_table(report)[0]
+    lines = [
+        f"# {title}",
+        "",
+        f"`{report.input_dir}` → `{report.output_dir}`",
+        "",
+        "| written | unchanged | skipped | failed | seconds | files/s | MP/s | audio × real time |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {c['written']} | {c['unchanged']} | {c['skipped']} | {c['failed']} | {c['seconds']} | {c['files_per_second']} | {c['megapixels_per_second']} | {c['audio_x_realtime']} |",
+    ]
+    bad = [r for r in report.results if r.status in ("failed", "skipped")]
+    if bad:
+        lines += ["", "## Not written", "", "| file | status | reason |", "|---|---|---|"]
+        lines += [f"| `{r.path}` | {r.status} | {r.reason.replace('|', '/')} |" for r in bad[:50]]
+        if len(bad) > 50:
+            lines.append(f"| ... {len(bad) - 50} more | | |")
+    picks = sample_written(report, samples)
+    if picks:
+        lines += ["", "## Before / after (sample)", ""]
+    for rel in picks:
+        try:
+            pic = before_after_picture(Path(report.input_dir) / rel, Path(report.output_dir) / rel, modality_of(rel) or "image")
+        except Exception as exc:  # a picture is a nicety; never fail the report for it
+            lines += [f"`{rel}`: no picture ({type(exc).__name__})", ""]
+            continue
+        lines += [f"**{rel}**", "", f"![{rel}]({_data_uri(pic)})", ""]
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """A one-line text progress bar for interactive runs; silent when ``stream`` is not a tty."""
+
+    def __init__(self, total: int, label: str = "denoise", stream: TextIO | None = None, force: bool = False) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.stream = stream or sys.stderr
+        self.enabled = force or (hasattr(self.stream, "isatty") and self.stream.isatty())
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.enabled:
+            frac = self.done / self.total if self.total else 1.0
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} files")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
