@@ -35,6 +35,19 @@ def prefect_api():
 
 
 @pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real ``prefect server start`` on a free 127.0.0.1 port (schedules fire on it), started
+    once per session and stopped by PID; yields its API URL."""
+    from pipelines.local_server import LocalServer
+
+    server = LocalServer(tmp_path_factory.mktemp("prefect-server"), host="127.0.0.1", port=0, startup_timeout=120, ui=False)
+    url = server.start()
+    yield url
+    server.stop()
+    assert server.proc.poll() is not None
+
+
+@pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """The default photo corpus, built once per session into a temp folder."""
     from autoenc.corpus import build_photo_corpus

@@ -1,0 +1,157 @@
+"""Scheduled jobs: the schedule config, `autoenc serve` against a real Prefect server, and the
+work-pool path (prefect.yaml + `prefect deploy --all` + `prefect worker start --run-once`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from autoenc.config import ConfigError
+from autoenc.jobs import state_dir_for
+from autoenc.ledger import Ledger
+from autoenc.schedule import load_schedule, prefect_yaml
+from conftest import REPO, output_files, photo
+
+BIN = Path(sys.executable).parent
+
+
+def _write(path: Path, tree: dict) -> Path:
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_schedule_config_validation(tmp_path):
+    job = {"name": "photos", "input_dir": "in", "output_dir": "~/out", "models": ["image-gray", "m/speech.onnx"], "cron": "*/15 * * * *"}
+    cfg = load_schedule(_write(tmp_path / "s.yaml", {"jobs": [job]}))
+    j = cfg.jobs[0]
+    assert j.input_dir == str(tmp_path / "in") and j.output_dir == str(Path.home() / "out")
+    assert j.models == ["image-gray", str(tmp_path / "m/speech.onnx")]
+    assert cfg.server.host == "127.0.0.1"  # loopback unless asked otherwise
+    bad = [
+        ({**job, "name": "Photos Job"}, "lowercase"),
+        ({**job, "interval_seconds": 60}, "exactly one"),
+        ({k: v for k, v in job.items() if k != "cron"}, "exactly one"),
+        ({**job, "cron": "every 5 minutes"}, "5 fields"),
+        ({**job, "parameters": {"batch_size": 0}}, "batch_size"),
+        ({**job, "parameters": {"runner": "ray"}}, "runner"),
+        ({**job, "colour": 1}, "unknown key"),
+    ]
+    for tree, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            load_schedule(_write(tmp_path / "bad.yaml", {"jobs": [tree]}))
+    with pytest.raises(ConfigError, match="unique"):
+        load_schedule(_write(tmp_path / "dup.yaml", {"jobs": [job, {**job, "output_dir": "o2"}]}))
+    with pytest.raises(ConfigError, match="same folder tree"):
+        load_schedule(_write(tmp_path / "nest.yaml", {"jobs": [job, {**job, "name": "b", "output_dir": "~/out/sub"}]}))
+
+
+def test_committed_prefect_yaml_matches_schedule_config():
+    """prefect.yaml is generated from configs/schedule.yaml; they must not drift apart."""
+    expected = prefect_yaml(load_schedule(REPO / "configs/schedule.yaml"), "autoenc-cpu", "configs/schedule.yaml")
+    assert (REPO / "prefect.yaml").read_text() == expected
+
+
+def _api(url: str, path: str, body: dict | None = None, method: str | None = None):
+    req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode() if body is not None else None, method=method or ("POST" if body is not None else "GET"), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def _latest_table(url: str, key: str) -> list[dict]:
+    arts = _api(url, "/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1})
+    if not arts:
+        return []
+    data = arts[0]["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def _wait(what: str, check, timeout: float, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"serve exited early ({proc.returncode}) while waiting for {what}:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def _folder(src: Path, n: int = 4) -> None:
+    src.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(photo(48, 56, 1, seed=i)).save(src / f"img{i}.png")
+
+
+def _env(url: str, tmp_path: Path) -> dict:
+    return dict(os.environ, PREFECT_API_URL=url, PREFECT_HOME=str(tmp_path / "client-home"), PREFECT_RUNNER_POLL_FREQUENCY="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+
+
+def test_serve_fires_schedules_incrementally_and_stops_on_sigterm(tmp_path, prefect_server, gray_model):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    _folder(src)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cfg = _write(tmp_path / "schedule.yaml", {"jobs": [{"name": "serve-test", "input_dir": str(src), "output_dir": str(dst), "models": [str(gray_model)], "interval_seconds": 4, "parameters": {"batch_size": 2}}]})
+    proc = subprocess.Popen([str(BIN / "autoenc"), "serve", str(cfg)], env=_env(prefect_server, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        state = state_dir_for(dst)
+
+        def times() -> dict[str, int]:
+            if not (state / "ledger.sqlite").exists():
+                return {}
+            with Ledger(state) as ledger:
+                return {p: ledger.times_done(p) for p in ledger.entries()}
+
+        # 1. A scheduled run fires and writes every good file; the bad one is reported.
+        _wait("first scheduled run", lambda: len(times()) == 4, 120, proc)
+        assert output_files(dst) == [f"img{i}.png" for i in range(4)]
+        files = _wait("files table", lambda: _latest_table(prefect_server, "serve-test-files"), 30, proc)
+        assert {r["path"]: r["status"] for r in files}["broken.png"] == "failed"
+        assert "decode" in {r["path"]: r["reason"] for r in files}["broken.png"]
+        # 2. A later run skips everything already done.
+        _wait("a run with all files unchanged", lambda: any(r["unchanged"] == 4 and r["written"] == 0 for r in _latest_table(prefect_server, "serve-test-counts")), 60, proc)
+        # 3. A changed input is redone by the next run, and only it.
+        Image.fromarray(photo(48, 56, 1, seed=42)).save(src / "img2.png")
+        _wait("changed file redone", lambda: times().get("img2.png") == 2, 60, proc)
+        assert {p: n for p, n in times().items() if p != "img2.png"} == {"img0.png": 1, "img1.png": 1, "img3.png": 1}
+        md = _api(prefect_server, "/artifacts/filter", {"artifacts": {"key": {"any_": ["serve-test-report"]}}, "sort": "CREATED_DESC", "limit": 1})[0]["data"]
+        assert "data:image/jpeg;base64," in md or "img2.png" in md
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    dep = _api(prefect_server, "/deployments/name/denoise/serve-test")
+    assert dep["paused"] or not any(s["active"] for s in dep["schedules"]), dep  # no runs pile up while nothing serves
+
+
+def test_work_pool_deploy_and_worker_run_once(tmp_path, prefect_server, gray_model):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    _folder(src, 3)
+    cfg = _write(tmp_path / "schedule.yaml", {"jobs": [{"name": "pool-test", "input_dir": str(src), "output_dir": str(dst), "models": [str(gray_model)], "cron": "0 3 * * *"}]})
+    proj = tmp_path / "proj"
+    env = _env(prefect_server, tmp_path)
+
+    def run(*args: str) -> str:
+        r = subprocess.run(list(args), env=env, cwd=proj, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, f"{args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r.stdout
+
+    proj.mkdir()
+    run(str(BIN / "autoenc"), "prefect-yaml", str(cfg), "--pool", "test-pool", "--out", "prefect.yaml")
+    run(str(BIN / "prefect"), "work-pool", "create", "test-pool", "--type", "process")
+    run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+    run(str(BIN / "prefect"), "deployment", "run", "denoise/pool-test", "-p", "batch_size=2")
+    run(str(BIN / "prefect"), "worker", "start", "--pool", "test-pool", "--run-once")
+    assert output_files(dst) == ["img0.png", "img1.png", "img2.png"]
+    counts = _latest_table(prefect_server, "pool-test-counts")
+    assert counts and counts[0]["written"] == 3
