@@ -1,0 +1,81 @@
+"""The denoise flow as users run it: batches on the thread pool or a local Dask cluster, the
+artifacts every run publishes, and the terminal progress bar."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import soundfile as sf
+from PIL import Image
+
+from autoenc.job_summary import ProgressBar, files_table
+from autoenc.jobs import FileResult, JobReport, state_dir_for
+from autoenc.ledger import Ledger
+from conftest import output_files, photo, tone
+
+
+def _artifacts(key: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC)
+
+
+def test_dask_runner_spreads_batches_over_two_workers(tmp_path, prefect_api, gray_model):
+    from pipelines.denoise import denoise_flow
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(photo(40, 40, 1, seed=i)).save(src / f"f{i}.png")
+    (src / "bad.png").write_bytes(b"nope")
+    out = denoise_flow([str(gray_model)], str(src), str(dst), batch_size=1, runner="dask", workers=2, threads=1)
+    assert out["counts"] == {"written": 8, "unchanged": 0, "skipped": 0, "failed": 1}
+    assert output_files(dst) == [f"f{i}.png" for i in range(8)]
+    with Ledger(state_dir_for(dst)) as ledger:
+        pids = {w.rsplit(":", 1)[1] for w in ledger.workers().values()}
+    assert len(pids) == 2 and str(os.getpid()) not in pids  # two Dask worker processes did the work
+
+
+def test_flow_publishes_tables_report_and_progress(tmp_path, prefect_api, gray_model, audio_model):
+    from pipelines.denoise import denoise_flow
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(photo(64, 80, 1, seed=i)).save(src / "sub" / f"p{i}.png")
+    sf.write(src / "voice.wav", tone(1.0), 16000)
+    (src / "notes.txt").write_text("not media")
+    out = denoise_flow([str(gray_model), str(audio_model)], str(src), str(dst), batch_size=2, job="Art Job", report_samples=4)
+    assert out["counts"]["written"] == 4
+    counts = _artifacts("art-job-counts")[0]
+    assert counts.type == "table" and '"written": 4' in counts.data.replace("'", '"')
+    files = _artifacts("art-job-files")[0].data
+    assert "notes.txt" in files and "not a supported" in files
+    md = _artifacts("art-job-report")[0].data
+    assert md.count("data:image/jpeg;base64,") == 4  # 3 thumbnails + 1 spectrogram, all written files sampled
+    assert "voice.wav" in md and "notes.txt" in md
+    progress = _artifacts("art-job-progress")[0]
+    assert progress.type == "progress" and float(progress.data) == 100.0
+    # A rerun has nothing to do: no progress artifact, a report that says so.
+    again = denoise_flow([str(gray_model), str(audio_model)], str(src), str(dst), job="Art Job")
+    assert again["counts"]["unchanged"] == 4 and again["counts"]["written"] == 0
+
+
+def test_files_table_is_bounded_and_progress_bar_draws():
+    results = [FileResult(f"f{i:05d}.png", "written") for i in range(2000)] + [FileResult("bad.png", "failed", "cannot decode")]
+    table = files_table(JobReport("in", "out", {}, results, 1.0), limit=100)
+    assert len(table) == 100 and table[0]["path"] == "bad.png" and table[-1]["path"] == "... 1902 more"
+    buf = io.StringIO()
+    bar = ProgressBar(10, stream=buf, force=True)
+    bar.update(5)
+    bar.update(5)
+    bar.close()
+    assert re.search(r"\[#{15} {15}\] 5/10", buf.getvalue()) and "10/10" in buf.getvalue()
+    silent = io.StringIO()
+    ProgressBar(10, stream=silent).update(3)  # not a tty: no output
+    assert silent.getvalue() == ""
