@@ -1,5 +1,5 @@
 # One command to set up and run the demo, one to set up and run the tests.
-# Both create (or reuse) the virtualenv at .venv and install the project with its training extras.
+# Both create (or reuse) the virtualenv at .venv and install the project with its training, Dask and test extras.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autoenc-installed
@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[train,test]'
+	$(PY) -m pip install -e '.[train,dask,test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
