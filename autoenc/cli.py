@@ -149,6 +149,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    """List the shipped models (use their names with --model)."""
+    from autoenc.session import shipped_models
+
+    models = shipped_models()
+    if args.json:
+        print(json.dumps(models, indent=1))
+        return 0
+    if not models:
+        print("no shipped models in this installation")
+        return 0
+    print(f"{'name':<22} {'modality':<8} {'ch':>2} {'MB':>6}  model card")
+    for m in models:
+        print(f"{m['name']:<22} {m['modality']:<8} {m['channels']:>2} {m['bytes'] / 1e6:>6.2f}  {m['card'] or '-'}")
+    return 0
+
+
 def _cmd_prefect_yaml(args: argparse.Namespace) -> int:
     from autoenc.config import ConfigError
     from autoenc.schedule import load_schedule, prefect_yaml
@@ -269,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="serve scheduled denoise jobs (starts a local Prefect server unless PREFECT_API_URL is set)")
     p.add_argument("config", help="a schedule YAML, e.g. configs/schedule.yaml")
     p.set_defaults(fn=_cmd_serve)
+
+    p = sub.add_parser("models", help="list the shipped models (names usable with --model)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_cmd_models)
 
     p = sub.add_parser("prefect-yaml", help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")
     p.add_argument("config")

@@ -32,6 +32,20 @@ def resolve_model(model: str | Path) -> Path:
     raise ModelError(f"model not found: {model} (not a file; shipped models: {names or 'none'})")
 
 
+def shipped_models() -> list[dict]:
+    """The models shipped in the package: name, modality, registry model, file size (bytes),
+    validation metrics and model card path, sorted by name."""
+    out = []
+    for path in sorted(PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []:
+        info = model_info(path)
+        card = path.with_suffix(".md")
+        out.append({
+            "name": path.stem, "modality": info.modality, "channels": info.channels, "model": info.model,
+            "bytes": path.stat().st_size, "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
+        })
+    return out
+
+
 def model_info(model: str | Path) -> ModelInfo:
     """Read a model's metadata without keeping a session (used to route files by modality)."""
     return OnnxModel(model, threads=1).info
