@@ -57,7 +57,7 @@ def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: floa
     if out.seconds < min_seconds:
         raise MediaError(f"clip is {out.seconds * 1000:.1f} ms, shorter than the {min_seconds * 1000:.0f} ms minimum")
     if out.seconds > max_seconds:
-        raise MediaError(f"audio is {out.seconds:.0f} s, over the {max_seconds:.0f} s limit")
+        raise MediaError(f"audio is {out.seconds:.1f} s, over the {max_seconds:g} s limit")
     return out
 
 

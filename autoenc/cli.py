@@ -66,10 +66,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from autoenc.jobs import JobError, JobReport, check_job
+    from autoenc.jobs import JobError, JobReport, plan_job
 
     try:
-        check_job(args.model, args.input_dir, args.output_dir)  # refuse before Prefect starts
+        plan_job(args.model, args.input_dir, args.output_dir, incremental=False)  # refuse before Prefect starts
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

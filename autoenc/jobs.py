@@ -17,8 +17,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoenc.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity
-from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, modality_of
+from autoenc.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
+from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, is_own_host, modality_of, temp_owner
 from autoenc.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,31 @@ def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult
     return files, skipped
 
 
+def sweep_temp(output_dir: str | Path, stale_seconds: float = 900.0) -> list[str]:
+    """Remove temp files a killed run left in ``output_dir``: those of a dead process on this
+    host, or of another host when older than ``stale_seconds``. A live writer's temp files are
+    left alone. Returns the relative paths removed."""
+    dst = Path(output_dir)
+    removed = []
+    for root, dirs, names in os.walk(dst):
+        dirs[:] = [d for d in dirs if d != STATE_DIRNAME]
+        for name in names:
+            owner = temp_owner(name)
+            if owner is None:
+                continue
+            p = Path(root) / name
+            try:
+                stale = not process_alive(owner[1], None) if is_own_host(owner[0]) else time.time() - p.lstat().st_mtime > stale_seconds
+                if stale:
+                    p.unlink()
+                    removed.append(str(p.relative_to(dst)))
+            except OSError:
+                continue
+    if removed:
+        log.info("removed %d temp file(s) left by an interrupted run in %s", len(removed), dst)
+    return removed
+
+
 def state_dir_for(output_dir: str | Path, state_dir: str | Path | None = None) -> Path:
     """The job's state folder: ``state_dir`` if given, else ``OUTPUT_DIR/.autoenc``."""
     return Path(state_dir).resolve() if state_dir else Path(output_dir).resolve() / STATE_DIRNAME
@@ -174,6 +199,11 @@ def plan_job(
     "unchanged" unless ``overwrite``; the batches hash the rest."""
     src, dst, by_modality, ids = check_job(models, input_dir, output_dir)
     files, skipped = list_inputs(src, set(by_modality))
+    other = sorted({m for r in skipped if (m := modality_of(r.path)) and m not in by_modality and "model was given" in r.reason})
+    if not files and other:
+        raise JobError(f"wrong model for these inputs: {input_dir} holds {' and '.join(other)} files, but the model(s) given are for {' and '.join(sorted(by_modality))}")
+    if dst.is_dir():
+        sweep_temp(dst, lease_seconds)
     if not incremental:
         return JobPlan(src, dst, by_modality, files, skipped)
     state = state_dir_for(dst, state_dir)
@@ -285,7 +315,7 @@ def denoise_files(
                 results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
                 continue
             results.append(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
-            log.info("wrote %s (%.2fs)", rel, results[-1].seconds)
+            log.debug("wrote %s (%.2fs)", rel, results[-1].seconds)  # per-file successes stay out of Prefect's log table
     finally:
         if ledger is not None:
             ledger.release(files, tracking.run_id)

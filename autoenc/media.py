@@ -23,7 +23,9 @@ orientation is not applied: pixels are processed as stored and the tag is kept.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import struct
 import tempfile
 import warnings
@@ -180,8 +182,9 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         return _split_planes(img, img.format, kwargs)
     except MediaError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MediaError(f"image is over the limit of {max_pixels} pixels (decompression bomb refused)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        said = str(exc).split(",")[0]  # Pillow: "Image size (N pixels) exceeds limit of M pixels"
+        raise MediaError(f"image is over the limit of {max_pixels} pixels, refused before decoding: {said}") from None
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise MediaError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
     finally:
@@ -225,12 +228,30 @@ def to_pil(data: ImageData, planes: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr), mode=data.mode)
 
 
+TMP_SUFFIX = ".autoenc-tmp"
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host tag, pid) of the process that created temp file ``name``, or None if ``name`` is
+    not an :func:`atomic_write` temp file."""
+    parts = name.split("-")
+    if not (name.startswith(".autoenc-") and name.endswith(TMP_SUFFIX) and len(parts) >= 4 and parts[2].isdigit()):
+        return None
+    return parts[1], int(parts[2])
+
+
+def is_own_host(tag: str) -> bool:
+    return tag == _HOST_TAG
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` via a temp file in the same folder, fsync and rename: readers never see a
-    partial file, and a crash leaves at most a ``.autoenc-tmp`` file behind."""
+    partial file. The temp name ``.autoenc-<host tag>-<pid>-<random>.autoenc-tmp`` names its
+    writer, so a later run can remove what a killed one left behind (see jobs.sweep_temp)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".autoenc-tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".autoenc-{_HOST_TAG}-{os.getpid()}-", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
