@@ -35,6 +35,10 @@ class AudioInfo:
         return self.frames / self.samplerate
 
 
+MIN_RATE, MAX_RATE = 1000, 768_000  # Hz; outside this a header is corrupt or hostile
+MAX_CHANNELS = 64
+
+
 def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: float = float("inf")) -> AudioInfo:
     """Header facts of an audio file, validated; raises :class:`MediaError` with a reason."""
     path = Path(path)
@@ -50,8 +54,8 @@ def probe_audio(path: str | Path, *, min_seconds: float = 0.0, max_seconds: floa
     if "should be" in (info.extra_info or ""):  # libsndfile: data chunk shorter than its header says
         raise MediaError("truncated file: the data is shorter than its header declares")
     out = AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
-    if out.samplerate <= 0 or out.channels <= 0:
-        raise MediaError(f"invalid header: {out.samplerate} Hz, {out.channels} channels")
+    if not (MIN_RATE <= out.samplerate <= MAX_RATE) or not (1 <= out.channels <= MAX_CHANNELS):
+        raise MediaError(f"implausible header: {out.samplerate} Hz, {out.channels} channels (accepted: {MIN_RATE}..{MAX_RATE} Hz, 1..{MAX_CHANNELS} channels)")
     if out.frames <= 0:
         raise MediaError("zero-length audio")
     if out.seconds < min_seconds:
