@@ -331,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    # Prefect's temporary server gets 20 s to start by default; a busy 2-core box needs more.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     return args.fn(args)
 
 

@@ -25,6 +25,7 @@ _HOME = tempfile.mkdtemp(prefix="autoenc-load-prefect-")
 os.environ["PREFECT_HOME"] = _HOME  # before Prefect is imported: a fresh database to measure
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a busy machine starts it slowly
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402

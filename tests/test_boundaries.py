@@ -50,9 +50,9 @@ def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model, 
     )
     out = _run(code, {"PREFECT_API_URL": prefect_api})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "2 written, 0 skipped, 1 failed" in out.stdout
+    assert "2 written, 0 unchanged, 0 skipped, 1 failed" in out.stdout
     assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "b.flac").is_file()
-    assert json.loads(report.read_text())["counts"] == {"written": 2, "skipped": 0, "failed": 1}
+    assert json.loads(report.read_text())["counts"] == {"written": 2, "unchanged": 0, "skipped": 0, "failed": 1}
 
 
 def test_denoise_command_refuses_impossible_jobs(tmp_path, gray_model):

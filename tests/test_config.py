@@ -7,7 +7,7 @@ from autoenc.config import ConfigError, load
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "schedule.yaml"), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     cfg = load(path)
     assert cfg.name
