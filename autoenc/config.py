@@ -328,15 +328,24 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Parse a YAML config file whose top level must be a mapping; ConfigError otherwise."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return tree
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> "RunConfig | FamilyConfig":
     """Load and validate a YAML run config, applying ``key=value`` overrides first
     (``modality: family`` gives a :class:`FamilyConfig`, otherwise a :class:`RunConfig`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    tree = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    tree = read_yaml_mapping(path)
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, key, value)
     return from_dict(tree, source=str(path))

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from autoenc.config import ConfigError, Frozen, validate
+from autoenc.config import Frozen, read_yaml_mapping, validate
 
 FLOW_NAME = "denoise"
 ENTRYPOINT = "pipelines.denoise:denoise_flow"  # a module path: works wherever autoenc is installed
@@ -130,12 +130,7 @@ def _model_ref(m: str, base: Path) -> str:
 def load_schedule(path: str | Path) -> ScheduleConfig:
     """Load and validate a schedule YAML; paths expanded (see module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"schedule config not found: {path}")
-    tree = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    cfg = validate(ScheduleConfig, tree, str(path))
+    cfg = validate(ScheduleConfig, read_yaml_mapping(path), str(path))
     base = path.resolve().parent
     jobs = [
         j.model_copy(update={"input_dir": _expand(j.input_dir, base), "output_dir": _expand(j.output_dir, base), "models": [_model_ref(m, base) for m in j.models]})

@@ -89,7 +89,7 @@ def main() -> None:
     t0 = time.perf_counter()
     again = denoise_flow(models, str(tmp / "all"), str(tmp / "out-all"), batch_size=args.batch_size)
     rerun = {"files": sum(again["counts"].values()), "unchanged": again["counts"]["unchanged"], "seconds": time.perf_counter() - t0}
-    print(f"\n| files | written | failed | seconds | files/s | peak RSS MB | Prefect DB growth MB | DB kB per 1k files |")
+    print("\n| files | written | failed | seconds | files/s | peak RSS MB | Prefect DB growth MB | DB kB per 1k files |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['files']} | {r['counts']['written']} | {r['counts']['failed']} | {r['seconds']:.1f} | {r['files_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['db_growth_mb']:.2f} | {r['db_kb_per_1k_files']:.0f} |")

@@ -72,12 +72,17 @@ def mutated(draw, exts: list[str]) -> tuple[str, bytes]:
     return ext, bytes(data)
 
 
-@FUZZ
-@given(mutated(IMAGE_EXTS))
-def test_image_reader_fails_only_with_media_error(tmp_path_factory, case):
+def _materialise(tmp_path_factory, case: tuple[str, bytes]):
     ext, data = case
     path = tmp_path_factory.mktemp("fz") / f"f{ext}"
     path.write_bytes(data)
+    return path
+
+
+@FUZZ
+@given(mutated(IMAGE_EXTS))
+def test_image_reader_fails_only_with_media_error(tmp_path_factory, case):
+    path = _materialise(tmp_path_factory, case)
     try:
         img = read_image(path, max_pixels=4_000_000)
     except MediaError as exc:
@@ -89,9 +94,7 @@ def test_image_reader_fails_only_with_media_error(tmp_path_factory, case):
 @FUZZ
 @given(mutated(AUDIO_EXTS))
 def test_audio_reader_fails_only_with_media_error(tmp_path_factory, case):
-    ext, data = case
-    path = tmp_path_factory.mktemp("fz") / f"f{ext}"
-    path.write_bytes(data)
+    path = _materialise(tmp_path_factory, case)
     try:
         info = probe_audio(path, max_seconds=600)
         frames = sum(len(b) for b in read_blocks(path, expect_frames=info.frames))
