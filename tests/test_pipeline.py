@@ -60,6 +60,18 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     den = np.asarray(Image.open(tmp_path / "clean" / "camera.png"), dtype=np.float64) / 255
     assert psnr(clean, den) > psnr(clean, np.round(noisy * 255) / 255)
 
+    # int8: calibrated on training inputs, metadata carried over, its held-out effect recorded.
+    from autoenc.cli import main as cli
+
+    assert cli(["export", str(run_dir / "best.pt"), str(tmp_path / "m.onnx"), "--int8", "--calibration", "16"]) == 0
+    q = onnx.load(str(tmp_path / "m-int8.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
+    props = {p.key: p.value for p in q.metadata_props}
+    assert ModelInfo.from_props(props).model == info.model
+    note = json.loads(props["autoenc.quantization"])
+    assert note["calibration_inputs"] == 16 and abs(note["val"]["delta_db"]) < 0.5
+    assert denoise_flow([str(tmp_path / "m-int8.onnx")], str(src), str(tmp_path / "clean8"), incremental=False)["counts"]["written"] == 1
+
 
 def test_audio_train_export_denoise_flow(tmp_path, prefect_api):
     """tiny-audio on the real Asterisk speech corpus, then a folder of recordings at other
