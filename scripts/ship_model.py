@@ -53,6 +53,17 @@ def main() -> None:
     dst = out / f"{args.name}.onnx"
     shutil.copyfile(run / "model.onnx", dst)
     info = model_info(dst)
+    q_src, q_dst = run / "model-int8.onnx", out / f"{args.name}-int8.onnx"
+    q_line = ""
+    if q_src.is_file():
+        import onnx
+
+        shutil.copyfile(q_src, q_dst)
+        q = json.loads({p.key: p.value for p in onnx.load(str(q_dst)).metadata_props}["autoenc.quantization"])
+        v = q.get("val", {})
+        q_line = (f"- **int8:** `{args.name}-int8` ({q_dst.stat().st_size / 1e6:.2f} MB): {q['scheme']}, calibrated on {q['calibration_inputs']} training inputs; "
+                  f"mean held-out score {v.get('fp32', float('nan')):.2f} dB fp32 -> {v.get('int8', float('nan')):.2f} dB int8 ({v.get('delta_db', float('nan')):+.3f} dB). "
+                  f"Made by `autoenc export runs/{args.name}/best.pt runs/{args.name}/model.onnx --int8`.")
     metrics = json.loads((run / "metrics.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     split = metrics["split"]
@@ -62,6 +73,7 @@ def main() -> None:
         f"- **What:** {info.modality} denoiser, registry model `{info.model}`, {metrics.get('params', '?')} parameters, {info.channels} channel(s)"
         + (f", {info.sample_rate} Hz" if info.modality == "audio" else "") + f"; ONNX file {dst.stat().st_size / 1e6:.2f} MB (fp32).",
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
+        *([q_line] if q_line else []),
         f"- **Training data:** {DATA[info.modality]}.",
         f"- **Split:** validation (never trained on): {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`",
