@@ -38,7 +38,7 @@ def shipped_models() -> list[dict]:
     out = []
     for path in sorted(PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []:
         info = model_info(path)
-        card = path.with_suffix(".md")
+        card = path.with_name(path.stem.removesuffix("-int8") + ".md")  # an int8 file shares its fp32 model's card
         out.append({
             "name": path.stem, "modality": info.modality, "channels": info.channels, "model": info.model,
             "bytes": path.stat().st_size, "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
