@@ -29,8 +29,12 @@ test: $(STAMP) data
 	$(PY) -m pytest -q
 
 bench: $(STAMP) data
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/image_speed.py
 	$(PY) benchmarks/audio_speed.py
+	$(PY) benchmarks/pipeline_overhead.py --files 1000 --model autoenc/pretrained/image-gray.onnx
+	$(PY) benchmarks/load.py --files 10000 --image-model autoenc/pretrained/image-gray.onnx --audio-model autoenc/pretrained/speech.onnx
+	$(PY) benchmarks/image_quality.py --int8 autoenc/pretrained/image-gray-int8.onnx
 
 clean:
 	rm -rf runs demo .pytest_cache

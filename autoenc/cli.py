@@ -105,6 +105,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from autoenc.config import ConfigError
     from autoenc.jobs import JobError, check_job
     from autoenc.schedule import load_schedule
+    from autoenc.session import ModelError, OnnxModel
 
     try:
         cfg = load_schedule(args.config)
@@ -116,8 +117,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if Path(job.input_dir).is_dir():
                 check_job(job.models, job.input_dir, job.output_dir)
             else:
-                from autoenc.session import ModelError, OnnxModel
-
                 for m in job.models:
                     OnnxModel(m, threads=1)
                 log.warning("job %s: input folder %s does not exist yet; its runs fail until it does", job.name, job.input_dir)

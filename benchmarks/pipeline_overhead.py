@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/pipeline_overhead.json"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoenc-overhead-"))
-    model = Path(args.model) if args.model else export_for_benchmark(str(REPO / "configs/demo-gray.yaml"), None, tmp)[2]
+    model = Path(args.model).resolve() if args.model else export_for_benchmark(str(REPO / "configs/demo-gray.yaml"), None, tmp)[2]
     make_files(tmp, args.files, args.size)
     src = tmp / "in"
     bare_loop(model, src, tmp / "warm", args.threads)  # page cache and session warm-up
@@ -117,6 +117,8 @@ def main() -> None:
         serve = subprocess.Popen([sys.executable, "-m", "autoenc.cli", "serve", str(tmp / "schedule.yaml")], env=env, stdout=open(tmp / "serve.log", "w"), stderr=subprocess.STDOUT)
         try:
             for _ in range(120):
+                if serve.poll() is not None:
+                    raise RuntimeError(f"autoenc serve exited ({serve.returncode}); see {tmp / 'serve.log'}")
                 try:
                     _api(url, "/deployments/name/denoise/dask")
                     break

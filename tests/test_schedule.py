@@ -55,6 +55,18 @@ def test_schedule_config_validation(tmp_path):
         load_schedule(_write(tmp_path / "nest.yaml", {"jobs": [job, {**job, "name": "b", "output_dir": "~/out/sub"}]}))
 
 
+def test_serve_refuses_a_bad_job_before_starting_anything(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    for models, msg in ((["no-such-model"], "model not found"), ([str(tmp_path / "bad.onnx")], "cannot load model")):
+        for where in (str(src), str(tmp_path / "later")):  # an existing input folder, and one that does not exist yet
+            cfg = _write(tmp_path / "s.yaml", {"server": {"data_dir": str(tmp_path / "server")}, "jobs": [{"name": "j", "input_dir": where, "output_dir": str(tmp_path / "out"), "models": models, "interval_seconds": 60}]})
+            r = subprocess.run([str(BIN / "autoenc"), "serve", str(cfg)], capture_output=True, text=True, timeout=120, env=dict(os.environ, PREFECT_API_URL=""))
+            assert r.returncode == 2 and msg in r.stderr and "job j" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "server").exists() and not (tmp_path / "out").exists()
+
+
 def test_committed_prefect_yaml_matches_schedule_config():
     """prefect.yaml is generated from configs/schedule.yaml; they must not drift apart."""
     expected = prefect_yaml(load_schedule(REPO / "configs/schedule.yaml"), "autoenc-cpu", "configs/schedule.yaml")
