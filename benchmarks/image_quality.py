@@ -8,6 +8,7 @@ scikit-image NL-means (true sigma, h = 0.8 sigma) and TV (Chambolle). Prints a t
 JSON with machine info.
 
     python benchmarks/image_quality.py [--model image-gray] [--int8 autoenc/pretrained/image-gray-int8.onnx] [--no-bm3d]
+    python benchmarks/image_quality.py --color --model image-color --also image-gray --json benchmarks/results/image_quality_color.json
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from benchmarks.image_speed import machine  # noqa: E402
 VAL = ["aero", "camera", "chelsea", "coins", "flower"]
 
 
-def held_out(corpus: Path) -> dict[str, np.ndarray]:
+def held_out(corpus: Path, color: bool = False) -> dict[str, np.ndarray]:
+    """Gray versions of every held-out photo, or (``color``) the held-out photos that are RGB."""
+    if color:
+        rgb = [n for n in VAL if Image.open(corpus / f"{n}.png").mode == "RGB"]
+        return {n: np.asarray(Image.open(corpus / f"{n}.png"), np.float32) / 255.0 for n in rgb}
     return {n: np.asarray(Image.open(corpus / f"{n}.png").convert("L"), np.float32)[..., None] / 255.0 for n in VAL}
 
 
@@ -49,6 +54,17 @@ def methods(args) -> dict:
     if args.int8:
         q = OnnxDenoiser(args.int8, threads=args.threads)
         out["autoenc " + Path(args.int8).stem] = lambda x, s: q.denoise(x)
+    for extra in args.also or []:
+        m = OnnxDenoiser(extra, threads=args.threads)
+        out["autoenc " + Path(extra).stem] = lambda x, s, m=m: m.denoise(x)
+    if args.color:
+        if not args.no_bm3d:
+            import bm3d
+
+            out["CBM3D (true sigma)"] = lambda x, s: np.asarray(bm3d.bm3d_rgb(x, sigma_psd=s / 255.0), np.float32)
+        out["NL-means skimage colour (true sigma)"] = lambda x, s: denoise_nl_means(x, h=0.8 * s / 255.0, sigma=s / 255.0, patch_size=7, patch_distance=11, fast_mode=True, channel_axis=-1)
+        out["TV Chambolle colour"] = lambda x, s: denoise_tv_chambolle(x, weight=0.9 * s / 255.0, channel_axis=-1)
+        return out
     if not args.no_bm3d:
         import bm3d
 
@@ -65,11 +81,13 @@ def main() -> None:
     ap.add_argument("--sigmas", default="15,25,50")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--color", action="store_true", help="the RGB held-out photos against CBM3D and colour NL-means/TV")
+    ap.add_argument("--also", action="append", help="another model to run on the same files (e.g. image-gray on colour: per plane)")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/image_quality.json"))
     args = ap.parse_args()
     from autoenc.corpus import build_photo_corpus
 
-    photos = held_out(build_photo_corpus())
+    photos = held_out(build_photo_corpus(), args.color)
     mp = sum(c.shape[0] * c.shape[1] for c in photos.values()) / 1e6
     rows = []
     for sigma in [float(s) for s in args.sigmas.split(",")]:
@@ -83,12 +101,12 @@ def main() -> None:
             den = {n: np.round(d * 255) / 255 for n, d in den.items()}  # written as 8-bit, like the pipeline
             rows.append({"sigma": sigma, "method": name, "psnr": float(np.mean([psnr(photos[n], den[n]) for n in photos])), "ssim": float(np.mean([ssim(photos[n], den[n]) for n in photos])), "s_per_mp": secs / mp})
             print(f"sigma {sigma:g} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
-    print(f"\nGray held-out photos ({', '.join(VAL)}; {mp:.2f} MP), 8-bit noisy inputs, {args.threads} threads\n")
+    print(f"\n{'RGB' if args.color else 'Gray'} held-out photos ({', '.join(photos)}; {mp:.2f} MP), 8-bit noisy inputs, {args.threads} threads\n")
     print("| σ | method | PSNR dB | SSIM | s/MP |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['sigma']:g} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "files": VAL, "megapixels": mp, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 
