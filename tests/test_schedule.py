@@ -146,6 +146,36 @@ def test_serve_fires_schedules_incrementally_and_stops_on_sigterm(tmp_path, pref
     assert dep["paused"] or not any(s["active"] for s in dep["schedules"]), dep  # no runs pile up while nothing serves
 
 
+def test_serve_starts_and_stops_its_own_local_server(tmp_path, gray_model):
+    """No PREFECT_API_URL: serve starts `prefect server start` on 127.0.0.1 with its database in
+    server.data_dir, registers the job, and on SIGTERM stops the runner and the server."""
+    from pipelines.local_server import free_port, healthy
+
+    port, data = free_port(), tmp_path / "server"
+    src = tmp_path / "in"
+    _folder(src, 1)
+    cfg = _write(tmp_path / "schedule.yaml", {"server": {"port": port, "data_dir": str(data)}, "jobs": [{"name": "own-server", "input_dir": str(src), "output_dir": str(tmp_path / "out"), "models": [str(gray_model)], "cron": "0 3 * * *"}]})
+    env = {k: v for k, v in _env("", tmp_path).items() if k != "PREFECT_API_URL"}
+    proc = subprocess.Popen([str(BIN / "autoenc"), "serve", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        def registered():
+            try:
+                return _api(url, "/deployments/name/denoise/own-server")
+            except OSError:
+                return None
+
+        dep = _wait("the job registered on serve's own server", registered, 120, proc)
+        assert dep["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+        assert (data / "prefect.db").is_file()  # SQLite in the configured data dir
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out[-3000:]
+    assert not healthy(url, 2.0)  # the server went down with it
+    assert "stopped" in out
+
+
 def test_work_pool_deploy_and_worker_run_once(tmp_path, prefect_server, gray_model):
     src, dst = tmp_path / "in", tmp_path / "out"
     _folder(src, 3)
