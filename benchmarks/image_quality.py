@@ -94,7 +94,7 @@ def main() -> None:
         noisy = {n: noisy_copy(c, sigma, seed=int(sigma) * 100 + i) for i, (n, c) in enumerate(photos.items())}
         rows.append({"sigma": sigma, "method": "noisy input", "psnr": float(np.mean([psnr(photos[n], noisy[n]) for n in photos])), "ssim": float(np.mean([ssim(photos[n], noisy[n]) for n in photos])), "s_per_mp": 0.0})
         for name, fn in methods(args).items():
-            fn(noisy[VAL[0]][:64, :64], sigma)  # warm-up
+            fn(next(iter(noisy.values()))[:64, :64], sigma)  # warm-up
             t0 = time.perf_counter()
             den = {n: np.clip(fn(x, sigma), 0, 1) for n, x in noisy.items()}
             secs = time.perf_counter() - t0
