@@ -283,6 +283,7 @@ def denoise_files(
         if ledger is not None:
             files, busy = ledger.claim(files, tracking.run_id, tracking.lease_seconds)
             results += [FileResult(rel, "skipped", f"being denoised by another run ({holder})") for rel, holder in busy.items()]
+            renewed = time.monotonic()
         for rel in files:
             t0 = time.perf_counter()
             kind = modality_of(rel)
@@ -295,7 +296,9 @@ def denoise_files(
                 continue
             try:
                 if ledger is not None:
-                    ledger.renew([rel], tracking.run_id, tracking.lease_seconds)
+                    if time.monotonic() - renewed > tracking.lease_seconds / 4:  # keep the batch's claims alive
+                        ledger.renew(files, tracking.run_id, tracking.lease_seconds)
+                        renewed = time.monotonic()
                     st = (src / rel).stat()
                     digest = file_sha256(src / rel)
                     entry = ledger.entry(rel)

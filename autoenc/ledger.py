@@ -149,9 +149,6 @@ class Ledger:
         """The file was touched but its content is unchanged: remember the new stat."""
         self.db.execute("UPDATE done SET size=?, mtime_ns=? WHERE path=?", (size, mtime_ns, rel))
 
-    def forget(self, rel: str) -> None:
-        self.db.execute("DELETE FROM done WHERE path=?", (rel,))
-
     # -- claims -----------------------------------------------------------------------------
     def _stale(self, host: str, pid: int, pid_start: int | None, expires_at: float, now: float) -> bool:
         if expires_at < now:

@@ -42,22 +42,23 @@ class ServerConfig(Frozen):
 
 
 class JobParameters(Frozen):
-    """Denoise flow parameters a job may set (the flow's defaults otherwise)."""
+    """Denoise flow parameters a job may set; one left out takes the flow's own default (the
+    flow signature is the single source of defaults), so only bounds are checked here."""
 
-    batch_size: int = Field(64, ge=1)
-    threads: int = Field(2, ge=1)  # onnxruntime intra-op threads per batch
-    tile: int = Field(1024, ge=64)
-    max_pixels: int = Field(150_000_000, ge=1)
-    chunk_seconds: float = Field(4.0, gt=0)
-    min_seconds: float = Field(0.1, ge=0)
-    max_seconds: float = Field(6 * 3600.0, gt=0)
-    incremental: bool = True
-    overwrite: bool = False
+    batch_size: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)  # onnxruntime intra-op threads per batch
+    tile: int | None = Field(None, ge=64)
+    max_pixels: int | None = Field(None, ge=1)
+    chunk_seconds: float | None = Field(None, gt=0)
+    min_seconds: float | None = Field(None, ge=0)
+    max_seconds: float | None = Field(None, gt=0)
+    incremental: bool | None = None
+    overwrite: bool | None = None
     state_dir: str | None = None
-    runner: Literal["threads", "dask"] = "threads"
-    workers: int = Field(1, ge=1)
+    runner: Literal["threads", "dask"] | None = None
+    workers: int | None = Field(None, ge=1)
     dask_address: str | None = None
-    report_samples: int = Field(4, ge=0)
+    report_samples: int | None = Field(None, ge=0)
 
 
 class JobSpec(Frozen):
@@ -96,7 +97,7 @@ class JobSpec(Frozen):
 
     def flow_parameters(self) -> dict[str, Any]:
         """Everything the denoise flow is called with for this job."""
-        return {"models": list(self.models), "input_dir": self.input_dir, "output_dir": self.output_dir, "job": self.name, **self.parameters.model_dump(exclude_unset=True)}
+        return {"models": list(self.models), "input_dir": self.input_dir, "output_dir": self.output_dir, "job": self.name, **self.parameters.model_dump(exclude_none=True)}
 
 
 class ScheduleConfig(Frozen):

@@ -64,7 +64,7 @@ def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]],
 
 def _progress(progress_id, total: int, show_progress: bool) -> Callable[[list[FileResult]], None]:
     """A callback that advances the progress artifact and the terminal bar."""
-    bar = ProgressBar(total, force=False) if show_progress else None
+    bar = ProgressBar(total) if show_progress else None
     state = {"done": 0, "last": 0.0}
 
     def on_done(got: list[FileResult]) -> None:
