@@ -63,14 +63,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {args.out} ({info.model}, {info.channels} channel(s), parity checked)")
     if args.int8:
-        from autoenc.quantize import calibration_inputs, quantize_int8, val_delta
+        _quantize(args.checkpoint, args.out, args.calibration)
+    return 0
 
-        q = Path(args.out).with_name(Path(args.out).stem + "-int8.onnx")
-        calib = calibration_inputs(args.checkpoint, args.calibration)
-        quantize_int8(args.out, q, calib)
-        delta = val_delta(args.checkpoint, args.out, q)
-        quantize_int8(args.out, q, calib, {"val": delta})  # same weights, now with its measured effect recorded
-        print(f"wrote {q}: held-out score fp32 {delta['fp32']:.2f} dB -> int8 {delta['int8']:.2f} dB ({delta['delta_db']:+.3f} dB)")
+
+def _quantize(checkpoint: str, fp32: str, calibration: int) -> None:
+    from autoenc.quantize import int8_twin
+
+    q, delta = int8_twin(checkpoint, fp32, calibration)
+    print(f"wrote {q}: held-out score fp32 {delta['fp32']:.2f} dB -> int8 {delta['int8']:.2f} dB ({delta['delta_db']:+.3f} dB)")
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    for path in (args.checkpoint, args.model):
+        if not Path(path).is_file():
+            print(f"error: no such file: {path}", file=sys.stderr)
+            return 1
+    _quantize(args.checkpoint, args.model, args.calibration)
     return 0
 
 
@@ -272,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", action="store_true", help="also write OUT-int8.onnx: static int8 QDQ, calibrated on training inputs, val change measured")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
     p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("quantize", help="write MODEL-int8.onnx beside an exported MODEL.onnx (static int8 QDQ, calibrated on the checkpoint's training inputs)")
+    p.add_argument("checkpoint", help="the checkpoint MODEL was exported from (its run folder holds the manifest)")
+    p.add_argument("model", help="the exported fp32 .onnx")
+    p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
+    p.set_defaults(fn=_cmd_quantize)
 
     p = sub.add_parser("denoise", help="denoise a folder into another folder (Prefect flow, onnxruntime only; images and audio)")
     p.add_argument("--model", required=True, action="append", help="an autoenc .onnx file or shipped model name; give one per modality (image, audio)")

@@ -71,6 +71,24 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
+    """Load a trained checkpoint's weights into ``model`` (registry ``name``) before training:
+    the same model loads strictly, another one only through the model's ``adopt``. Returns
+    what the new checkpoint records about its origin."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
+    src = torch.load(path, map_location="cpu", weights_only=False)
+    if src["model"] == name:
+        model.load_state_dict(src["state"])
+    elif hasattr(model, "adopt"):
+        model.adopt(src["model"], src["state"])
+    else:
+        raise ValueError(f"train.init_from: {name} cannot start from a {src['model']} checkpoint")
+    log.info("starting from the weights of %s (%s, config %s)", path, src["model"], src.get("config_hash"))
+    return {"path": str(path), "model": src["model"], "config_hash": src.get("config_hash"), "epoch": src.get("epoch")}
+
+
 def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
     """Validation noise settings by tag: each ``eval.noises`` spec, or the training noise."""
     if not cfg.eval.noises:
@@ -196,7 +214,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     loss_fn = LOSSES[cfg.train.loss]
     steps_per_epoch = math.ceil(cfg.data.patches_per_epoch / cfg.train.batch_size)
     total = steps_per_epoch * cfg.train.epochs
-    start_epoch, step, history, best = 0, 0, [], -math.inf
+    start_epoch, step, history, best, init_from = 0, 0, [], -math.inf, None
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
@@ -205,9 +223,12 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         model.load_state_dict(ckpt["state"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, step, history, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"], ckpt["best_score"]
+        init_from = ckpt.get("init_from")
         log.info("resumed from %s at epoch %d (step %d)", last_path, start_epoch, step)
     elif resume:
         log.warning("--resume: no %s, starting from scratch", last_path)
+    if cfg.train.init_from and step == 0:
+        init_from = start_from(model, cfg.model.name, cfg.train.init_from)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("training %s (%d params) for %d epochs x %d steps", cfg.model.name, n_params, cfg.train.epochs, steps_per_epoch)
 
@@ -231,6 +252,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             "config": cfg.model_dump(mode="json"),
             "config_hash": cfg.hash(),
             "resume_hash": cfg.resume_hash(),
+            "init_from": init_from,
             "autoenc_version": __version__,
         }
         if val_score > best:

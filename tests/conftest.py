@@ -62,7 +62,7 @@ def tiny_config(**data):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)}) if data else cfg
 
 
-def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image") -> Path:
+def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image", name: str | None = None) -> Path:
     """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``."""
     import torch
 
@@ -72,9 +72,11 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     from autoenc.train import save_checkpoint
 
     torch.manual_seed(seed)
-    name = "unet_dae" if modality == "image" else "unet1d_dae"
+    name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
     model = get_model(name, channels=channels, width=width, levels=levels)
-    torch.nn.init.normal_(model.tail.weight, std=noise_scale)  # make it do something
+    for mod in model.modules():  # make it do something: the noise head (and a colour guide)
+        if mod is getattr(model, "tail", None) or mod is getattr(getattr(model, "net", None), "tail", None) or mod is getattr(model, "guide", None):
+            torch.nn.init.normal_(mod.weight, std=noise_scale)
     noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}
     cfg = from_dict({
         "name": "test", "modality": modality, "data": {"channels": channels},

@@ -46,3 +46,23 @@ def test_loss_falls_in_a_few_steps(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_plane_model_starts_as_the_gray_model_per_plane():
+    torch.manual_seed(0)
+    gray = get_model("unet_dae", channels=1, width=8, levels=2, bottleneck_blocks=1).eval()
+    torch.nn.init.normal_(gray.tail.weight, std=0.05)
+    plane = get_model("plane_unet_dae", channels=3, width=8, levels=2, bottleneck_blocks=1).eval()
+    plane.adopt("unet_dae", gray.state_dict())
+    x = torch.rand(2, 3, 33, 47)
+    with torch.inference_mode():
+        per_plane = gray(x.reshape(6, 1, 33, 47)).reshape(2, 3, 33, 47)
+        assert torch.allclose(plane(x), per_plane, atol=1e-6)
+        # A trained guide lets each plane see the other channels: changing G moves R's output.
+        torch.nn.init.normal_(plane.guide.weight, std=0.1)
+        y = x.clone()
+        y[:, 1] += 0.2
+        assert not torch.allclose(plane(x)[:, 0], plane(y)[:, 0], atol=1e-4)
+        assert torch.allclose(gray(x[:, :1]), gray(y[:, :1]))  # the gray model per plane cannot
+    with pytest.raises(ValueError, match="unet_dae checkpoint"):
+        plane.adopt("unet1d_dae", {})

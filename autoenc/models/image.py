@@ -72,3 +72,59 @@ class UNetDAE(ResidualUNet):
     def size_multiple(self) -> int:
         """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
         return 2**self.levels
+
+
+@register_model("plane_unet_dae", modality="image")
+class PlaneUNetDAE(nn.Module):
+    """Colour denoiser built from a gray ``unet_dae``: the same U-Net denoises each plane (as a
+    batch of gray images), and a zero-initialised *guide* conv lets each plane also see all
+    the noisy channels (ordered: itself, the next, the one after), so the net can use the
+    correlation between colour channels the way CBM3D does through luminance.
+
+    With the guide at zero it is exactly the gray model applied per plane, so it can start
+    from a trained gray checkpoint (``train.init_from``) and be fine-tuned on colour photos.
+    The latent is per plane: ``encode`` returns ``[x, skips..., latent]`` with planes in the
+    batch dimension (N*C, ...).
+
+    Args:
+        channels: image channels (3 for RGB; 1 works and is a gray U-Net with a guide).
+        width, levels, bottleneck_blocks: of the shared gray U-Net (see ``unet_dae``).
+    """
+
+    def __init__(self, channels: int = 3, width: int = 16, levels: int = 3, bottleneck_blocks: int = 2) -> None:
+        super().__init__()
+        self.channels, self.width, self.levels = channels, width, levels
+        self.net = UNetDAE(1, width, levels, bottleneck_blocks)
+        self.guide = _conv(channels, width)
+        nn.init.zeros_(self.guide.weight)
+        nn.init.zeros_(self.guide.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.net.size_multiple
+
+    def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
+        """Start from a trained gray ``unet_dae`` checkpoint's weights (the guide stays zero)."""
+        if model != "unet_dae":
+            raise ValueError(f"plane_unet_dae can start from a unet_dae checkpoint, not {model!r}")
+        self.net.load_state_dict(state)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b, c, h, w = x.shape
+        planes = x.reshape(b * c, 1, h, w)
+        # Plane i of image n sees channels (i, i+1, ...) mod C of image n.
+        order = torch.stack([torch.roll(x, -i, dims=1) for i in range(c)], dim=1).reshape(b * c, c, h, w)
+        net = self.net
+        feats = [x, F.relu(net.head[0](planes) + self.guide(order))]
+        for down in net.downs:
+            feats.append(down(feats[-1]))
+        feats[-1] = net.bottleneck(feats[-1])
+        return feats
+
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        x = codes[0]
+        b, c, h, w = x.shape
+        return self.net.decode([x.reshape(b * c, 1, h, w), *codes[1:]]).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))

@@ -1,0 +1,251 @@
+"""Speed benchmark for the shipped models (issue 5's speed targets), side by side in one process:
+
+- images: onnxruntime fp32 and int8 at 1 and 2 threads (bare session on a 512x512 input, and
+  the deployed tiled path on 1024x1024), torch eager with the same architecture, and BM3D on a
+  256x256 crop (s/MP; `bm3d` is benchmark-only);
+- speech: real-time factor of the deployed streaming path (fp32, int8; 1 and 2 threads) and of
+  torch eager, on 30 s of 16 kHz audio;
+- the work each model does (conv multiply-accumulates per pixel / sample, counted with torch
+  hooks on the same architecture) and the fraction of the CPU's peak it reaches: FLOP/s achieved
+  (2 x MACs x throughput) over the FLOP/s of a large fp32 GEMM (torch, same thread count), the
+  best this machine does in practice.
+
+Times are the median of ``--repeats`` runs after a warm-up. Prints tables, writes JSON.
+
+    python benchmarks/speed.py [--image-models image-gray image-color] [--speech-model speech]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from autoenc.audio_infer import OnnxAudioDenoiser  # noqa: E402
+from autoenc.config import load  # noqa: E402
+from autoenc.infer import OnnxDenoiser  # noqa: E402
+from autoenc.models import build_model  # noqa: E402
+from autoenc.session import resolve_model  # noqa: E402
+from benchmarks.image_speed import machine  # noqa: E402
+
+log = logging.getLogger("speed")
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of an n x n matrix product in torch (MKL/oneDNN) with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
+
+
+def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of every Conv1d/Conv2d in one forward pass on ``x``."""
+    total = 0
+
+    def hook(mod, _inp, out):
+        nonlocal total
+        k = int(np.prod(mod.kernel_size))
+        total += out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    with torch.inference_mode():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module:
+    """The shipped model's architecture in torch (from ``configs/<name>.yaml``), initial weights
+    (weights do not change a conv net's speed); its parameter count must match the ONNX file's."""
+    cfg = load(REPO / "configs" / f"{name}.yaml")
+    model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1).eval()
+    n_torch = sum(p.numel() for p in model.parameters())
+    n_onnx = sum(int(np.prod(t.dims)) for t in onnx.load(str(onnx_path)).graph.initializer if len(t.dims) > 0 and t.data_type == onnx.TensorProto.FLOAT)
+    if n_torch != n_onnx:
+        raise SystemExit(f"configs/{name}.yaml builds {n_torch} parameters but {onnx_path} holds {n_onnx}: not the same architecture")
+    return model
+
+
+def bare_session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dict]:
+    """Throughput rows for one shipped image model and its int8 twin."""
+    fp32 = resolve_model(name)
+    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
+    model = torch_twin(name, fp32)
+    c = model.channels
+    size, tiled = args.size, args.tiled_size
+    x = np.random.default_rng(0).random((1, c, size, size), dtype=np.float32)
+    planes = np.random.default_rng(1).random((tiled, tiled, c), dtype=np.float32)
+    macs_px = conv_macs(model, torch.from_numpy(x)) / (size * size)
+    mp, mp_tiled = size * size / 1e6, tiled * tiled / 1e6
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            t = median_seconds(lambda: model(torch.from_numpy(x)), args.repeats)
+        rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
+        for kind, path in (("fp32", fp32), ("int8", int8)):
+            if not path.exists():
+                continue
+            sess = bare_session(path, threads)
+            t = median_seconds(lambda: sess.run(None, {"input": x}), args.repeats)
+            rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
+            den = OnnxDenoiser(path, threads=threads)
+            t = median_seconds(lambda: den.denoise(planes), max(1, args.repeats // 2))
+            rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"deployed, tiled {tiled}²", "mp_per_s": mp_tiled / t})
+    for r in rows:
+        r["gflops"] = 2 * macs_px * r["mp_per_s"] * 1e6 / 1e9
+        r["of_gemm_peak"] = r["gflops"] / peak[r["threads"]]
+    return rows, {"model": name, "channels": c, "params": sum(p.numel() for p in model.parameters()), "macs_per_pixel": macs_px}
+
+
+def bm3d_seconds_per_mp(size: int = 256, sigma: float = 25.0) -> float:
+    """BM3D (PyPI ``bm3d``, told the true sigma) on a gray photo crop, s/MP."""
+    import bm3d
+    from PIL import Image
+
+    from autoenc.corpus import build_photo_corpus
+
+    clean = np.asarray(Image.open(build_photo_corpus() / "camera.png").convert("L"), np.float32)[:size, :size] / 255
+    noisy = clean + np.random.default_rng(0).normal(0, sigma / 255, clean.shape).astype(np.float32)
+    t0 = time.perf_counter()
+    bm3d.bm3d(noisy, sigma_psd=sigma / 255)
+    return (time.perf_counter() - t0) / (size * size / 1e6)
+
+
+def speech_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dict]:
+    fp32 = resolve_model(name)
+    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
+    model = torch_twin(name, fp32)
+    sr, secs = 16000, args.audio_seconds
+    audio = (0.1 * np.random.default_rng(0).standard_normal(int(secs * sr))).astype(np.float32)
+    macs_sample = conv_macs(model, torch.from_numpy(audio[: sr * 4])[None, None]) / (sr * 4)
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            t = median_seconds(lambda: model(torch.from_numpy(audio)[None, None]), args.repeats)
+        rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {secs:g} s", "rtf": t / secs})
+        for kind, path in (("fp32", fp32), ("int8", int8)):
+            if path.exists():
+                sess = bare_session(path, threads)
+                t = median_seconds(lambda: sess.run(None, {"input": audio[None, None]}), args.repeats)
+                rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"whole {secs:g} s", "rtf": t / secs})
+                den = OnnxAudioDenoiser(path, threads=threads)
+                t = median_seconds(lambda: den.denoise(audio[:, None]), args.repeats)
+                rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": "deployed, streaming 4 s windows", "rtf": t / secs})
+    for r in rows:
+        r["gflops"] = 2 * macs_sample * sr / r["rtf"] / 1e9
+        r["of_gemm_peak"] = r["gflops"] / peak[r["threads"]]
+    return rows, {"model": name, "params": sum(p.numel() for p in model.parameters()), "macs_per_sample": macs_sample}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image-models", nargs="*", default=["image-gray", "image-color"])
+    ap.add_argument("--speech-model", default="speech", help="'' to skip")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--size", type=int, default=512, help="bare-session input edge, pixels")
+    ap.add_argument("--tiled-size", type=int, default=1024, help="deployed-path image edge, pixels")
+    ap.add_argument("--audio-seconds", type=float, default=30.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--json", default=str(REPO / "benchmarks/results/speed.json"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    peak = {t: gemm_gflops(t) for t in args.threads}
+    image, speech, models = [], [], []
+    for name in args.image_models:
+        rows, info = image_rows(name, args, peak)
+        image += rows
+        models.append(info)
+    if args.speech_model:
+        rows, info = speech_rows(args.speech_model, args, peak)
+        speech += rows
+        models.append(info)
+    bm3d_spm = None if args.no_bm3d else bm3d_seconds_per_mp()
+
+    print(f"\nfp32 GEMM peak (torch, 2048²): " + ", ".join(f"{t} thread(s) {g:.0f} GFLOP/s" for t, g in peak.items()))
+    for m in models:
+        work = f"{m['macs_per_pixel'] / 1e3:.1f} kMAC/pixel" if "macs_per_pixel" in m else f"{m['macs_per_sample'] / 1e3:.1f} kMAC/sample"
+        print(f"{m['model']}: {m['params']} params, {work}")
+    if image:
+        print("\n| model | runtime | threads | input | MP/s | s/MP | × faster than BM3D | GFLOP/s | of GEMM peak |\n|---|---|---|---|---|---|---|---|---|")
+        for r in image:
+            r["x_bm3d"] = bm3d_spm * r["mp_per_s"] if bm3d_spm else None
+            xb = f"{r['x_bm3d']:.0f}" if r["x_bm3d"] else "-"
+            print(f"| {r['model']} | {r['runtime']} | {r['threads']} | {r['path']} | {r['mp_per_s']:.2f} | {1 / r['mp_per_s']:.3f} | {xb} | {r['gflops']:.1f} | {r['of_gemm_peak']:.0%} |")
+        if bm3d_spm:
+            print(f"\nBM3D (bm3d {__import__('bm3d').__version__ if hasattr(__import__('bm3d'), '__version__') else ''}, 256² gray crop, σ 25): {bm3d_spm:.1f} s/MP")
+    if speech:
+        print("\n| model | runtime | threads | input | RTF | × real time | GFLOP/s | of GEMM peak |\n|---|---|---|---|---|---|---|---|")
+        for r in speech:
+            print(f"| {r['model']} | {r['runtime']} | {r['threads']} | {r['path']} | {r['rtf']:.4f} | {1 / r['rtf']:.0f} | {r['gflops']:.1f} | {r['of_gemm_peak']:.0%} |")
+    ratios = derived(image, speech, args.threads)
+    if ratios:
+        print("\n| ratio | value |\n|---|---|")
+        for k, v in ratios.items():
+            print(f"| {k} | {v:.2f}× |")
+    out = {"benchmark": "speed", "machine": machine(), "gemm_peak_gflops": peak, "models": models, "bm3d_s_per_mp": bm3d_spm, "image": image, "speech": speech, "ratios": ratios, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+def derived(image: list[dict], speech: list[dict], threads: list[int]) -> dict[str, float]:
+    """Speed-ups the issue asks about: ORT vs torch, int8 vs fp32, thread scaling 1 -> 2."""
+    out = {}
+    rate = lambda rows, key: {(r["model"], r["runtime"], r["threads"], r["path"]): key(r) for r in rows}  # noqa: E731
+    img = rate(image, lambda r: r["mp_per_s"])
+    sp = rate(speech, lambda r: 1 / r["rtf"])
+    hi, lo = max(threads), min(threads)
+    for (model, runtime, t, path), v in {**img, **sp}.items():
+        if runtime == "onnxruntime fp32" and path.startswith("whole") and t == hi:
+            torch_v = {**img, **sp}.get((model, "torch eager", t, path))
+            if torch_v:
+                out[f"{model}: onnxruntime fp32 / torch eager ({t} threads, {path})"] = v / torch_v
+        if runtime == "onnxruntime int8":
+            f = {**img, **sp}.get((model, "onnxruntime fp32", t, path))
+            if f:
+                out[f"{model}: int8 / fp32 ({t} threads, {path})"] = v / f
+        if t == hi and hi != lo and runtime.startswith("onnxruntime"):
+            one = {**img, **sp}.get((model, runtime, lo, path))
+            if one:
+                out[f"{model}: {runtime} {lo} -> {hi} threads ({path})"] = v / one
+    return out
+
+
+if __name__ == "__main__":
+    main()
