@@ -52,6 +52,31 @@ def calibration_inputs(checkpoint: str | Path, n: int = 64) -> list[np.ndarray]:
     return [noisy[None].numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 
+_PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Pad")
+
+
+def residual_head(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that form the model's output ``x - noise``: the final Sub (and any
+    reshapes after it) and the noise-head Conv feeding it. They stay fp32: quantising the
+    output to 8 bits over its whole range costs ~1.5 grey levels of precision (measured on
+    image-color: -0.2 dB at sigma 15 with them quantised)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    keep, node = [], producer.get(model.graph.output[0].name)
+    while node is not None and node.op_type in _PASS_THROUGH:
+        keep.append(node.name)
+        node = producer.get(node.input[0])
+    if node is None or node.op_type not in ("Sub", "Add"):
+        return keep
+    keep.append(node.name)
+    for name in node.input:
+        src = producer.get(name)
+        while src is not None and src.op_type in _PASS_THROUGH:
+            src = producer.get(src.input[0])
+        if src is not None and src.op_type == "Conv":
+            keep.append(src.name)
+    return keep
+
+
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None) -> None:
     """Write an int8 QDQ copy of ``fp32`` to ``out`` (atomically), calibrated with min/max
     over ``calibration`` inputs; Conv weights per channel. ``note`` goes into the
@@ -60,8 +85,9 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     name = src.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         q = Path(tmp) / "q.onnx"
+        keep = residual_head(src)
         quantize_static(
-            str(fp32), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(fp32), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": True},
         )
@@ -69,7 +95,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     del model.metadata_props[:]
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
-    info = {"scheme": "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, min/max calibration", "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, min/max calibration; residual output head in fp32", "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))

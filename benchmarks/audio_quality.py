@@ -106,6 +106,7 @@ def main() -> None:
         "noisereduce": lambda x: noisereduce.reduce_noise(y=x, sr=SR).astype(np.float32),
     }
     items = noisy_set(Path(args.run), args.utterances)
+    clean = [it["clean"] for it in items if it["noise"] == "white" and it["snr"] == 0]  # each utterance once
     rows = []
     for name, fn in methods.items():
         t0, audio_s = time.perf_counter(), 0.0
@@ -117,7 +118,10 @@ def main() -> None:
             for snr in [0, 5, 10]:
                 sel = [it for it in items if it["noise"] == kind and it["snr"] == snr]
                 rows.append({"method": name, "noise": kind, "snr": snr, "si_sdr": float(np.mean([si_sdr(i["clean"], i[name]) for i in sel])), "pesq": float(np.nanmean([pesq_wb(i["clean"], i[name]) for i in sel])), "rtf": rtf})
-        print(f"{name}: mean SI-SDR {np.mean([r['si_sdr'] for r in rows if r['method'] == name]):.2f} dB, RTF {rtf:.4f}", flush=True)
+        # A clean input: how much does each method change it?
+        outs = [fn(c) for c in clean]
+        rows.append({"method": name, "noise": "none (clean input)", "snr": None, "si_sdr": float(np.mean([si_sdr(c, o) for c, o in zip(clean, outs)])), "pesq": float(np.nanmean([pesq_wb(c, o) for c, o in zip(clean, outs)])), "rtf": rtf})
+        print(f"{name}: mean SI-SDR {np.mean([r['si_sdr'] for r in rows if r['method'] == name and r['snr'] is not None]):.2f} dB, RTF {rtf:.4f}", flush=True)
     names = list(methods)
     print(f"\n{args.utterances} held-out utterances x 5 noises x 3 SNRs, first 4 s; SI-SDR dB / PESQ-WB\n")
     print("| noise | SNR | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
@@ -125,8 +129,11 @@ def main() -> None:
         for snr in [0, 5, 10]:
             cells = [next(r for r in rows if r["method"] == m and r["noise"] == kind and r["snr"] == snr) for m in names]
             print(f"| {kind} | {snr} | " + " | ".join(f"{c['si_sdr']:.1f} / {c['pesq']:.2f}" for c in cells) + " |")
-    means = [(m, np.mean([r["si_sdr"] for r in rows if r["method"] == m]), np.nanmean([r["pesq"] for r in rows if r["method"] == m])) for m in names]
+    noisy_rows = [r for r in rows if r["snr"] is not None]
+    means = [(m, np.mean([r["si_sdr"] for r in noisy_rows if r["method"] == m]), np.nanmean([r["pesq"] for r in noisy_rows if r["method"] == m])) for m in names]
     print("| **mean** | | " + " | ".join(f"**{s:.1f} / {p:.2f}**" for _, s, p in means) + " |")
+    cells = [next(r for r in rows if r["method"] == m and r["snr"] is None) for m in names]
+    print("| clean input | ∞ | " + " | ".join(f"{c['si_sdr']:.1f} / {c['pesq']:.2f}" for c in cells) + " |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": machine(), "utterances": args.utterances, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")

@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="image-gray")
     ap.add_argument("--int8")
-    ap.add_argument("--sigmas", default="15,25,50")
+    ap.add_argument("--sigmas", default="0,15,25,50", help="0 = clean input (models only: how much they change it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bm3d", action="store_true")
     ap.add_argument("--color", action="store_true", help="the RGB held-out photos against CBM3D and colour NL-means/TV")
@@ -92,6 +92,13 @@ def main() -> None:
     rows = []
     for sigma in [float(s) for s in args.sigmas.split(",")]:
         noisy = {n: noisy_copy(c, sigma, seed=int(sigma) * 100 + i) for i, (n, c) in enumerate(photos.items())}
+        if sigma == 0:  # a clean input: how much does a blind model change it? (baselines need sigma > 0)
+            for name, fn in methods(args).items():
+                if name.startswith("autoenc"):
+                    den = {n: np.round(np.clip(fn(x, 0.0), 0, 1) * 255) / 255 for n, x in noisy.items()}
+                    rows.append({"sigma": 0.0, "method": name, "psnr": float(np.mean([psnr(photos[n], den[n]) for n in photos])), "ssim": float(np.mean([ssim(photos[n], den[n]) for n in photos])), "s_per_mp": float("nan")})
+                    print(f"clean input {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
+            continue
         rows.append({"sigma": sigma, "method": "noisy input", "psnr": float(np.mean([psnr(photos[n], noisy[n]) for n in photos])), "ssim": float(np.mean([ssim(photos[n], noisy[n]) for n in photos])), "s_per_mp": 0.0})
         for name, fn in methods(args).items():
             fn(next(iter(noisy.values()))[:64, :64], sigma)  # warm-up

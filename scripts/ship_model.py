@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--config", required=True, help="the configs/ file the run was trained from")
     ap.add_argument("--note", default="", help="extra line for the card (e.g. threads used)")
+    ap.add_argument("--limits", default="", help="the card's Limits paragraph (default: the small-corpus caveat)")
     args = ap.parse_args()
     run = Path(args.run_dir)
     out = REPO / "autoenc/pretrained"
@@ -78,6 +79,7 @@ def main() -> None:
         f"- **Split:** validation (never trained on): {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`",
         f"- **Config:** `{args.config}` (config hash `{info.config_hash}`), {metrics.get('epochs_trained', '?')} epochs, best checkpoint from epoch {metrics.get('best_epoch', '?')}.",
+        *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}` (train that run first), then fine-tuned as configured."] if cfg["train"].get("init_from") else []),
         f"- **Reproduce:** `autoenc train {args.config}` then `python scripts/ship_model.py runs/{cfg.get('name', args.name)} {args.name} --config {args.config}`. {args.note}".rstrip(),
         f"- **autoenc** {info.version}, model format {info.format_version}; receptive radius {info.receptive_radius}, size multiple {info.size_multiple}.",
         "",
@@ -91,7 +93,7 @@ def main() -> None:
         "",
         "## Limits",
         "",
-        "Trained on a small corpus for under an hour on one CPU core: it removes the noise types above "
+        args.limits or "Trained on a small corpus for under an hour on one CPU core: it removes the noise types above "
         "but does not match BM3D (images) or a Wiener filter on every noise (speech); see the README's benchmark tables.",
         "",
     ]

@@ -71,6 +71,26 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     note = json.loads(props["autoenc.quantization"])
     assert note["calibration_inputs"] == 16 and abs(note["val"]["delta_db"]) < 0.5
     assert denoise_flow([str(tmp_path / "m-int8.onnx")], str(src), str(tmp_path / "clean8"), incremental=False)["counts"]["written"] == 1
+    # `autoenc quantize` redoes the int8 twin of an existing export (here with 8 inputs).
+    assert cli(["quantize", str(run_dir / "best.pt"), str(tmp_path / "m.onnx"), "--calibration", "8"]) == 0
+    assert json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "m-int8.onnx")).metadata_props}["autoenc.quantization"])["calibration_inputs"] == 8
+    assert cli(["quantize", str(run_dir / "best.pt"), str(tmp_path / "missing.onnx")]) == 1
+
+    # Fine-tuning: a colour plane_unet_dae starts from this gray run (train.init_from).
+    from autoenc.models import get_model
+    from autoenc.train import load_checkpoint, start_from
+
+    gray, _ = load_checkpoint(run_dir / "best.pt")
+    plane = get_model("plane_unet_dae", channels=3, width=8, levels=2, bottleneck_blocks=1).eval()
+    assert start_from(plane, "plane_unet_dae", run_dir / "best.pt")["model"] == "unet_dae"
+    x = torch.rand(1, 3, 40, 48)
+    with torch.inference_mode():
+        assert torch.allclose(plane(x), gray(x.reshape(3, 1, 40, 48)).reshape(1, 3, 40, 48), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        start_from(plane, "plane_unet_dae", tmp_path / "no.pt")
+    ft = ["data.channels=3", "model.name=plane_unet_dae", "model.kwargs.bottleneck_blocks=1", "train.epochs=1", "data.patches_per_epoch=32", f"train.init_from={run_dir / 'best.pt'}"]
+    best = fit(load(REPO / "configs/tiny-image.yaml", overrides + ft), corpus_dir, run_dir / "manifest.csv", tmp_path / "ft")
+    assert torch.load(best, weights_only=False)["init_from"]["path"] == str(run_dir / "best.pt")
 
 
 def test_audio_train_export_denoise_flow(tmp_path, prefect_api):

@@ -1,0 +1,51 @@
+"""The shipped models as packaged: each loads, has its card, stays small, denoises, and its
+int8 twin runs every conv as an integer kernel and stays close to fp32."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from autoenc.infer import OnnxDenoiser
+from autoenc.metrics import psnr
+from autoenc.session import PRETRAINED_DIR, shipped_models
+from test_quantize import runtime_ops
+
+EXPECTED = {"image-gray": ("image", 1), "image-color": ("image", 3), "speech": ("audio", 1)}
+
+
+def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
+    listed = {m["name"]: m for m in shipped_models()}
+    assert set(listed) == set(EXPECTED) | {f"{n}-int8" for n in EXPECTED}
+    for name, (modality, channels) in EXPECTED.items():
+        for n in (name, f"{name}-int8"):
+            m = listed[n]
+            assert (m["modality"], m["channels"]) == (modality, channels)
+            assert m["bytes"] < 5.5e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")
+        card = (PRETRAINED_DIR / f"{name}.md").read_text()
+        for section in ("Training data", "Split", "Noise it was trained on", "Reproduce", "Validation metrics", "Licences"):
+            assert section in card, (name, section)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_shipped_int8_is_integer_at_runtime_and_records_its_effect(name, tmp_path):
+    path = PRETRAINED_DIR / f"{name}-int8.onnx"
+    ops = runtime_ops(path, tmp_path)
+    assert ops["Conv"] <= 1 and ops["QLinearConv"] >= 10, ops  # only the residual head stays fp32
+    note = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["autoenc.quantization"])
+    assert abs(note["val"]["delta_db"]) <= 0.05
+
+
+@pytest.mark.parametrize("name", ["image-gray", "image-color"])
+def test_shipped_image_models_denoise_blind(name, corpus_dir):
+    from PIL import Image
+
+    # A crop of chelsea.png, held out from every shipped model's training.
+    clean = np.asarray(Image.open(corpus_dir / "chelsea.png").convert("RGB"), np.float32)[100:228, 150:310] / 255
+    rng = np.random.default_rng(0)
+    for sigma in (10, 40):  # one model, two levels it is not told
+        noisy = np.clip(np.round((clean + rng.normal(0, sigma / 255, clean.shape)) * 255), 0, 255) / 255
+        for variant in (name, f"{name}-int8"):
+            out = OnnxDenoiser(variant, threads=1).denoise(noisy.astype(np.float32))
+            assert psnr(clean, out) > psnr(clean, noisy) + 3, (variant, sigma)
