@@ -79,7 +79,14 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             print(f"error: no such file: {path}", file=sys.stderr)
             return 1
-    _quantize(args.checkpoint, args.model, args.calibration)
+    try:
+        _quantize(args.checkpoint, args.model, args.calibration)
+    except ImportError as exc:
+        print(f"error: quantize needs the training extra (pip install 'autoenc[train]'): {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

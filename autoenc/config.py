@@ -198,7 +198,7 @@ class TrainConfig(Frozen):
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     num_threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    init_from: Path | None = None  # fine-tune: start from this checkpoint's weights (same model, or one it can adopt)
+    init_from: Path | None = None  # fine-tune: start from this checkpoint's weights (same model, or one it can adopt); relative to the working directory, like data.root
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
 

@@ -2,7 +2,7 @@
 weights, asymmetric uint8 activations, a dedicated Q/DQ pair per consumer), calibrated on
 noisy *training* inputs, never on validation data; the metadata is carried over and
 ``autoenc.quantization`` records the scheme, the calibration set and the measured validation
-change. Needs the ``train`` extra (onnx, torch for the data pipeline).
+change. ``autoenc export --int8`` and ``autoenc quantize`` call :func:`int8_twin`. Needs the ``train`` extra (onnx, torch for the data pipeline).
 
 Why uint8 activations and dedicated pairs: on x86 onnxruntime fuses a DQ -> Conv -> Q group
 into an integer ``QLinearConv`` only for uint8 activations with int8 weights (U8S8, the VNNI
@@ -65,16 +65,15 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     while node is not None and node.op_type in _PASS_THROUGH:
         keep.append(node.name)
         node = producer.get(node.input[0])
-    if node is None or node.op_type not in ("Sub", "Add"):
-        return keep
-    keep.append(node.name)
-    for name in node.input:
-        src = producer.get(name)
-        while src is not None and src.op_type in _PASS_THROUGH:
-            src = producer.get(src.input[0])
-        if src is not None and src.op_type == "Conv":
-            keep.append(src.name)
-    return keep
+    if node is not None and node.op_type in ("Sub", "Add"):
+        keep.append(node.name)
+        for name in node.input:
+            src = producer.get(name)
+            while src is not None and src.op_type in _PASS_THROUGH:
+                src = producer.get(src.input[0])
+            if src is not None and src.op_type == "Conv":
+                keep.append(src.name)
+    return [k for k in keep if k]  # an empty name would exclude every unnamed node
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None) -> None:
@@ -95,7 +94,8 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     del model.metadata_props[:]
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
-    info = {"scheme": "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, min/max calibration; residual output head in fp32", "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, min/max calibration"
+    info = {"scheme": scheme + ("; residual output head in fp32" if keep else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))
@@ -141,6 +141,16 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     """Write ``<fp32 stem>-int8.onnx`` beside ``fp32`` (exported from ``checkpoint``), calibrated
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result)."""
+    from autoenc.metadata import ModelInfo
+    from autoenc.train import load_checkpoint
+
+    src = onnx.load(str(fp32), load_external_data=False)
+    info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
+    if any(p.key == "autoenc.quantization" for p in src.metadata_props):
+        raise ValueError(f"{fp32} is already quantised; give the fp32 model")
+    ckpt_hash = load_checkpoint(checkpoint)[1].get("config_hash")
+    if info.config_hash != ckpt_hash:
+        raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt_hash})")
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     calib = calibration_inputs(checkpoint, n_calibration)
     quantize_int8(fp32, q, calib)

@@ -9,9 +9,11 @@
   hooks on the same architecture) and the fraction of the CPU's peak it reaches: ops/s achieved
   (2 x MACs x throughput) over the best 2048² matrix product of the same precision and thread
   count (fp32: torch or onnxruntime MatMul; int8: onnxruntime MatMulInteger), the most this
-  machine does in practice.
+  machine does in practice. Deployed rows count the work of the image itself, not the tile
+  overlap computed twice, so theirs are effective rates.
 
-Times are the median of ``--repeats`` runs after a warm-up. Prints tables, writes JSON.
+Times are the median of ``--repeats`` runs after a warm-up (half as many for the deployed image
+path). Prints tables, writes JSON.
 
     python benchmarks/speed.py [--image-models image-gray image-color] [--speech-model speech]
 """

@@ -74,9 +74,10 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
     model = get_model(name, channels=channels, width=width, levels=levels)
-    for mod in model.modules():  # make it do something: the noise head (and a colour guide)
-        if mod is getattr(model, "tail", None) or mod is getattr(getattr(model, "net", None), "tail", None) or mod is getattr(model, "guide", None):
-            torch.nn.init.normal_(mod.weight, std=noise_scale)
+    # Make it do something: a non-zero noise head (and colour guide, for plane_unet_dae).
+    heads = [model.net.tail, model.guide] if name == "plane_unet_dae" else [model.tail]
+    for head in heads:
+        torch.nn.init.normal_(head.weight, std=noise_scale)
     noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}
     cfg = from_dict({
         "name": "test", "modality": modality, "data": {"channels": channels},
@@ -141,3 +142,17 @@ def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.nda
     planes = [np.clip(base * (0.8 + 0.1 * c) + 0.03 * rng.standard_normal((h, w)), 0, 1) for c in range(channels)]
     arr = (np.stack(planes, axis=2) * 255).round().astype(np.uint8)
     return arr[..., 0] if channels == 1 else arr
+
+
+def runtime_ops(path: Path, tmp_path: Path) -> "collections.Counter[str]":
+    """Op types of the graph onnxruntime actually runs (after its QDQ fusions)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)

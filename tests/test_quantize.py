@@ -1,7 +1,7 @@
-"""int8 QDQ quantization: every conv runs as an integer QLinearConv in onnxruntime (not fp32
-between Q/DQ pairs), the output stays close to fp32, and the metadata is carried over."""
+"""int8 QDQ quantization: every conv but the residual noise head runs as an integer QLinearConv
+in onnxruntime (not fp32 between Q/DQ pairs), the output stays close to fp32, and the metadata
+is carried over."""
 
-import collections
 import json
 
 import numpy as np
@@ -10,34 +10,30 @@ import onnxruntime as ort
 import pytest
 
 from autoenc.metadata import ModelInfo
-from autoenc.quantize import quantize_int8
-from conftest import make_model_file
+from autoenc.quantize import quantize_int8, residual_head
+from conftest import make_model_file, runtime_ops
 
 
-def runtime_ops(path, tmp_path) -> collections.Counter:
-    """Op types of the graph onnxruntime actually runs (after its QDQ fusions)."""
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
-
-
-@pytest.mark.parametrize("modality", ["image", "audio"])
-def test_int8_convs_are_integer_at_runtime(tmp_path, modality):
-    fp32 = make_model_file(tmp_path, modality=modality)
-    shape = (1, 1, 64, 64) if modality == "image" else (1, 1, 4096)
+@pytest.mark.parametrize("modality,name,channels", [("image", "unet_dae", 1), ("image", "plane_unet_dae", 3), ("audio", "unet1d_dae", 1)])
+def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
+    fp32 = make_model_file(tmp_path, modality=modality, name=name, channels=channels)
+    shape = (1, channels, 64, 64) if modality == "image" else (1, 1, 4096)
     rng = np.random.default_rng(0)
     smooth = lambda: np.cumsum(rng.random(shape, dtype=np.float32), axis=-1) / shape[-1]  # noqa: E731
     quantize_int8(fp32, tmp_path / "q.onnx", [smooth() for _ in range(8)], {"note": "test"})
 
-    n_convs = sum(n.op_type == "Conv" for n in onnx.load(str(fp32)).graph.node)
+    graph = onnx.load(str(fp32)).graph
+    convs = {n.name for n in graph.node if n.op_type == "Conv"}
+    kept = residual_head(onnx.load(str(fp32)))
+    kept_convs = [n for n in kept if n in convs]
+    assert len(kept_convs) == 1 and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
-    assert ops["Conv"] == 0 and ops["QLinearConv"] == n_convs, ops
+    assert ops["Conv"] + ops["FusedConv"] == 1 and ops["QLinearConv"] == len(convs) - 1, ops
 
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}
     assert ModelInfo.from_props(props).modality == modality
-    assert json.loads(props["autoenc.quantization"])["note"] == "test"
+    note = json.loads(props["autoenc.quantization"])
+    assert note["note"] == "test" and note["fp32_nodes"] == kept
 
     x = smooth()
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731

@@ -101,6 +101,7 @@ class PlaneUNetDAE(nn.Module):
 
     @property
     def size_multiple(self) -> int:
+        """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
         return self.net.size_multiple
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
@@ -110,6 +111,7 @@ class PlaneUNetDAE(nn.Module):
         self.net.load_state_dict(state)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[x, skip_0, ..., latent]``: ``x`` as given (N, C, H, W), the rest per plane (N*C, ...)."""
         b, c, h, w = x.shape
         planes = x.reshape(b * c, 1, h, w)
         # Plane i of image n sees channels (i, i+1, ...) mod C of image n.
@@ -122,6 +124,7 @@ class PlaneUNetDAE(nn.Module):
         return feats
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """The clean estimate (N, C, H, W): each plane minus its predicted noise."""
         x = codes[0]
         b, c, h, w = x.shape
         return self.net.decode([x.reshape(b * c, 1, h, w), *codes[1:]]).reshape(b, c, h, w)
