@@ -64,7 +64,7 @@ def main() -> None:
         v = q.get("val", {})
         q_line = (f"- **int8:** `{args.name}-int8` ({q_dst.stat().st_size / 1e6:.2f} MB): {q['scheme']}, calibrated on {q['calibration_inputs']} training inputs; "
                   f"mean held-out score {v.get('fp32', float('nan')):.2f} dB fp32 -> {v.get('int8', float('nan')):.2f} dB int8 ({v.get('delta_db', float('nan')):+.3f} dB). "
-                  f"Made by `autoenc export runs/{args.name}/best.pt runs/{args.name}/model.onnx --int8`.")
+                  f"Made by `autoenc quantize {run}/best.pt {run}/model.onnx` (or `autoenc export ... --int8`).")
     metrics = json.loads((run / "metrics.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     split = metrics["split"]
