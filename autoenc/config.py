@@ -237,13 +237,21 @@ class RunConfig(Frozen):
 
     def hash(self) -> str:
         """Stable short hash of the validated config (what a model was trained with)."""
-        return _digest(self.model_dump(mode="json"))
+        return _digest(_without_unset_additions(self.model_dump(mode="json")))
 
     def resume_hash(self) -> str:
         """Hash of what must not change when resuming: everything but the epoch count,
         logging/threads, evaluation and export settings (so a run can be extended)."""
         tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads"}})
-        return _digest(tree)
+        return _digest(_without_unset_additions(tree))
+
+
+def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys added to the schema later while they hold their default (``train.init_from``
+    None), so configs and runs made before they existed keep their hashes (and stay resumable)."""
+    if tree.get("train", {}).get("init_from", 0) is None:
+        tree = {**tree, "train": {k: v for k, v in tree["train"].items() if k != "init_from"}}
+    return tree
 
 
 def _digest(tree: dict[str, Any]) -> str:
