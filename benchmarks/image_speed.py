@@ -34,14 +34,15 @@ from autoenc.models import build_model  # noqa: E402
 from autoenc.train import load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int, reduce=statistics.median) -> float:
+    """``reduce`` (the median; ``min`` for a peak) of ``repeats`` wall times (s) after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def machine() -> dict:

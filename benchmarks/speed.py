@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,31 +40,9 @@ from autoenc.config import load  # noqa: E402
 from autoenc.infer import OnnxDenoiser  # noqa: E402
 from autoenc.models import build_model  # noqa: E402
 from autoenc.session import resolve_model  # noqa: E402
-from benchmarks.image_speed import machine  # noqa: E402
+from benchmarks.image_speed import _time, machine  # noqa: E402
 
 log = logging.getLogger("speed")
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def best_seconds(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` calls after a warm-up: a peak, not a typical time."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def gemm_peaks(threads: int, n: int = 2048, repeats: int = 7) -> dict[str, float]:
@@ -77,7 +54,7 @@ def gemm_peaks(threads: int, n: int = 2048, repeats: int = 7) -> dict[str, float
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch_fp32 = 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
+    torch_fp32 = 2 * n**3 / _time(lambda: a @ b, repeats, min) / 1e9
     rng = np.random.default_rng(0)
 
     def ort_gemm(op: str, a_type, a: np.ndarray, b: np.ndarray) -> float:
@@ -91,7 +68,7 @@ def gemm_peaks(threads: int, n: int = 2048, repeats: int = 7) -> dict[str, float
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        return 2 * n**3 / best_seconds(lambda: sess.run(None, {"A": a}), repeats) / 1e9
+        return 2 * n**3 / _time(lambda: sess.run(None, {"A": a}), repeats, min) / 1e9
 
     ort_fp32 = ort_gemm("MatMul", TensorProto.FLOAT, rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32))
     ort_int8 = ort_gemm("MatMulInteger", TensorProto.UINT8, rng.integers(0, 255, (n, n), dtype=np.uint8), rng.integers(-128, 127, (n, n), dtype=np.int8))
@@ -150,16 +127,16 @@ def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dic
     for threads in args.threads:
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            t = median_seconds(lambda: model(torch.from_numpy(x)), args.repeats)
+            t = _time(lambda: model(torch.from_numpy(x)), args.repeats)
         rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
         for kind, path in (("fp32", fp32), ("int8", int8)):
             if not path.exists():
                 continue
             sess = bare_session(path, threads)
-            t = median_seconds(lambda: sess.run(None, {"input": x}), args.repeats)
+            t = _time(lambda: sess.run(None, {"input": x}), args.repeats)
             rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
             den = OnnxDenoiser(path, threads=threads)
-            t = median_seconds(lambda: den.denoise(planes), max(1, args.repeats // 2))
+            t = _time(lambda: den.denoise(planes), max(1, args.repeats // 2))
             rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"deployed, tiled {tiled}²", "mp_per_s": mp_tiled / t})
     for r in rows:
         r["gflops"] = 2 * macs_px * r["mp_per_s"] * 1e6 / 1e9
@@ -192,15 +169,15 @@ def speech_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], di
     for threads in args.threads:
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            t = median_seconds(lambda: model(torch.from_numpy(audio)[None, None]), args.repeats)
+            t = _time(lambda: model(torch.from_numpy(audio)[None, None]), args.repeats)
         rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {secs:g} s", "rtf": t / secs})
         for kind, path in (("fp32", fp32), ("int8", int8)):
             if path.exists():
                 sess = bare_session(path, threads)
-                t = median_seconds(lambda: sess.run(None, {"input": audio[None, None]}), args.repeats)
+                t = _time(lambda: sess.run(None, {"input": audio[None, None]}), args.repeats)
                 rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"whole {secs:g} s", "rtf": t / secs})
                 den = OnnxAudioDenoiser(path, threads=threads)
-                t = median_seconds(lambda: den.denoise(audio[:, None]), args.repeats)
+                t = _time(lambda: den.denoise(audio[:, None]), args.repeats)
                 rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": "deployed, streaming 4 s windows", "rtf": t / secs})
     for r in rows:
         r["gflops"] = 2 * macs_sample * sr / r["rtf"] / 1e9
