@@ -57,9 +57,9 @@ _PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Sl
 
 def residual_head(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that form the model's output ``x - noise``: the final Sub (and any
-    reshapes after it) and the noise-head Conv feeding it. They stay fp32: quantising the
-    output to 8 bits over its whole range costs ~1.5 grey levels of precision (measured on
-    image-color: -0.2 dB at sigma 15 with them quantised)."""
+    reshapes after it) and the noise-head Conv feeding it. They stay fp32 (one cheap conv), so
+    the output is not rounded to 8 bits over its whole range. Measured on image-color: -0.056
+    dB on its held-out pairs with them quantised, -0.040 dB kept fp32."""
     producer = {o: n for n in model.graph.node for o in n.output}
     keep, node = [], producer.get(model.graph.output[0].name)
     while node is not None and node.op_type in _PASS_THROUGH:
