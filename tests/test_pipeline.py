@@ -91,6 +91,10 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     ft = ["data.channels=3", "model.name=plane_unet_dae", "model.kwargs.bottleneck_blocks=1", "train.epochs=1", "data.patches_per_epoch=32", f"train.init_from={run_dir / 'best.pt'}"]
     best = fit(load(REPO / "configs/tiny-image.yaml", overrides + ft), corpus_dir, run_dir / "manifest.csv", tmp_path / "ft")
     assert torch.load(best, weights_only=False)["init_from"]["path"] == str(run_dir / "best.pt")
+    # Resuming a fine-tuned run continues it (its origin stays recorded) instead of starting over.
+    fit(load(REPO / "configs/tiny-image.yaml", overrides + ft + ["train.epochs=2"]), corpus_dir, run_dir / "manifest.csv", tmp_path / "ft", resume=True)
+    last = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    assert [h["epoch"] for h in last["history"]] == [0, 1] and last["init_from"]["model"] == "unet_dae"
     # quantize refuses a model from another run (it would record a wrong effect) and an int8 input.
     assert cli(["quantize", str(best), str(tmp_path / "m.onnx")]) == 1
     assert cli(["quantize", str(run_dir / "best.pt"), str(tmp_path / "m-int8.onnx")]) == 1
