@@ -155,5 +155,10 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     calib = calibration_inputs(checkpoint, n_calibration)
     quantize_int8(fp32, q, calib)
     delta = val_delta(checkpoint, fp32, q)
-    quantize_int8(fp32, q, calib, {"val": delta})  # same weights, now with its measured effect recorded
+    # Record the measured effect in the file just written (no second calibration pass).
+    model = onnx.load(str(q))
+    prop = next(p for p in model.metadata_props if p.key == "autoenc.quantization")
+    prop.value = json.dumps({**json.loads(prop.value), "val": delta})
+    blob = model.SerializeToString()
+    atomic_write(q, lambda f: f.write(blob))
     return q, delta
