@@ -89,6 +89,33 @@ class JpegNoise(_NoiseBase):
     _b = field_validator("quality")(_bounded(1, 100))
 
 
+class CameraNoise(_NoiseBase):
+    """Real-camera noise (``autoenc.camera``): a measured sensor profile through demosaic,
+    colour matrix, gamma and tone curve, then JPEG. Needs RGB (``data.channels: 3``)."""
+
+    name: Literal["camera"] = "camera"
+    iso: Range = Field((800.0, 12800.0), description="drawn log-uniformly; each camera uses its measured ISO nearest to it")
+    gain: Range = Field((1.0, 1.0), description="digital gain after the sensor (an underexposed shot brightened), drawn log-uniformly")
+    makers: list[str] = []  # only these camera makers' profiles (empty: all)
+    exclude_makers: list[str] = []  # never these (held out for validation or the benchmark)
+    profiles: Path | None = None  # darktable noiseprofiles.json; None: installed or extracted by `make data`
+    demosaic: list[Literal["bilinear", "mhc"]] = Field(["bilinear", "mhc"], min_length=1)  # one drawn per sample
+    saturation: Range = Field((0.3, 0.8), description="colour-matrix off-diagonal size (see camera.random_ccm)")
+    tone: Range = Field((0.0, 1.0), description="S-curve strength after the gamma (0: plain sRGB)")
+    jpeg_quality: Range | None = Field((70.0, 95.0), description="JPEG 4:2:0 at a quality drawn from this range; null: no JPEG")
+
+    _r = field_validator("iso", "gain", "saturation", "tone", "jpeg_quality", mode="before")(_as_range)
+    _b_iso = field_validator("iso")(_bounded(1, 10_000_000))
+    _b_gain = field_validator("gain")(_bounded(1, 64))
+    _b_sat = field_validator("saturation")(_bounded(0, 1))
+    _b_tone = field_validator("tone")(_bounded(0, 1))
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _quality(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        return None if v is None else _bounded(1, 100)(v)
+
+
 class _AudioNoise(_NoiseBase):
     snr_db: Range = Field(description="signal-to-noise ratio in dB, drawn uniformly per sample")
 
@@ -139,12 +166,12 @@ class GainNoise(_NoiseBase):
     _b = field_validator("gain_db")(_bounded(-60, 20))
 
 
-IMAGE_NOISES = ("gaussian", "poisson", "speckle", "salt_pepper", "jpeg")
+IMAGE_NOISES = ("gaussian", "poisson", "speckle", "salt_pepper", "jpeg", "camera")
 AUDIO_NOISES = ("white", "pink", "brown", "hum", "music", "babble", "clipping", "gain")
 
 NoiseSpec = Annotated[
     Union[
-        GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise,
+        GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise, CameraNoise,
         WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, BabbleNoise, ClippingNoise, GainNoise,
     ],
     Field(discriminator="name"),
@@ -169,6 +196,7 @@ class DataConfig(Frozen):
     channels: Literal[1, 3] = 1  # images: 1 gray, 3 RGB; audio models are mono (1)
     val_fraction: float = Field(0.2, gt=0, lt=1)  # share of files held out, by path hash
     val_files: list[str] = []  # explicit held-out files (relative paths); overrides val_fraction
+    val_sources: list[str] = []  # whole sources held out: files whose first folder is one of these (e.g. a package, a speaker)
     patch_size: int = Field(64, ge=16)  # training crop, pixels
     patches_per_epoch: int = Field(4000, ge=1)
     val_crop: int | None = 256  # centre crop of val images (pixels) to bound eval time
@@ -179,6 +207,13 @@ class DataConfig(Frozen):
     level_dbfs: float = -20.0  # noisy segments are scaled to this RMS (models are level-invariant)
     music_dir: Path | None = None  # background recordings for 'music' noise (default: MOH bank)
     max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
+
+
+    @model_validator(mode="after")
+    def _one_split_rule(self) -> "DataConfig":
+        if self.val_files and self.val_sources:
+            raise ValueError("give data.val_files or data.val_sources, not both")
+        return self
 
 
 class ModelConfig(Frozen):
@@ -194,7 +229,8 @@ class TrainConfig(Frozen):
     lr: float = Field(1e-3, gt=0)  # peak learning rate; cosine-decayed to lr * min_lr_ratio
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
     warmup_steps: int = Field(50, ge=0)
-    loss: Literal["l1", "l2", "charbonnier", "l1+stft"] = "l1"  # l1+stft: waveform L1 + multi-resolution STFT (audio)
+    loss: Literal["l1", "l2", "charbonnier", "l1+stft", "psnr"] = "l1"  # l1+stft: waveform L1 + multi-resolution STFT (audio); psnr: mean per-sample log MSE, so low-noise samples weigh as much as high-noise ones
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an exponential moving average of the weights; it is what is evaluated, saved and exported
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     num_threads: int | None = None  # torch intra-op threads; None keeps torch's default
@@ -233,6 +269,8 @@ class RunConfig(Frozen):
         for spec in [*self.noise.mixture, *self.noise.then, *self.eval.noises]:
             if spec.name not in allowed:
                 raise ValueError(f"noise {spec.name!r} is not an {self.modality} noise; use one of {allowed}")
+            if spec.name == "camera" and self.data.channels != 3:
+                raise ValueError("camera noise needs RGB images: set data.channels: 3")
         return self
 
     def hash(self) -> str:
@@ -246,11 +284,17 @@ class RunConfig(Frozen):
         return _digest(_without_unset_additions(tree))
 
 
+# Fields added to the schema after runs were made, with their defaults: left out of hashes
+# while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": []}}
+
+
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys added to the schema later while they hold their default (``train.init_from``
-    None), so configs and runs made before they existed keep their hashes (and stay resumable)."""
-    if tree.get("train", {}).get("init_from", 0) is None:
-        tree = {**tree, "train": {k: v for k, v in tree["train"].items() if k != "init_from"}}
+    """``tree`` without the :data:`LATER_FIELDS` that hold their defaults."""
+    tree = dict(tree)
+    for section, fields in LATER_FIELDS.items():
+        if section in tree:
+            tree[section] = {k: v for k, v in tree[section].items() if not (k in fields and v == fields[k])}
     return tree
 
 

@@ -1,12 +1,16 @@
-"""Default corpora, all offline: photos shipped inside PyPI wheels (images), and speech and
-music from Debian's Asterisk sound packages (audio).
+"""Default corpora, all offline: photos shipped inside PyPI wheels and Debian wallpaper
+packages (images), and speech and music from Debian's Asterisk sound packages (audio).
 
-Images:
+Images, one folder per source package (``photos/<package>/<name>.png``) so that a split can
+hold out whole sources (``data.val_sources``):
 
 Sources (all load offline from installed packages; licences from their docstrings/docs):
 scikit-image ``skimage.data`` (public domain / CC0 unless noted), scikit-learn sample images
-(CC-BY 2.0), PyWavelets ``pywt.data`` and matplotlib's ``grace_hopper.jpg`` (public domain).
-Synthetic images (checkerboard, colorwheel, phantoms, logos) are excluded: they are not photos.
+(CC-BY 2.0), PyWavelets ``pywt.data`` and matplotlib's ``grace_hopper.jpg`` (public domain);
+Debian ``mate-backgrounds`` (12 nature photos, GPL-2+) and ``plasma-workspace-wallpapers``
+(10 photos, LGPL-3). Synthetic images (checkerboard, colorwheel, phantoms, logos, renders) are
+excluded: they are not photos. Benchmark-only photos (Debian ``palapeli-data``) are written
+to a separate folder and never join the training corpus.
 
 Audio: ``asterisk-core-sounds-en-g722`` (568 prompts, ~27 min, one US-English
 female voice, CC-BY-SA-3.0) and ``asterisk-moh-opsound-g722`` (~18 min of music on hold,
@@ -16,7 +20,6 @@ CC-BY-SA-3.0), raw G.722 at 16 kHz, decoded with PyPI ``g722`` into 16-bit 16 kH
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from pathlib import Path
@@ -102,23 +105,116 @@ PHOTOS: dict[str, tuple[Callable[[], np.ndarray], str, str]] = {
 }
 
 
+# Debian packages whose photographs join the corpus (each file checked by eye to be a
+# photograph, not a render, painting or logo): package -> (licence, [(name, path in package,
+# author)]). Installed (/usr/share/...) or extracted by `make data` (see :func:`debian_file`).
+DEBIAN_PHOTOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "mate-backgrounds": ("GPL-2+", [
+        (n, f"usr/share/backgrounds/mate/nature/{n}.jpg", a) for n, a in [
+            ("Aqua", "Charles Barbin"), ("Blinds", "Lennart Poettering, Andrea Cimitan"), ("Dune", "Marco Cogoni, Hylke Bons"),
+            ("FreshFlower", "Jens Ansorg"), ("Garden", "Charles Barbin"), ("GreenMeadow", "Timothy Schellhase, Lapo Calamandrei"),
+            ("LadyBird", "Charles Barbin"), ("RainDrops", "blackcombwhistler07"), ("Storm", "Sergey Nazarov"),
+            ("TwoWings", "Charles Barbin, Hylke Bons"), ("Wood", "Jean-François Fortin Tam"), ("YellowFlower", "Charles Barbin"),
+        ]
+    ]),
+    "plasma-workspace-wallpapers": ("LGPL-3", [
+        (n, f"usr/share/wallpapers/{n}/contents/images/{size}", a) for n, size, a in [
+            ("BytheWater", "2560x1600.jpg", "Maciej Wiklo"), ("ColdRipple", "2560x1600.jpg", "Risto Saukonpää"),
+            ("ColorfulCups", "2560x1600.jpg", "Dmitri Popov"), ("DarkestHour", "2560x1600.jpg", "Risto Saukonpää"),
+            ("EveningGlow", "2560x1600.jpg", "Ian Hex"), ("FallenLeaf", "2560x1600.jpg", "Martin Klapetek"),
+            ("Grey", "2560x1600.jpg", "Sigi Sagi"), ("OneStandsOut", "2560x1600.jpg", "Risto Saukonpää"),
+            ("Path", "2560x1600.jpg", "Risto Saukonpää"), ("summer_1am", "2560x1600.jpg", "Risto Saukonpää"),
+        ]
+    ]),
+}
+# Photographs reserved for benchmarks: never part of the training corpus (another source than
+# anything trained on). Licences from each file's .desktop entry in the package.
+BENCHMARK_PHOTOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
+    "palapeli-data": ("per file", [
+        (n, f"usr/share/palapeli/collection/{n}.jpg", a) for n, a in [
+            ("castle-maintenon", "Eric Pouhier (GFDL)"), ("cincinnati-bridge", "Derek Jensen (public domain)"),
+            ("citrus-fruits", "US Department of Agriculture (public domain)"), ("european-honey-bee", "John Severns (public domain)"),
+            ("panther-chameleon-female", "B. Navez and others (GFDL)"),
+        ]
+    ]),
+}
+MIN_SIDE = 1280  # Debian photos are halved while their long side stays >= this: cleaner targets
+
+
+def cache_dir() -> Path:
+    """``$AUTOENC_CACHE`` (default ``~/.cache/autoenc``): corpora and extracted Debian packages."""
+    return Path(os.environ.get("AUTOENC_CACHE", Path.home() / ".cache" / "autoenc"))
+
+
 def default_corpus_dir() -> Path:
     """``$AUTOENC_CACHE/corpus/photos`` (default ``~/.cache/autoenc/corpus/photos``)."""
-    base = Path(os.environ.get("AUTOENC_CACHE", Path.home() / ".cache" / "autoenc"))
-    return base / "corpus" / "photos"
+    return cache_dir() / "corpus" / "photos"
+
+
+def debian_file(package: str, rel: str) -> Path | None:
+    """A file of a Debian package: installed (``/rel``) or extracted by ``make data``
+    (``$AUTOENC_CACHE/debian/<package>/rel``); None if neither."""
+    for root in (Path("/"), cache_dir() / "debian" / package):
+        if (root / rel).is_file():
+            return root / rel
+    return None
+
+
+def _halved(arr: np.ndarray) -> np.ndarray:
+    """Box-downscale by 2 while the long side stays >= MIN_SIDE (removes JPEG blocking and noise)."""
+    from PIL import Image
+
+    img = Image.fromarray(arr)
+    while max(img.size) // 2 >= MIN_SIDE:
+        img = img.reduce(2)
+    return np.asarray(img)
+
+
+def _write_sources(out_dir: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    def write_csv(f) -> None:
+        lines = "".join(f'{a},{b},"{c}","{d}"\n' for a, b, c, d in rows)
+        f.write(("file,package,licence,origin\n" + lines).encode())
+
+    atomic_write(out_dir / "SOURCES.csv", write_csv)
+
+
+def _debian_photos(table: dict, out_dir: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """Write the photos of ``table``'s packages under ``out_dir/<package>/``; (rows, missing)."""
+    from PIL import Image
+
+    rows, missing = [], []
+    for package, (licence, files) in table.items():
+        for name, rel, author in files:
+            path = out_dir / package / f"{name}.png"
+            if not path.exists():
+                src = debian_file(package, rel)
+                if src is None:
+                    missing.append(f"{package}/{name}")
+                    continue
+                save_array(path, _halved(np.asarray(Image.open(src).convert("RGB"))), "PNG")
+            rows.append((f"{package}/{name}.png", package, licence if licence != "per file" else author, f"/{rel} ({author})"))
+    return rows, missing
 
 
 def build_photo_corpus(out_dir: Path | None = None) -> Path:
-    """Write every available photo as PNG (as shipped: gray or RGB) plus ``SOURCES.csv``.
+    """Write every available photo as PNG under ``out_dir/<package>/`` (so a split can hold out
+    whole sources) plus ``SOURCES.csv`` (file, package, licence, origin).
 
-    Idempotent: existing files are kept. A photo whose package is missing is skipped with a
-    warning; having none at all is an error that names the ``[train]`` extra.
+    Sources: the photos inside installed wheels (as shipped: gray or RGB) and the Debian photo
+    packages (:data:`DEBIAN_PHOTOS`, RGB, halved while the long side stays >= ``MIN_SIDE``)
+    where installed or extracted. Idempotent: existing files are kept. A photo whose package is
+    missing is skipped with a warning; having none at all is an error that names the ``[train]``
+    extra.
     """
     out_dir = Path(out_dir) if out_dir else default_corpus_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, missing = [], []
     for name, (loader, package, licence) in PHOTOS.items():
-        path = out_dir / f"{name}.png"
+        path = out_dir / package / f"{name}.png"
+        flat = out_dir / f"{name}.png"  # where corpora built before the per-source layout kept it
+        if flat.is_file() and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flat.rename(path)
         if not path.exists():
             try:
                 arr = np.asarray(loader())
@@ -130,24 +226,30 @@ def build_photo_corpus(out_dir: Path | None = None) -> Path:
             if arr.ndim == 3 and arr.shape[2] == 4:
                 arr = arr[..., :3]
             save_array(path, arr, "PNG")
-        rows.append((path.name, package, licence))
-    if missing:
-        log.warning("corpus: skipped %d photos: %s", len(missing), ", ".join(missing))
+        rows.append((f"{package}/{name}.png", package, licence, f"{package} wheel"))
     if not rows:
         raise RuntimeError("no corpus photos available: install the training extra (pip install 'autoenc[train]')")
-
-    def write_csv(f) -> None:
-        text = "file,package,licence\n" + "".join(f'{a},{b},"{c}"\n' for a, b, c in rows)
-        f.write(text.encode())
-
-    atomic_write(out_dir / "SOURCES.csv", write_csv)
+    debian_rows, debian_missing = _debian_photos(DEBIAN_PHOTOS, out_dir)
+    rows += debian_rows
+    if missing:
+        log.warning("corpus: skipped %d photos: %s", len(missing), ", ".join(missing))
+    if debian_missing:
+        log.warning("corpus: %d Debian photos not found (run `make data`): %s", len(debian_missing), ", ".join(debian_missing))
+    _write_sources(out_dir, rows)
     log.info("corpus: %d photos in %s", len(rows), out_dir)
     return out_dir
 
 
-def read_sources(corpus_dir: Path) -> list[dict[str, str]]:
-    with open(Path(corpus_dir) / "SOURCES.csv", newline="") as f:
-        return list(csv.DictReader(f))
+def build_benchmark_photos(out_dir: Path | None = None) -> Path:
+    """The benchmark-only photos (:data:`BENCHMARK_PHOTOS`, full size) under ``out_dir/<package>/``;
+    CorpusMissing names the package when none is found."""
+    out_dir = Path(out_dir) if out_dir else cache_dir() / "corpus" / "benchmark-photos"
+    rows, missing = _debian_photos(BENCHMARK_PHOTOS, out_dir)
+    if not rows:
+        pkgs = " ".join(BENCHMARK_PHOTOS)
+        raise CorpusMissing(f"no benchmark photos: Debian package(s) {pkgs} not found; " + APT_HINT.format(pkg=pkgs))
+    _write_sources(out_dir, rows)
+    return out_dir
 
 
 ASTERISK_SPEECH = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
@@ -189,7 +291,7 @@ def _decode_g722_tree(src: Path, out_dir: Path, package: str, licence: str) -> P
 
 
 def _cache(name: str) -> Path:
-    return default_corpus_dir().parent / name
+    return cache_dir() / "corpus" / name
 
 
 def build_speech_corpus(out_dir: Path | None = None) -> Path:

@@ -3,7 +3,8 @@
 ``ingest`` lists and validates a folder of clean images or recordings and writes
 ``manifest.csv`` (relative path, what it is, size in bytes, content hash, split). The split is
 by a hash of the relative path, so it is stable when files are added, unless ``val_files``
-names the held-out files explicitly. ``PatchPairs`` draws random image crops with dihedral
+names the held-out files explicitly or ``val_sources`` holds out whole sources (the first
+folder of the relative path: a package, a speaker), which is how quality claims stay honest. ``PatchPairs`` draws random image crops with dihedral
 augmentation (torchvision transforms v2); ``SegmentPairs`` draws random audio segments, scaled to one level. Both synthesise noise on the fly; sample ``i`` of epoch ``e`` is a pure function
 of (seed, e, i), so any training pair can be reproduced.
 """
@@ -50,9 +51,18 @@ def _describe(path: Path, modality: str) -> str:
     return f"{a.frames} frames @ {a.samplerate} Hz x {a.channels}"
 
 
-def _split_of(rel: str, val_fraction: float, val_files: list[str]) -> str:
-    if val_files:
-        return "val" if rel in val_files else "train"
+def source_of(rel: str) -> str:
+    """The source a corpus file comes from: its first folder ('' for a file at the top)."""
+    parts = rel.split("/")
+    return parts[0] if len(parts) > 1 else ""
+
+
+def _split_of(rel: str, cfg: DataConfig) -> str:
+    if cfg.val_files:
+        return "val" if rel in cfg.val_files else "train"
+    if cfg.val_sources:
+        return "val" if source_of(rel) in cfg.val_sources else "train"
+    val_fraction = cfg.val_fraction
     h = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:8], "little") / 2**64
     return "val" if h < val_fraction else "train"
 
@@ -70,13 +80,16 @@ def ingest(root: Path, cfg: DataConfig, manifest_path: Path, modality: str = "im
             bad.append(f"{rel}: {exc}")
             continue
         raw = path.read_bytes()
-        split = _split_of(rel, cfg.val_fraction, list(cfg.val_files))
+        split = _split_of(rel, cfg)
         entries.append(Entry(rel, info, len(raw), hashlib.sha256(raw).hexdigest(), split))
     for line in bad:
         log.warning("ingest: skipped %s", line)
     missing = set(cfg.val_files) - {e.path for e in entries}
     if missing:
         raise ValueError(f"data.val_files not found under {root}: {sorted(missing)}")
+    absent = set(cfg.val_sources) - {source_of(e.path) for e in entries}
+    if absent:
+        raise ValueError(f"data.val_sources: no {modality} files under {root}/{{{','.join(sorted(absent))}}}")
     splits = {e.split for e in entries}
     if splits != {"train", "val"}:
         raise ValueError(f"{root}: need {modality} files in both splits, got {len(entries)} in {sorted(splits) or 'none'}")

@@ -29,15 +29,15 @@ from autoenc.infer import OnnxDenoiser  # noqa: E402
 from autoenc.metrics import psnr, ssim  # noqa: E402
 from benchmarks.image_speed import machine  # noqa: E402
 
-VAL = ["aero", "camera", "chelsea", "coins", "flower"]
+VAL = ["PyWavelets/aero", "scikit-image/camera", "scikit-image/chelsea", "scikit-image/coins", "scikit-learn/flower"]
 
 
 def held_out(corpus: Path, color: bool = False) -> dict[str, np.ndarray]:
     """Gray versions of every held-out photo, or (``color``) the held-out photos that are RGB."""
     if color:
         rgb = [n for n in VAL if Image.open(corpus / f"{n}.png").mode == "RGB"]
-        return {n: np.asarray(Image.open(corpus / f"{n}.png"), np.float32) / 255.0 for n in rgb}
-    return {n: np.asarray(Image.open(corpus / f"{n}.png").convert("L"), np.float32)[..., None] / 255.0 for n in VAL}
+        return {n.split("/")[-1]: np.asarray(Image.open(corpus / f"{n}.png"), np.float32) / 255.0 for n in rgb}
+    return {n.split("/")[-1]: np.asarray(Image.open(corpus / f"{n}.png").convert("L"), np.float32)[..., None] / 255.0 for n in VAL}
 
 
 def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:

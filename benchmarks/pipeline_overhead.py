@@ -41,7 +41,7 @@ def make_files(root: Path, n: int, size: int) -> None:
     """``n`` gray PNG crops (size x size) of the default photo corpus with Gaussian noise."""
     from autoenc.corpus import build_photo_corpus
 
-    photos = [np.asarray(Image.open(p).convert("L"), np.float32) for p in sorted(build_photo_corpus(root / "corpus").glob("*.png"))]
+    photos = [np.asarray(Image.open(p).convert("L"), np.float32) for p in sorted(build_photo_corpus(root / "corpus").glob("*/*.png"))]
     rng = np.random.default_rng(0)
     (root / "in").mkdir()
     for i in range(n):

@@ -151,7 +151,7 @@ def bm3d_seconds_per_mp(size: int = 256, sigma: float = 25.0) -> float:
 
     from autoenc.corpus import build_photo_corpus
 
-    clean = np.asarray(Image.open(build_photo_corpus() / "camera.png").convert("L"), np.float32)[:size, :size] / 255
+    clean = np.asarray(Image.open(build_photo_corpus() / "scikit-image/camera.png").convert("L"), np.float32)[:size, :size] / 255
     noisy = clean + np.random.default_rng(0).normal(0, sigma / 255, clean.shape).astype(np.float32)
     t0 = time.perf_counter()
     bm3d.bm3d(noisy, sigma_psd=sigma / 255)

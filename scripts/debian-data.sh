@@ -24,4 +24,20 @@ if [ -n "$missing" ]; then
     exit 0
   fi
 fi
+# Photo packages and darktable's measured camera noise profiles are only unpacked (apt-get
+# download + dpkg-deb -x) into $AUTOENC_CACHE/debian/<package>: nothing else of theirs is needed,
+# and darktable installed would pull in hundreds of MB of libraries.
+CACHE=${AUTOENC_CACHE:-$HOME/.cache/autoenc}
+for p in mate-backgrounds plasma-workspace-wallpapers palapeli-data darktable; do
+  dest="$CACHE/debian/$p"
+  [ -f "$dest/.extracted" ] && continue
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -qq "$p" >/dev/null 2>&1) && mkdir -p "$dest" && dpkg-deb -x "$tmp"/*.deb "$dest"; then
+    touch "$dest/.extracted"
+  else
+    echo "data: could not unpack $p (apt-get download); photos or camera noise from it will be missing" >&2
+  fi
+  rm -rf "$tmp"
+done
+"$PY" -c "from autoenc.corpus import build_benchmark_photos, build_photo_corpus; print('data:', build_photo_corpus(), build_benchmark_photos())" || echo "data: photo corpus not complete (see above)" >&2
 "$PY" -c "from autoenc.corpus import build_music_bank, build_speech_corpus; print('data:', build_speech_corpus(), build_music_bank())" || echo "data: speech corpus not prepared (see above)" >&2

@@ -54,16 +54,19 @@ def test_model_kwargs_and_ranges_are_checked_at_load():
         load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: white, snr_db: 5}]"])
 
 
-def test_hashes_of_configs_without_init_from_are_unchanged_by_the_new_field():
-    """Runs trained before ``train.init_from`` existed must stay resumable and keep their hash:
-    an unset init_from is left out of both hashes; a set one changes them."""
+def test_hashes_of_configs_without_later_fields_are_unchanged_by_them():
+    """Runs trained before ``train.init_from`` (and ``train.ema_decay``, ``data.val_sources``)
+    existed must stay resumable and keep their hash: an unset field is left out of both hashes;
+    a set one changes them."""
     import hashlib
     import json
 
     cfg = load(REPO / "configs" / "tiny-image.yaml")
     tree = cfg.model_dump(mode="json")
-    del tree["train"]["init_from"]
+    del tree["train"]["init_from"], tree["train"]["ema_decay"], tree["data"]["val_sources"]
     before = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]  # as computed before the field
     assert cfg.hash() == before
     tuned = load(REPO / "configs" / "tiny-image.yaml", ["train.init_from=runs/x/best.pt"])
     assert tuned.hash() != cfg.hash() and tuned.resume_hash() != cfg.resume_hash()
+    assert load(REPO / "configs" / "tiny-image.yaml", ["train.ema_decay=0.999"]).hash() != cfg.hash()
+    assert load(REPO / "configs" / "tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[a]"]).hash() != cfg.hash()

@@ -1,5 +1,7 @@
 """Ingest/manifest/split and reproducible noisy patch pairs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from conftest import photo
 
 
 def _folder(root, n):
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         Image.fromarray(photo(64 + i, 80, channels=1 + 2 * (i % 2), seed=i)).save(root / f"img{i:02d}.png")
 
@@ -56,3 +58,39 @@ def test_patch_pairs_are_reproducible_and_augmented(tmp_path):
                 win = np.lib.stride_tricks.sliding_window_view(arr, view.shape)
                 found |= bool((np.abs(win - view).max(axis=(2, 3)) < 1e-6).any())
     assert found
+
+
+def test_val_sources_hold_out_whole_sources(tmp_path):
+    for src in ("alice", "bob", "carol"):
+        _folder(tmp_path / "d" / src, 3)
+    entries = ingest(tmp_path / "d", DataConfig(val_sources=["bob"]), tmp_path / "m.csv")
+    assert {e.path.split("/")[0] for e in entries if e.split == "val"} == {"bob"}
+    assert sum(e.split == "val" for e in entries) == 3 and len(entries) == 9
+    with pytest.raises(ValueError, match="val_sources"):
+        ingest(tmp_path / "d", DataConfig(val_sources=["dave"]), tmp_path / "m2.csv")
+    with pytest.raises(ValueError, match="not both"):
+        DataConfig(val_sources=["bob"], val_files=["bob/img00.png"])
+
+
+def test_photo_corpus_is_laid_out_by_source_with_licences(tmp_path, monkeypatch):
+    import csv
+
+    from autoenc.corpus import CorpusMissing, build_benchmark_photos, build_photo_corpus
+
+    monkeypatch.setenv("AUTOENC_CACHE", str(tmp_path / "cache"))
+    aqua = tmp_path / "cache/debian/mate-backgrounds/usr/share/backgrounds/mate/nature/Aqua.jpg"
+    aqua.parent.mkdir(parents=True)
+    Image.fromarray(photo(1700, 2600, 3)).save(aqua, quality=95)
+    out = tmp_path / "corpus"
+    out.mkdir()
+    Image.fromarray(photo(30, 40, 1)).save(out / "camera.png")  # left by the old flat layout
+    build_photo_corpus(out)
+    assert not (out / "camera.png").exists() and Image.open(out / "scikit-image/camera.png").size == (40, 30)
+    assert Image.open(out / "mate-backgrounds/Aqua.png").size == (1300, 850)  # halved: long side stays >= 1280
+    rows = {r["file"]: r for r in csv.DictReader(open(out / "SOURCES.csv"))}
+    assert rows["mate-backgrounds/Aqua.png"]["licence"] == "GPL-2+" and "Charles Barbin" in rows["mate-backgrounds/Aqua.png"]["origin"]
+    assert rows["scikit-learn/china.png"]["package"] == "scikit-learn"
+    assert not any(f.startswith("palapeli-data") for f in rows)  # benchmark photos never join the corpus
+    if not Path("/usr/share/palapeli/collection").is_dir():
+        with pytest.raises(CorpusMissing, match="palapeli-data"):
+            build_benchmark_photos(tmp_path / "bench")

@@ -27,7 +27,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
 
     entries = read_manifest(run_dir / "manifest.csv")
     val = {e.path for e in entries if e.split == "val"}
-    assert val == {"camera.png", "chelsea.png", "coins.png", "flower.png", "aero.png"}
+    assert val == {"scikit-image/camera.png", "scikit-image/chelsea.png", "scikit-image/coins.png", "scikit-learn/flower.png", "PyWavelets/aero.png"}
     assert len(entries) >= 20 and all(len(e.sha256) == 64 for e in entries)
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -49,7 +49,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
         fit(load(REPO / "configs/tiny-image.yaml", overrides + ["train.lr=0.1"]), corpus_dir, run_dir / "manifest.csv", run_dir, resume=True)
 
     # Denoise a noisy copy of a held-out photo with the exported model.
-    clean = np.asarray(Image.open(corpus_dir / "camera.png").convert("L"), dtype=np.float64) / 255
+    clean = np.asarray(Image.open(corpus_dir / "scikit-image/camera.png").convert("L"), dtype=np.float64) / 255
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape), 0, 1)
     src = tmp_path / "noisy"
     src.mkdir()

@@ -45,7 +45,7 @@ def test_shipped_image_models_denoise_blind(name, corpus_dir):
     from PIL import Image
 
     # A crop of chelsea.png, held out from every shipped model's training.
-    clean = np.asarray(Image.open(corpus_dir / "chelsea.png").convert("RGB"), np.float32)[100:228, 150:310] / 255
+    clean = np.asarray(Image.open(corpus_dir / "scikit-image/chelsea.png").convert("RGB"), np.float32)[100:228, 150:310] / 255
     rng = np.random.default_rng(0)
     for sigma in (10, 40):  # one model, two levels it is not told
         noisy = np.clip(np.round((clean + rng.normal(0, sigma / 255, clean.shape)) * 255), 0, 255) / 255
