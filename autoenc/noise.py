@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from typing import Callable
 
 import numpy as np
@@ -93,6 +94,48 @@ def jpeg(x: torch.Tensor, *, quality: float, generator: torch.Generator) -> torc
     if out.ndim == 2:
         out = out[..., None]
     return torch.from_numpy(out.copy()).permute(2, 0, 1).to(x.dtype)
+
+
+def log_uniform(lo: float, hi: float, generator: torch.Generator) -> float:
+    """Draw one float log-uniformly from [lo, hi] (lo > 0): every stop equally likely."""
+    return math.exp(uniform(math.log(lo), math.log(hi), generator))
+
+
+@register_noise("camera")
+def camera(
+    x: torch.Tensor,
+    *,
+    iso: tuple[float, float],
+    gain: tuple[float, float],
+    makers: list[str],
+    exclude_makers: list[str],
+    profiles: str | None,
+    demosaic: list[str],
+    saturation: tuple[float, float],
+    tone: tuple[float, float],
+    jpeg_quality: tuple[float, float] | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Real-camera noise (see :mod:`autoenc.camera`): a random camera profile at an ISO drawn
+    log-uniformly from ``iso``, a random colour matrix, tone curve, Bayer phase and demosaic,
+    then (unless ``jpeg_quality`` is None) JPEG 4:2:0 at a drawn quality."""
+    from autoenc import camera as cam
+
+    table = cam.load_profiles(str(profiles or cam.profiles_path()), tuple(makers), tuple(exclude_makers))
+    profile = cam.pick_profile(table, log_uniform(*iso, generator), generator)
+    y = cam.camera_noise(
+        x,
+        profile=profile,
+        gain=log_uniform(*gain, generator),
+        ccm=cam.random_ccm(generator, uniform(*saturation, generator)),
+        tone_strength=uniform(*tone, generator),
+        demosaic_method=demosaic[int(torch.randint(0, len(demosaic), (), generator=generator))],
+        phase=int(torch.randint(0, 4, (), generator=generator)),
+        generator=generator,
+    ).clamp(0, 1)
+    if jpeg_quality is not None:
+        y = jpeg(y, quality=uniform(*jpeg_quality, generator), generator=generator)
+    return y
 
 
 RANGE_FIELDS = ("sigma", "peak", "amount", "quality", "snr_db", "level", "gain_db")

@@ -1,8 +1,14 @@
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
 from autoenc.config import NoiseConfig
 from autoenc.noise import NOISES, pair_generator, synthesize
+from test_camera import write_profiles
+
+PROFILES = write_profiles(Path(tempfile.mkdtemp(prefix="autoenc-profiles-")) / "noiseprofiles.json")
 
 SPECS = {
     "gaussian": {"name": "gaussian", "sigma": [5, 50]},
@@ -10,6 +16,7 @@ SPECS = {
     "speckle": {"name": "speckle", "sigma": [0.05, 0.3]},
     "salt_pepper": {"name": "salt_pepper", "amount": [0.01, 0.1]},
     "jpeg": {"name": "jpeg", "quality": [10, 60]},
+    "camera": {"name": "camera", "iso": [800, 12800], "gain": [1, 4], "profiles": str(PROFILES)},
 }
 
 
@@ -20,7 +27,7 @@ def test_every_registered_noise_has_a_spec():
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_reproducible_per_seed_and_different_across_seeds(name):
     cfg = NoiseConfig(mixture=[SPECS[name]])
-    x = torch.rand(1, 40, 48, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(3 if name == "camera" else 1, 40, 48, generator=torch.Generator().manual_seed(1))
     a, pa = synthesize(x, cfg, pair_generator(0, 3, 17))
     b, pb = synthesize(x, cfg, pair_generator(0, 3, 17))
     c, _ = synthesize(x, cfg, pair_generator(0, 3, 18))
