@@ -49,11 +49,42 @@ def stft_loss(est: torch.Tensor, ref: torch.Tensor, ffts: tuple[int, ...] = (512
     return total / len(ffts)
 
 
+def psnr_loss(est: torch.Tensor, ref: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Mean over samples of 10 log10(MSE + floor) (= minus the mean PSNR on the 0..1 scale).
+
+    A plain MSE is dominated by the noisiest samples, so a blind model under-fits low noise
+    (Gnanasambandam & Chan 2020); the log weighs each sample by 1 / its own error instead.
+    ``floor`` (about 60 dB) stops clean inputs from pulling without bound."""
+    mse = (est - ref).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(mse + floor).mean()
+
+
+class Ema:
+    """Exponential moving average of a model's parameters and buffers (decay warms up as
+    ``min(decay, (1 + n) / (10 + n))`` over the first updates, so early weights fade fast)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None, updates: int = 0) -> None:
+        self.decay, self.updates = decay, updates
+        src = state if state is not None else model.state_dict()
+        self.state = {k: v.detach().clone() for k, v in src.items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.state[k].copy_(v)
+
+
 LOSSES = {
     "l1": F.l1_loss,
     "l2": F.mse_loss,
     "charbonnier": lambda a, b: torch.sqrt((a - b) ** 2 + 1e-6).mean(),
     "l1+stft": lambda a, b: F.l1_loss(a, b) + 0.5 * stft_loss(a, b),
+    "psnr": psnr_loss,
 }
 
 
@@ -95,9 +126,8 @@ def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
         return {"train-noise": cfg.noise}
     out = {}
     for spec in cfg.eval.noises:
-        from autoenc.noise import RANGE_FIELDS
-
-        drawn = {k: v for k, v in spec.model_dump(exclude={"name", "weight"}).items() if k in RANGE_FIELDS}
+        # Range-valued parameters name the setting (sigma15, iso6400-gain2-...).
+        drawn = {k: v for k, v in spec.model_dump(exclude={"name", "weight"}).items() if isinstance(v, tuple) and len(v) == 2 and all(isinstance(e, (int, float)) for e in v)}
         params = "-".join(f"{k}{v[0]:g}" if v[0] == v[1] else f"{k}{v[0]:g}..{v[1]:g}" for k, v in drawn.items())
         out[f"{spec.name}-{params}"] = cfg.noise.model_copy(update={"mixture": [spec]})
     return out
@@ -179,8 +209,9 @@ def music_banks(cfg: RunConfig, sample_rate: int) -> tuple[list[torch.Tensor], l
     return [c for i, c in enumerate(clips) if i % 5 != 4], [c for i, c in enumerate(clips) if i % 5 == 4]
 
 
-def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, total: int, epoch: int) -> tuple[float, int]:
-    """One pass over ``loader``; returns (mean loss, global step after the epoch)."""
+def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, total: int, epoch: int, ema: Ema | None = None) -> tuple[float, int]:
+    """One pass over ``loader`` (updating ``ema`` after each step); returns (mean loss, global
+    step after the epoch)."""
     model.train()
     losses, t0 = [], time.perf_counter()
     for noisy, clean in loader:
@@ -192,11 +223,13 @@ def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, to
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         losses.append(loss.item())
         step += 1
         if step % cfg.log_every == 0 or step == total:
             rate = len(losses) / (time.perf_counter() - t0)
-            log.info("epoch %d step %d/%d loss %.5f lr %.2e (%.1f it/s)", epoch, step, total, np.mean(losses[-cfg.log_every :]), lr_at(step, total, cfg), rate)
+            log.info("epoch %d step %d/%d loss %.4f lr %.2e (%.1f it/s)", epoch, step, total, np.mean(losses[-cfg.log_every :]), lr_at(step, total, cfg), rate)
     return float(np.mean(losses)), step
 
 
@@ -220,7 +253,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
         if ckpt.get("resume_hash") != cfg.resume_hash():
             raise ValueError(f"--resume: {last_path} was trained with a different config (only train.epochs, logging, eval and export may change)")
-        model.load_state_dict(ckpt["state"])
+        model.load_state_dict(ckpt.get("raw_state") or ckpt["state"])  # raw_state: the weights under the EMA
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, step, history, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"], ckpt["best_score"]
         init_from = ckpt.get("init_from")
@@ -229,13 +262,21 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         log.warning("--resume: no %s, starting from scratch", last_path)
     if cfg.train.init_from and step == 0:
         init_from = start_from(model, cfg.model.name, cfg.train.init_from)
+    ema = None
+    if cfg.train.ema_decay:
+        resumed = resume and last_path.exists()
+        ema = Ema(model, cfg.train.ema_decay, ckpt["state"] if resumed else None, ckpt.get("ema_updates", 0) if resumed else 0)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("training %s (%d params) for %d epochs x %d steps", cfg.model.name, n_params, cfg.train.epochs, steps_per_epoch)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, loss_fn, cfg.train, step, total, epoch)
+        train_loss, step = train_one_epoch(model, loader, opt, loss_fn, cfg.train, step, total, epoch, ema)
+        raw_state = None
+        if ema is not None:  # evaluate, keep and export the averaged weights
+            raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(ema.state)
         metrics = evaluate(model, data.val, full=False, sample_rate=cfg.data.sample_rate)
         val_score = score(metrics)
         history.append({"epoch": epoch, "step": step, "train_loss": train_loss, "val": metrics, "score": val_score, "seconds": time.perf_counter() - t0})
@@ -243,7 +284,9 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         ckpt = {
             "model": cfg.model.name,
             "kwargs": {"channels": ch, **cfg.model.kwargs},
-            "state": model.state_dict(),
+            "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "raw_state": raw_state,
+            "ema_updates": ema.updates if ema is not None else 0,
             "optimizer": opt.state_dict(),
             "epoch": epoch,
             "step": step,
@@ -257,8 +300,10 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         }
         if val_score > best:
             best = val_score
-            save_checkpoint(best_path, {**ckpt, "optimizer": None})
+            save_checkpoint(best_path, {**ckpt, "optimizer": None, "raw_state": None})
         save_checkpoint(last_path, ckpt)
+        if raw_state is not None:
+            model.load_state_dict(raw_state)
     if not best_path.exists():  # resumed a finished run
         save_checkpoint(best_path, {**torch.load(last_path, map_location="cpu", weights_only=False), "optimizer": None})
     return best_path

@@ -1,0 +1,58 @@
+"""Training recipe pieces: the σ-balanced (PSNR) loss and EMA weights through fit and resume."""
+
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from autoenc.config import load
+from autoenc.data import ingest
+from autoenc.train import Ema, fit, psnr_loss
+from conftest import REPO, photo
+
+
+def test_psnr_loss_weighs_each_sample_by_its_own_error():
+    ref = torch.zeros(2, 1, 8, 8)
+    est = torch.stack([torch.full((1, 8, 8), 0.01), torch.full((1, 8, 8), 0.1)])
+    # Halving any one sample's error gains the same, whatever its size (an MSE would favour the big one).
+    half_small = psnr_loss(torch.stack([est[0] / 2, est[1]]), ref, floor=0)
+    half_big = psnr_loss(torch.stack([est[0], est[1] / 2]), ref, floor=0)
+    assert torch.isclose(half_small, half_big, atol=1e-4)
+    assert math.isclose(float(psnr_loss(est[:1], ref[:1], floor=0)), 10 * math.log10(1e-4), rel_tol=1e-5)
+
+
+def test_ema_averages_and_warms_up():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = Ema(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # first update: decay min(0.9, 2/11)
+    assert torch.isclose(ema.state["weight"], torch.tensor([[9 / 11]]))
+    for _ in range(200):
+        ema.update(model)
+    assert torch.isclose(ema.state["weight"], torch.tensor([[1.0]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["psnr"])
+def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
+    root = tmp_path / "photos"
+    for src in ("a", "b"):
+        (root / src).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(photo(72, 80, 1, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64",
+                                                  "train.ema_decay=0.9", f"train.loss={loss}", "train.epochs=2"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert last["raw_state"] is not None and last["ema_updates"] == 2 * 4
+    # What is kept (and exported) is the average, not the last raw weights.
+    assert any(not torch.equal(last["state"][k], last["raw_state"][k]) for k in last["state"])
+    assert torch.load(best, weights_only=False)["raw_state"] is None
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})})
+    fit(longer, root, run / "manifest.csv", run, resume=True)
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["ema_updates"] == 3 * 4 and len(resumed["history"]) == 3
