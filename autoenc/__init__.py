@@ -1,7 +1,7 @@
 """autoenc: convolutional denoising autoencoders for folders of images and audio.
 
 The package is a plain library: training needs the ``[train]`` extra (torch), while
-inference (``autoenc.infer``, ``autoenc.media``) runs on onnxruntime + numpy + pillow only.
+inference (``autoenc.runtime.infer``, ``autoenc.runtime.media``) runs on onnxruntime + numpy + pillow only.
 Prefect flows live in the separate ``pipelines`` package.
 """
 

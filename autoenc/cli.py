@@ -47,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     out = train_flow(args.config, args.set, args.out, args.resume)
     print(f"run: {out['run_dir']}\nmodel: {out['onnx']}\nreport: {out['report']}")
-    from autoenc.report import metrics_table
+    from autoenc.runtime.report import metrics_table
 
     print(metrics_table(out["metrics"]["val"]))
     return 0
@@ -91,7 +91,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from autoenc.jobs import JobError, JobReport, plan_job
+    from autoenc.runtime.jobs import JobError, JobReport, plan_job
 
     try:
         plan_job(args.model, args.input_dir, args.output_dir, incremental=False)  # refuse before Prefect starts
@@ -119,9 +119,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     from autoenc.config import ConfigError
-    from autoenc.jobs import JobError, check_job
-    from autoenc.schedule import load_schedule
-    from autoenc.session import ModelError, OnnxModel
+    from autoenc.runtime.jobs import JobError, check_job
+    from autoenc.runtime.schedule import load_schedule
+    from autoenc.runtime.session import ModelError, OnnxModel
 
     try:
         cfg = load_schedule(args.config)
@@ -175,7 +175,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     """List the shipped models (use their names with --model)."""
-    from autoenc.session import shipped_models
+    from autoenc.runtime.session import shipped_models
 
     models = shipped_models()
     if args.json:
@@ -192,7 +192,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_prefect_yaml(args: argparse.Namespace) -> int:
     from autoenc.config import ConfigError
-    from autoenc.schedule import load_schedule, prefect_yaml
+    from autoenc.runtime.schedule import load_schedule, prefect_yaml
 
     try:
         text = prefect_yaml(load_schedule(args.config), args.pool, args.config)
@@ -217,8 +217,8 @@ FAMILY_APPS = {  # command -> (exported part it runs, flow arguments from the pa
 def _cmd_family_app(args: argparse.Namespace) -> int:
     """embed / anomaly / sample: check the model part first (nothing written on a bad model),
     then run the Prefect flow of that name."""
-    from autoenc.latent import FamilyPart
-    from autoenc.session import ModelError
+    from autoenc.runtime.latent import FamilyPart
+    from autoenc.runtime.session import ModelError
 
     part, flow_args = FAMILY_APPS[args.command]
     try:

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from autoenc.media import atomic_write, save_array
+from autoenc.runtime.media import atomic_write, save_array
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class CorpusMissing(FileNotFoundError):
 
 def _decode_g722_tree(src: Path, out_dir: Path, package: str, licence: str) -> Path:
     """Decode every ``*.g722`` under ``src`` into 16 kHz PCM_16 WAV at the same relative path."""
-    from autoenc.audio_io import write_audio
+    from autoenc.runtime.audio_io import write_audio
 
     files = sorted(src.rglob("*.g722")) if src.is_dir() else []
     if not files:

@@ -23,7 +23,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from autoenc.config import DataConfig, NoiseConfig
-from autoenc.media import MediaError, load_float, modality_of, read_image
+from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _describe(path: Path, modality: str) -> str:
         data = read_image(path)
         h, w, _ = data.planes.shape
         return f"{w}x{h} {data.mode}"
-    from autoenc.audio_io import probe_audio
+    from autoenc.runtime.audio_io import probe_audio
 
     a = probe_audio(path)
     return f"{a.frames} frames @ {a.samplerate} Hz x {a.channels}"
@@ -176,7 +176,7 @@ def load_clips(root: Path, entries: list[Entry], split: str, sample_rate: int) -
 def load_clip(path: Path, sample_rate: int) -> torch.Tensor:
     import torchaudio.functional as AF
 
-    from autoenc.audio_io import read_audio
+    from autoenc.runtime.audio_io import read_audio
 
     samples, rate = read_audio(path)
     x = torch.from_numpy(samples.mean(axis=1))

@@ -1,7 +1,7 @@
 """Export a checkpoint to one self-describing ONNX file, verified against torch.
 
 The file has no external data, dynamic batch/height/width, and ``autoenc.*`` metadata
-(:class:`autoenc.metadata.ModelInfo`). Before it is written, onnxruntime runs it on several
+(:class:`autoenc.runtime.metadata.ModelInfo`). Before it is written, onnxruntime runs it on several
 sizes (odd ones included) and compares with torch eager: a mismatch raises
 :class:`ExportError` and nothing is written.
 """
@@ -22,8 +22,8 @@ import torch
 
 from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import ExportConfig, from_dict
-from autoenc.media import atomic_write
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.media import atomic_write
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.train import load_checkpoint
 
 log = logging.getLogger(__name__)

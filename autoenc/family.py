@@ -28,11 +28,11 @@ from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import FamilyConfig
 from autoenc.corpus import CorpusMissing
 from autoenc.export import ExportError, export_module
-from autoenc.media import atomic_write
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.media import atomic_write
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.models import build_model
-from autoenc.latent import FAMILY_PROP
-from autoenc.report import save_picture, tile_grid, write_json
+from autoenc.runtime.latent import FAMILY_PROP
+from autoenc.runtime.report import save_picture, tile_grid, write_json
 from autoenc.train import full_history, load_checkpoint, lr_at, save_checkpoint
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from autoenc.config import NoiseConfig, RunConfig
-from autoenc.media import load_float, save_array, modality_of
+from autoenc.runtime.media import load_float, save_array, modality_of
 from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def make_noisy_folder(data_root: Path, val_files: list[str], channels: int, nois
 def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str], out_dir: Path, limit: int = 12) -> tuple[Path, Path]:
     """Write up to ``limit`` held-out utterances as ``clean/`` and ``noisy/`` 16-bit WAV at the
     model rate, cycling through the config's eval noise settings (file names say which)."""
-    from autoenc.audio_io import write_audio
+    from autoenc.runtime.audio_io import write_audio
     from autoenc.data import load_clip, val_segments
     from autoenc.train import music_banks, noise_settings
 
@@ -61,7 +61,7 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
 def _read(path: Path, modality: str) -> np.ndarray:
     if modality == "image":
         return load_float(path, 1)
-    from autoenc.audio_io import read_audio
+    from autoenc.runtime.audio_io import read_audio
 
     return read_audio(path)[0][:, 0]
 

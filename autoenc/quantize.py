@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from autoenc.media import atomic_write
+from autoenc.runtime.media import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,13 @@ def val_delta(checkpoint: str | Path, fp32: str | Path, int8: str | Path) -> dic
     entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
     data = TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
     if cfg.modality == "image":
-        from autoenc.infer import OnnxDenoiser
+        from autoenc.runtime.infer import OnnxDenoiser
 
         runners = {k: OnnxDenoiser(p) for k, p in (("fp32", fp32), ("int8", int8))}
         run = lambda r, x: r.denoise(x.permute(1, 2, 0).numpy())  # noqa: E731
         metric = lambda clean, y: psnr(clean.permute(1, 2, 0).numpy(), y)  # noqa: E731
     else:
-        from autoenc.audio_infer import OnnxAudioDenoiser
+        from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
         runners = {k: OnnxAudioDenoiser(p) for k, p in (("fp32", fp32), ("int8", int8))}
         run = lambda r, x: r.denoise(x[0].numpy()[:, None])[:, 0]  # noqa: E731
@@ -141,7 +141,7 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     """Write ``<fp32 stem>-int8.onnx`` beside ``fp32`` (exported from ``checkpoint``), calibrated
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result)."""
-    from autoenc.metadata import ModelInfo
+    from autoenc.runtime.metadata import ModelInfo
     from autoenc.train import load_checkpoint
 
     src = onnx.load(str(fp32), load_external_data=False)

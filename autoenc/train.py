@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from autoenc import __version__
 from autoenc.config import NoiseConfig, RunConfig, TrainConfig
 from autoenc.data import Entry, PatchPairs, SegmentPairs, load_clips, load_split, read_manifest, val_pairs, val_segments
-from autoenc.media import atomic_write
+from autoenc.runtime.media import atomic_write
 from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 from autoenc.models import build_model, get_model
 
@@ -339,13 +339,13 @@ def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path
     """Picture of the first val item denoised by the exported ONNX model: noisy | denoised |
     clean side by side (images, ``before_after.png``) or stacked spectrograms (audio,
     ``spectrograms.png``), with the score of each in its label."""
-    from autoenc.report import save_picture, side_by_side, spectrogram, stacked
+    from autoenc.runtime.report import save_picture, side_by_side, spectrogram, stacked
 
     entries = read_manifest(manifest_path)
     first = [next(e for e in entries if e.split == "val")]
     tag, noise = next(iter(noise_settings(cfg).items()))
     if cfg.modality == "image":
-        from autoenc.infer import OnnxDenoiser
+        from autoenc.runtime.infer import OnnxDenoiser
 
         noisy_t, clean_t = val_pairs(load_split(data_root, first, "val", cfg.data.channels), cfg.data, noise, cfg.seed, tag)[0]
         noisy, clean = noisy_t.permute(1, 2, 0).numpy(), clean_t.permute(1, 2, 0).numpy()
@@ -353,7 +353,7 @@ def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path
         pic = side_by_side([(f"noisy {psnr(clean, noisy):.2f} dB", noisy), (f"denoised {psnr(clean, den):.2f} dB", den), ("clean", clean)])
         out = Path(run_dir) / "before_after.png"
     else:
-        from autoenc.audio_infer import OnnxAudioDenoiser
+        from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
         data = TrainingData(cfg, data_root, first + [e for e in entries if e.split == "train"][:8])
         noisy_t, clean_t = data.val[tag][0]

@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     import noisereduce
 
-    from autoenc.audio_infer import OnnxAudioDenoiser
+    from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     den = OnnxAudioDenoiser(args.model, threads=2)
     methods = {

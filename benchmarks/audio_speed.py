@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoenc.audio_infer import OnnxAudioDenoiser  # noqa: E402
+from autoenc.runtime.audio_infer import OnnxAudioDenoiser  # noqa: E402
 from benchmarks.image_speed import _time, export_for_benchmark, machine  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> None:
             for i in range(0, n, len(block)):
                 f.write(block[: n - i])
         code = (
-            "import re, time; from pathlib import Path; from autoenc.audio_infer import OnnxAudioDenoiser\n"
+            "import re, time; from pathlib import Path; from autoenc.runtime.audio_infer import OnnxAudioDenoiser\n"
             f"d = OnnxAudioDenoiser({str(onnx_path)!r}, threads={args.threads}); t = time.perf_counter()\n"
             f"d.denoise_file({str(long_path)!r}, {str(tmp / 'hour_out.wav')!r}, max_seconds=1e9)\n"
             "print(time.perf_counter() - t, re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1))"

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from autoenc.config import NoiseConfig  # noqa: E402
 from autoenc.corpus import build_benchmark_photos  # noqa: E402
-from autoenc.infer import OnnxDenoiser  # noqa: E402
+from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.metrics import psnr, ssim  # noqa: E402
 from autoenc.noise import pair_generator, synthesize  # noqa: E402
 from benchmarks.image_speed import machine  # noqa: E402

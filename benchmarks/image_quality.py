@@ -25,7 +25,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoenc.infer import OnnxDenoiser  # noqa: E402
+from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.metrics import psnr, ssim  # noqa: E402
 from benchmarks.image_speed import machine  # noqa: E402
 

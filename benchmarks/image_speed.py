@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from autoenc.config import load  # noqa: E402
 from autoenc.export import to_onnx  # noqa: E402
-from autoenc.infer import OnnxDenoiser  # noqa: E402
+from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.models import build_model  # noqa: E402
 from autoenc.train import load_checkpoint, save_checkpoint  # noqa: E402
 

@@ -35,11 +35,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoenc.audio_infer import OnnxAudioDenoiser  # noqa: E402
+from autoenc.runtime.audio_infer import OnnxAudioDenoiser  # noqa: E402
 from autoenc.config import load  # noqa: E402
-from autoenc.infer import OnnxDenoiser  # noqa: E402
+from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.models import build_model  # noqa: E402
-from autoenc.session import resolve_model  # noqa: E402
+from autoenc.runtime.session import resolve_model  # noqa: E402
 from benchmarks.image_speed import _time, machine  # noqa: E402
 
 log = logging.getLogger("speed")

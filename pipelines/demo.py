@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from autoenc.config import load
 from autoenc.data import read_manifest
 from autoenc.heldout import format_table, make_noisy_audio_folder, make_noisy_folder, score_folders
-from autoenc.report import write_json
+from autoenc.runtime.report import write_json
 from pipelines.denoise import denoise_flow
 from pipelines.train import train_flow
 

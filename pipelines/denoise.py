@@ -20,8 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from autoenc.job_summary import ProgressBar, counts_table, files_table, markdown_report
-from autoenc.jobs import FileResult, JobPlan, JobReport, JobSettings, Tracking, denoise_files, plan_job
+from autoenc.runtime.job_summary import ProgressBar, counts_table, files_table, markdown_report
+from autoenc.runtime.jobs import FileResult, JobPlan, JobReport, JobSettings, Tracking, denoise_files, plan_job
 
 
 @task(cache_policy=NO_CACHE)

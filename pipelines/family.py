@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from autoenc import latent
 from autoenc.config import FamilyConfig, load
 from autoenc.family import evaluate_family, export_family, fit_family, pictures, write_family_report
-from autoenc.report import write_json
+from autoenc.runtime.report import write_json
 
 
 @task(cache_policy=NO_CACHE)

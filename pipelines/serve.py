@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval
 
-from autoenc.schedule import JobSpec, ScheduleConfig
+from autoenc.runtime.schedule import JobSpec, ScheduleConfig
 from pipelines.denoise import denoise_flow
 
 

@@ -11,7 +11,7 @@ from autoenc.config import RunConfig, load
 from autoenc.corpus import resolve_data_root
 from autoenc.data import ingest
 from autoenc.export import to_onnx
-from autoenc.report import write_json, write_train_report
+from autoenc.runtime.report import write_json, write_train_report
 from autoenc.train import before_after, evaluate_checkpoint, fit, full_history
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoenc.report import metrics_table  # noqa: E402
-from autoenc.session import model_info  # noqa: E402
+from autoenc.runtime.report import metrics_table  # noqa: E402
+from autoenc.runtime.session import model_info  # noqa: E402
 
 DATA = {
     "image": "the default photo corpus: 24 photos (~8.2 MP) shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels (`autoenc corpus photos`); per-file licences below",

@@ -9,11 +9,11 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from autoenc.audio_infer import OnnxAudioDenoiser
-from autoenc.audio_io import probe_audio
+from autoenc.runtime.audio_infer import OnnxAudioDenoiser
+from autoenc.runtime.audio_io import probe_audio
 from autoenc.config import NoiseConfig
-from autoenc.jobs import JobSettings, denoise_dir
-from autoenc.media import MediaError
+from autoenc.runtime.jobs import JobSettings, denoise_dir
+from autoenc.runtime.media import MediaError
 from autoenc.metrics import si_sdr
 from autoenc.models import get_model
 from autoenc.noise import AUDIO_NOISES, mix_at_snr, pair_generator, synthesize_audio

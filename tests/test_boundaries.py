@@ -82,7 +82,7 @@ def test_inference_modules_import_without_torch():
     code = (
         "import sys\n"
         "for name in ('torch', 'torchvision', 'torchaudio'): sys.modules[name] = None  # import fails\n"
-        "import autoenc.infer, autoenc.audio_infer, autoenc.jobs, autoenc.latent, autoenc.metrics, autoenc.report\n"
+        "import autoenc.runtime.infer, autoenc.runtime.audio_infer, autoenc.runtime.jobs, autoenc.runtime.latent, autoenc.metrics, autoenc.runtime.report\n"
         "print('ok')"
     )
     out = _run(code)

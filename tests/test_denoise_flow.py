@@ -10,9 +10,9 @@ import re
 import soundfile as sf
 from PIL import Image
 
-from autoenc.job_summary import ProgressBar, files_table
-from autoenc.jobs import FileResult, JobReport, state_dir_for
-from autoenc.ledger import Ledger
+from autoenc.runtime.job_summary import ProgressBar, files_table
+from autoenc.runtime.jobs import FileResult, JobReport, state_dir_for
+from autoenc.runtime.ledger import Ledger
 from conftest import output_files, photo, tone
 
 

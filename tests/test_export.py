@@ -9,7 +9,7 @@ import torch
 from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import ExportConfig
 from autoenc.export import ExportError, parity_check, receptive_radius
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.models import get_model
 from autoenc.train import load_checkpoint
 
@@ -58,7 +58,7 @@ def test_receptive_radius_matches_architecture():
 
 def test_colour_plane_model_exports_and_denoises(tmp_path):
     """plane_unet_dae (per-plane U-Net + colour guide) exports with parity and runs tiled."""
-    from autoenc.infer import OnnxDenoiser
+    from autoenc.runtime.infer import OnnxDenoiser
     from conftest import make_model_file, photo
 
     path = make_model_file(tmp_path, channels=3, name="plane_unet_dae")

@@ -135,7 +135,7 @@ def test_train_export_and_apps(tmp_path, prefect_api):
     emb = np.load(tmp_path / "emb" / "embeddings.npy")
     rows = list(csv.DictReader(open(tmp_path / "emb" / "index.csv")))
     assert emb.shape == (5, 4) and len(rows) == 5 and {r["file"] for r in rows} >= {"img0.png", "sub/img1.png", "big_rgb.jpg"}
-    from autoenc.latent import embed
+    from autoenc.runtime.latent import embed
 
     again = embed(tmp_path / "vae", folder, tmp_path / "emb2")
     assert [f["path"] for f in again["failed"]] == ["broken.png"] and "decode" in again["failed"][0]["reason"]

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from autoenc.audio_io import probe_audio, read_blocks
-from autoenc.jobs import JobSettings, denoise_dir
-from autoenc.media import MediaError, read_image
+from autoenc.runtime.audio_io import probe_audio, read_blocks
+from autoenc.runtime.jobs import JobSettings, denoise_dir
+from autoenc.runtime.media import MediaError, read_image
 from conftest import photo, tone
 
 EXAMPLES = int(os.environ.get("AUTOENC_FUZZ_EXAMPLES", "40"))

@@ -22,9 +22,9 @@ import soundfile as sf
 from PIL import Image
 
 from autoenc.cli import main as cli
-from autoenc.jobs import JobError, check_job, denoise_dir, plan_job, state_dir_for
-from autoenc.ledger import Ledger
-from autoenc.media import TMP_SUFFIX
+from autoenc.runtime.jobs import JobError, check_job, denoise_dir, plan_job, state_dir_for
+from autoenc.runtime.ledger import Ledger
+from autoenc.runtime.media import TMP_SUFFIX
 from conftest import REPO, output_files, photo, tone
 
 
@@ -157,7 +157,7 @@ def test_hostile_inputs_job_exits_0_and_loses_nothing(tmp_path, prefect_api, gra
 
 
 def test_size_limits_are_enforced_with_clear_errors(tmp_path, gray_model, audio_model):
-    from autoenc.jobs import JobSettings
+    from autoenc.runtime.jobs import JobSettings
 
     src = tmp_path / "in"
     src.mkdir()
@@ -196,7 +196,7 @@ def test_sigkill_mid_job_then_rerun_completes_without_redoing(tmp_path, gray_mod
     src.mkdir()
     for i in range(60):
         Image.fromarray(photo(192, 256, 1, seed=i)).save(src / f"img{i:03d}.png")
-    code = f"from autoenc.jobs import denoise_dir, JobSettings; denoise_dir({str(gray_model)!r}, {str(src)!r}, {str(dst)!r}, JobSettings(threads=1))"
+    code = f"from autoenc.runtime.jobs import denoise_dir, JobSettings; denoise_dir({str(gray_model)!r}, {str(src)!r}, {str(dst)!r}, JobSettings(threads=1))"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     state = state_dir_for(dst)
     deadline = time.monotonic() + 120
@@ -215,7 +215,7 @@ def test_sigkill_mid_job_then_rerun_completes_without_redoing(tmp_path, gray_mod
     assert 10 <= len(done_before) < 60, len(done_before)
     # Leftovers of the kind a kill mid-write leaves: a temp file named for the dead writer.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    from autoenc.media import _HOST_TAG
+    from autoenc.runtime.media import _HOST_TAG
 
     (dst / f".autoenc-{_HOST_TAG}-{dead}-xyz{TMP_SUFFIX}").write_bytes(b"partial")
     report = denoise_dir(gray_model, src, dst)

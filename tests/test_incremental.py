@@ -10,8 +10,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from autoenc.jobs import denoise_dir, state_dir_for
-from autoenc.ledger import Ledger
+from autoenc.runtime.jobs import denoise_dir, state_dir_for
+from autoenc.runtime.ledger import Ledger
 from conftest import REPO, output_files, photo
 
 
@@ -76,7 +76,7 @@ def test_overlapping_runs_write_each_file_once(tmp_path, gray_model):
     _folder(src, 24)
     go = tmp_path / "go"
     code = (
-        "import json, sys, time, pathlib; from autoenc.jobs import denoise_dir\n"
+        "import json, sys, time, pathlib; from autoenc.runtime.jobs import denoise_dir\n"
         f"go = pathlib.Path({str(go)!r})\n"
         "while not go.exists(): time.sleep(0.005)\n"
         f"r = denoise_dir({str(gray_model)!r}, {str(src)!r}, {str(dst)!r})\n"

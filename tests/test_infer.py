@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autoenc.infer import OnnxDenoiser, tile_spans
-from autoenc.jobs import JobError, check_job, denoise_dir
-from autoenc.session import ModelError, OnnxModel
+from autoenc.runtime.infer import OnnxDenoiser, tile_spans
+from autoenc.runtime.jobs import JobError, check_job, denoise_dir
+from autoenc.runtime.session import ModelError, OnnxModel
 from conftest import REPO, output_files, photo
 
 
@@ -127,7 +127,7 @@ def test_6000x4000_photo_stays_under_1_5_gb(tmp_path, color_model):
     tile = rng.integers(0, 255, (500, 500, 3), dtype=np.uint8)
     Image.fromarray(np.tile(tile, (8, 12, 1))).save(big, quality=90)
     code = (
-        "import re; from pathlib import Path; from autoenc.jobs import denoise_dir; "
+        "import re; from pathlib import Path; from autoenc.runtime.jobs import denoise_dir; "
         f"r = denoise_dir({str(color_model)!r}, {str(big.parent)!r}, {str(tmp_path / 'out')!r}); "
         "assert r.counts()['written'] == 1, r.summary(); "
         # VmHWM: this process's peak RSS (ru_maxrss would include the forking pytest's)

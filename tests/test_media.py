@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from autoenc.media import MediaError, read_image, write_image
+from autoenc.runtime.media import MediaError, read_image, write_image
 from conftest import photo
 
 LOSSLESS = ["png", "tif", "bmp", "webp"]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from autoenc.config import load
 from autoenc.data import read_manifest
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.metrics import psnr
 from conftest import REPO
 

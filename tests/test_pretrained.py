@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from autoenc.infer import OnnxDenoiser
+from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr
-from autoenc.session import PRETRAINED_DIR, shipped_models
+from autoenc.runtime.session import PRETRAINED_DIR, shipped_models
 from conftest import runtime_ops
 
 EXPECTED = {"image-gray": ("image", 1), "image-color": ("image", 3), "speech": ("audio", 1)}

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.quantize import quantize_int8, residual_head
 from conftest import make_model_file, runtime_ops
 

@@ -17,9 +17,9 @@ import yaml
 from PIL import Image
 
 from autoenc.config import ConfigError
-from autoenc.jobs import state_dir_for
-from autoenc.ledger import Ledger
-from autoenc.schedule import load_schedule, prefect_yaml
+from autoenc.runtime.jobs import state_dir_for
+from autoenc.runtime.ledger import Ledger
+from autoenc.runtime.schedule import load_schedule, prefect_yaml
 from conftest import REPO, output_files, photo
 
 BIN = Path(sys.executable).parent

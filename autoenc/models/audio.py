@@ -12,7 +12,7 @@ use one fixed level.
 
 Why the waveform and not an STFT mask: one network for every sample rate via resampling, phase
 handled implicitly, and streaming with overlap-add is exact when windows align to
-``stride ** levels`` samples (see ``autoenc.audio_infer``).
+``stride ** levels`` samples (see ``autoenc.runtime.audio_infer``).
 """
 
 from __future__ import annotations

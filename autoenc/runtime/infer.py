@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoenc.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
+from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
 def _ramp(n: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from autoenc.media import atomic_write
+from autoenc.runtime.media import atomic_write
 
 
 def side_by_side(panels: list[tuple[str, np.ndarray]], gap: int = 4, label_h: int = 14) -> Image.Image:

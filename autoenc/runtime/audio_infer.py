@@ -5,7 +5,7 @@ Windows start on multiples of the model's ``size_multiple`` samples and overlap 
 ``2 * context + blend``; a window's weight is 0 over the ``context`` samples next to an interior
 edge (at least the receptive radius, where its zero padding would differ from the whole file),
 rises on a raised-cosine ramp over ``blend`` samples, then is 1 — the 1-D form of the image
-tiler (``autoenc.infer``), so chunked output equals whole-file output up to float rounding and
+tiler (``autoenc.runtime.infer``), so chunked output equals whole-file output up to float rounding and
 chunk boundaries cannot click.
 
 Files at another sample rate are resampled to the model's rate and back with soxr (streaming,
@@ -22,9 +22,9 @@ from typing import Iterator
 
 import numpy as np
 
-from autoenc.audio_io import AudioInfo, probe_audio, read_blocks, write_stream
-from autoenc.infer import span_weights
-from autoenc.session import OnnxModel
+from autoenc.runtime.audio_io import AudioInfo, probe_audio, read_blocks, write_stream
+from autoenc.runtime.infer import span_weights
+from autoenc.runtime.session import OnnxModel
 
 
 class _OverlapAdd:
@@ -115,7 +115,7 @@ class OnnxAudioDenoiser(OnnxModel):
 
     def denoise_file(self, src: str | Path, dst: str | Path, *, min_seconds: float = 0.1, max_seconds: float = float("inf")) -> float:
         """Stream ``src`` to ``dst`` (same format, subtype, rate, channels, frames); returns the
-        duration in seconds. Raises :class:`autoenc.media.MediaError` with a reason."""
+        duration in seconds. Raises :class:`autoenc.runtime.media.MediaError` with a reason."""
         info = probe_audio(src, min_seconds=min_seconds, max_seconds=max_seconds)
         write_stream(dst, info, self._file_blocks(src, info))
         return info.seconds

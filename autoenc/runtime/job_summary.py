@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from autoenc.jobs import JobReport
-from autoenc.report import side_by_side, spectrogram, stacked
+from autoenc.runtime.jobs import JobReport
+from autoenc.runtime.report import side_by_side, spectrogram, stacked
 
 MAX_TABLE_ROWS = 500  # keeps Prefect's database small on 10k-file jobs; the rest is counted
 
@@ -89,7 +89,7 @@ def sample_written(report: JobReport, k: int) -> list[str]:
 def markdown_report(report: JobReport, title: str, samples: int = 4) -> str:
     """Markdown: counts and throughput, failed/skipped files with reasons (first 50), and
     before/after pictures of a sample of written files as inline JPEG data URIs."""
-    from autoenc.media import modality_of
+    from autoenc.runtime.media import modality_of
 
     c = counts_table(report)[0]
     lines = [

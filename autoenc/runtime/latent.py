@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from autoenc.jobs import FileResult, list_inputs
-from autoenc.media import MediaError, atomic_write, read_image, save_array, to_pil
-from autoenc.report import save_picture, tile_grid
-from autoenc.session import ModelError, OnnxModel
+from autoenc.runtime.jobs import FileResult, list_inputs
+from autoenc.runtime.media import MediaError, atomic_write, read_image, save_array, to_pil
+from autoenc.runtime.report import save_picture, tile_grid
+from autoenc.runtime.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
 FAMILY_PROP = "autoenc.family"  # ONNX metadata key: {part, latent, side, variational, threshold}

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from autoenc.media import AUDIO_FORMATS, MediaError, atomic_write
+from autoenc.runtime.media import AUDIO_FORMATS, MediaError, atomic_write
 
 BLOCK_FRAMES = 65536  # frames per read/write block (~1.5 s at 44.1 kHz)
 # soundfile container names accepted for each extension's format (WAVEX: WAVE_FORMAT_EXTENSIBLE)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from autoenc.metadata import ModelInfo
+from autoenc.runtime.metadata import ModelInfo
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"  # autoenc/pretrained
 
 
 class ModelError(Exception):

@@ -17,9 +17,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoenc.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
-from autoenc.media import DEFAULT_MAX_PIXELS, MediaError, is_own_host, modality_of, temp_owner
-from autoenc.session import ModelError, OnnxModel
+from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
+from autoenc.runtime.media import DEFAULT_MAX_PIXELS, MediaError, is_own_host, modality_of, temp_owner
+from autoenc.runtime.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +230,10 @@ def plan_job(
 
 def _denoiser(modality: str, model: str, settings: JobSettings):
     if modality == "image":
-        from autoenc.infer import OnnxDenoiser
+        from autoenc.runtime.infer import OnnxDenoiser
 
         return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile)
-    from autoenc.audio_infer import OnnxAudioDenoiser
+    from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     return OnnxAudioDenoiser(model, threads=settings.threads, chunk_seconds=settings.chunk_seconds)
 
@@ -241,7 +241,7 @@ def _denoiser(modality: str, model: str, settings: JobSettings):
 def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSettings) -> tuple[str, int, float]:
     """Denoise one file; returns (note, pixels, audio seconds). Raises MediaError/OSError."""
     if modality == "image":
-        from autoenc.media import read_image, write_image
+        from autoenc.runtime.media import read_image, write_image
 
         data = read_image(src, max_pixels=settings.max_pixels)
         write_image(out_path, data, den.denoise(data.planes, data.max_value))
