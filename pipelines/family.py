@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from autoenc import latent
+from autoenc.runtime import latent
 from autoenc.config import FamilyConfig, load
 from autoenc.family import evaluate_family, export_family, fit_family, pictures, write_family_report
 from autoenc.runtime.report import write_json
