@@ -10,7 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from autoenc.runtime import latent
 from autoenc.config import FamilyConfig, load
-from autoenc.family import evaluate_family, export_family, fit_family, pictures, write_family_report
+from autoenc.family.evaluate import evaluate_family, pictures, write_family_report
+from autoenc.family.export import export_family
+from autoenc.family.fit import fit_family
 from autoenc.runtime.report import write_json
 
 

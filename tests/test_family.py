@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from autoenc.config import load
-from autoenc.family import inject_defects, pca_mse, roc_auc
+from autoenc.family.data import inject_defects
+from autoenc.family.evaluate import pca_mse, roc_auc
 from autoenc.models import get_model, list_models, model_modality
 from conftest import REPO
 

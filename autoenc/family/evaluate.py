@@ -1,133 +1,21 @@
-"""Training, measuring and exporting the autoencoder family on Fashion-MNIST.
-
-Split (recorded in metrics.json): the first 55,000 training images train (only
-``normal_classes`` for one-class/anomaly runs), the last ``val_size`` choose the best epoch and
-calibrate the anomaly threshold, and the 10,000 test images give every reported number.
-Baselines are fitted on exactly the same training images: PCA with ``pca_components``
-components for reconstruction MSE.
-"""
+"""Measuring a trained family member on the test split (MSE vs a PCA baseline fitted on the
+same training images, each regulariser's own measurement, anomaly ROC-AUC), its pictures and
+its report."""
 
 from __future__ import annotations
 
-import gzip
-import json
-import logging
-import math
-import struct
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from PIL import Image, ImageDraw
 
-from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import FamilyConfig
-from autoenc.corpus import CorpusMissing
-from autoenc.export import ExportError, export_module
+from autoenc.family.data import CLASSES, PALETTE, inject_defects, splits
 from autoenc.runtime.media import atomic_write
-from autoenc.runtime.metadata import ModelInfo
-from autoenc.models import build_model
-from autoenc.runtime.latent import FAMILY_PROP
 from autoenc.runtime.report import save_picture, tile_grid, write_json
-from autoenc.train import full_history, load_checkpoint, lr_at, save_checkpoint
-
-log = logging.getLogger(__name__)
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-
-
-def _idx(path: Path) -> np.ndarray:
-    """Read a (gzipped) idx file: uint8 images (N, 28, 28) or labels (N,)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic, n = struct.unpack(">II", data[:8])
-    if magic == 2051:
-        rows, cols = struct.unpack(">II", data[8:16])
-        return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols)
-    if magic == 2049:
-        return np.frombuffer(data, np.uint8, offset=8)
-    raise ValueError(f"{path}: not an idx file (magic {magic})")
-
-
-def load_fashion_mnist(root: Path) -> dict[str, np.ndarray]:
-    """``{"train_x", "train_y", "test_x", "test_y"}`` from the four idx.gz files under ``root``."""
-    root = Path(root)
-    names = {"train_x": "train-images-idx3-ubyte.gz", "train_y": "train-labels-idx1-ubyte.gz", "test_x": "t10k-images-idx3-ubyte.gz", "test_y": "t10k-labels-idx1-ubyte.gz"}
-    missing = [n for n in names.values() if not (root / n).is_file()]
-    if missing:
-        raise CorpusMissing(f"Fashion-MNIST not found under {root} ({', '.join(missing)}): apt-get install -y dataset-fashion-mnist (or run `make data`)")
-    return {k: _idx(root / v) for k, v in names.items()}
-
-
-def splits(cfg: FamilyConfig) -> dict[str, np.ndarray]:
-    """Float (N, 1, 28, 28) arrays in 0..1 and labels for train / val / test, per the config."""
-    d = load_fashion_mnist(cfg.data.root)
-    n_train = len(d["train_x"]) - cfg.data.val_size
-    x = d["train_x"].astype(np.float32)[:, None] / 255
-    out = {"train_x": x[:n_train], "train_y": d["train_y"][:n_train], "val_x": x[n_train:], "val_y": d["train_y"][n_train:]}
-    out["test_x"], out["test_y"] = d["test_x"].astype(np.float32)[:, None] / 255, d["test_y"]
-    if cfg.data.normal_classes is not None:
-        for part in ("train", "val"):
-            keep = np.isin(out[f"{part}_y"], cfg.data.normal_classes)
-            out[f"{part}_x"], out[f"{part}_y"] = out[f"{part}_x"][keep], out[f"{part}_y"][keep]
-    if cfg.data.train_limit:
-        out["train_x"], out["train_y"] = out["train_x"][: cfg.data.train_limit], out["train_y"][: cfg.data.train_limit]
-    if cfg.data.test_limit:
-        out["test_x"], out["test_y"] = out["test_x"][: cfg.data.test_limit], out["test_y"][: cfg.data.test_limit]
-    return out
-
-
-def _mean_objective(model, x: np.ndarray, seed: int, batch: int = 1000) -> float:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        vals = [model.objective(torch.from_numpy(x[i : i + batch]), g)[0].item() * len(x[i : i + batch]) for i in range(0, len(x), batch)]
-    return float(sum(vals) / len(x))
-
-
-def fit_family(cfg: FamilyConfig, run_dir: Path) -> Path:
-    """Train the configured family member; keeps ``best.pt`` by val objective. Returns it."""
-    run_dir = Path(run_dir)
-    data = splits(cfg)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    n, bs = len(data["train_x"]), cfg.train.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    total, step, best, history = steps_per_epoch * cfg.train.epochs, 0, math.inf, []
-    log.info("training %s (%d params) on %d images for %d epochs", cfg.model.name, sum(p.numel() for p in model.parameters()), n, cfg.train.epochs)
-    for epoch in range(cfg.train.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(n, generator=g).numpy()
-        losses = []
-        for i in range(0, n, bs):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg.train)
-            loss, _ = model.objective(torch.from_numpy(data["train_x"][order[i : i + bs]]), g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-        model.eval()
-        val = _mean_objective(model, data["val_x"], cfg.seed)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val, "seconds": time.perf_counter() - t0})
-        log.info("epoch %d: train %.5f val %.5f (%.0fs)", epoch, history[-1]["train_loss"], val, history[-1]["seconds"])
-        ckpt = {"model": cfg.model.name, "kwargs": {"channels": 1, **cfg.model.kwargs}, "state": model.state_dict(), "epoch": epoch, "step": step,
-                "history": history, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash(), "autoenc_version": __version__}
-        if val < best:
-            best = val
-            save_checkpoint(run_dir / "best.pt", ckpt)
-        save_checkpoint(run_dir / "last.pt", ckpt)
-    return run_dir / "best.pt"
-
+from autoenc.train import full_history, load_checkpoint
 
 def roc_auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     """Area under the ROC curve for 'higher score = anomalous' (Mann-Whitney U, ties halved)."""
@@ -146,16 +34,6 @@ def pca_mse(train: np.ndarray, test: np.ndarray, k: int) -> float:
     basis = vt[:k]
     rec = (b - mean) @ basis.T @ basis + mean
     return float(((rec - b) ** 2).mean())
-
-
-def inject_defects(x: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Copies of ``x`` with one bright ``size``-pixel square each at a seeded random place."""
-    rng = np.random.default_rng(seed)
-    out = x.copy()
-    for i in range(len(out)):
-        r, c = rng.integers(2, 28 - size - 2, 2)
-        out[i, 0, r : r + size, c : c + size] = 1.0
-    return out
 
 
 def recon_errors(model, x: np.ndarray, batch: int = 1000) -> np.ndarray:
@@ -208,8 +86,6 @@ def evaluate_family(cfg: FamilyConfig, checkpoint: Path) -> dict[str, Any]:
     return out
 
 
-# --- pictures -------------------------------------------------------------------------------
-
 def pictures(cfg: FamilyConfig, checkpoint: Path, run_dir: Path) -> list[str]:
     """reconstructions.png (originals over reconstructions), latent.png (2-D PCA of test codes
     by class), curves.png (train/val loss), samples.png for variational models."""
@@ -261,48 +137,6 @@ def _curves(history: list[dict]) -> Image.Image:
             draw.ellipse([q[0] - 2, q[1] - 2, q[0] + 2, q[1] + 2], fill=colour)
     draw.text((30, 200), f"epochs 0..{len(history) - 1}; loss 10^{lo:.2f}..10^{hi:.2f}; blue train, orange val", fill="black")
     return img
-
-
-# --- export ---------------------------------------------------------------------------------
-
-class _Part(torch.nn.Module):
-    def __init__(self, model, part: str) -> None:
-        super().__init__()
-        self.model, self.part = model, part
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return {"encoder": self.model.encode, "decoder": self.model.decode, "model": self.model.forward}[self.part](x)
-
-
-def export_family(checkpoint: Path, out_dir: Path, metrics: dict[str, Any], cfg: FamilyConfig) -> dict[str, Path]:
-    """Write ``encoder.onnx``, ``decoder.onnx`` and ``model.onnx`` (dynamic batch), each
-    parity-checked against torch; metadata says which part and carries the threshold."""
-    model, ckpt = load_checkpoint(checkpoint)
-    threshold = metrics.get("anomaly", {}).get("threshold")
-    out = {}
-    for part in ("encoder", "decoder", "model"):
-        x = torch.randn(4, model.latent) if part == "decoder" else torch.rand(4, 1, 28, 28)
-        dims = {0: torch.export.Dim("batch")}
-        wrapper = _Part(model, part).eval()
-        blob = export_module(wrapper, x, dims, 18)
-        proto = onnx.load_from_string(blob)
-        info = ModelInfo(modality="family", channels=1, sample_rate=0, model=ckpt["model"], size_multiple=1, receptive_radius=0, noise={},
-                         config_hash=ckpt["config_hash"], metrics={k: v for k, v in metrics.items() if k != "split"}, version=__version__, format_version=FORMAT_VERSION)
-        props = info.to_props() | {FAMILY_PROP: json.dumps({"part": part, "latent": model.latent, "side": 28, "variational": model.variational, "threshold": threshold})}
-        onnx.helper.set_model_props(proto, props)
-        blob = proto.SerializeToString()
-        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-        probe = torch.randn(3, model.latent) if part == "decoder" else torch.rand(3, 1, 28, 28)
-        with torch.no_grad():
-            ref = wrapper(probe).numpy()
-        diff = float(np.abs(sess.run(None, {"input": probe.numpy()})[0] - ref).max())
-        if diff > 1e-4:
-            raise ExportError(f"{part}: ONNX/torch mismatch {diff:.2e}")
-        path = Path(out_dir) / f"{part}.onnx"
-        atomic_write(path, lambda f, b=blob: f.write(b))
-        out[part] = path
-    log.info("exported encoder/decoder/model to %s", out_dir)
-    return out
 
 
 def write_family_report(run_dir: Path, cfg: FamilyConfig, metrics: dict[str, Any], pictures_: list[str]) -> Path:
