@@ -6,7 +6,8 @@ by a hash of the relative path, so it is stable when files are added, unless ``v
 names the held-out files explicitly or ``val_sources`` holds out whole sources (the first
 folder of the relative path: a package, a speaker), which is how quality claims stay honest. ``PatchPairs`` draws random image crops with dihedral
 augmentation (torchvision transforms v2); ``SegmentPairs`` draws random audio segments, scaled to one level. Both synthesise noise on the fly; sample ``i`` of epoch ``e`` is a pure function
-of (seed, e, i), so any training pair can be reproduced.
+of (seed, e, i), so any training pair can be reproduced. ``TrainingData`` assembles a run's
+training split, noise banks and fixed validation pairs per noise setting.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from autoenc.config import DataConfig, NoiseConfig
+from autoenc.config import DataConfig, NoiseConfig, RunConfig
 from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
 
@@ -223,3 +224,60 @@ def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig
         noisy, _ = synthesize_audio(clean, noise, pair_generator(seed, "val", tag, j), sample_rate=data.sample_rate, banks=banks)
         out.append((noisy, clean))
     return out
+
+
+def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
+    """Validation noise settings by tag: each ``eval.noises`` spec, or the training noise."""
+    if not cfg.eval.noises:
+        return {"train-noise": cfg.noise}
+    out = {}
+    for spec in cfg.eval.noises:
+        # Range-valued parameters name the setting (sigma15, iso6400-gain2-...).
+        drawn = {k: v for k, v in spec.model_dump(exclude={"name", "weight"}).items() if isinstance(v, tuple) and len(v) == 2 and all(isinstance(e, (int, float)) for e in v)}
+        params = "-".join(f"{k}{v[0]:g}" if v[0] == v[1] else f"{k}{v[0]:g}..{v[1]:g}" for k, v in drawn.items())
+        out[f"{spec.name}-{params}"] = cfg.noise.model_copy(update={"mixture": [spec]})
+    return out
+
+
+class TrainingData:
+    """The training split as a per-epoch dataset, plus fixed validation pairs per noise setting."""
+
+    def __init__(self, cfg: RunConfig, data_root: Path, entries: list[Entry]) -> None:
+        self.cfg = cfg
+        settings = noise_settings(cfg)
+        d = cfg.data
+        if cfg.modality == "image":
+            self.train = load_split(data_root, entries, "train", d.channels)
+            val = load_split(data_root, entries, "val", d.channels)
+            self.val = {tag: val_pairs(val, d, noise, cfg.seed, tag) for tag, noise in settings.items()}
+            self.banks: dict = {}
+            return
+        self.train = load_clips(data_root, entries, "train", d.sample_rate)
+        val = load_clips(data_root, entries, "val", d.sample_rate)
+        music_train, music_val = music_banks(cfg, d.sample_rate)
+        self.banks = {"speech": self.train, "music": music_train}
+        val_banks = {"speech": self.train, "music": music_val}
+        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks) for tag, noise in settings.items()}
+
+    def dataset(self, epoch: int):
+        c = self.cfg
+        if c.modality == "image":
+            return PatchPairs(self.train, c.data, c.noise, c.seed, epoch)
+        return SegmentPairs(self.train, c.data, c.noise, c.seed, epoch, self.banks)
+
+
+def music_banks(cfg: RunConfig, sample_rate: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Background recordings split by file: every 5th (sorted) is held out for validation noise.
+    Empty lists when no config noise uses music."""
+    names = {s.name for s in [*cfg.noise.mixture, *cfg.noise.then, *cfg.eval.noises]}
+    if "music" not in names:
+        return [], []
+    from autoenc.corpus import build_music_bank
+    from autoenc.data import load_clip
+
+    root = Path(cfg.data.music_dir) if cfg.data.music_dir else build_music_bank()
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+    if len(files) < 2:
+        raise ValueError(f"music noise needs at least 2 recordings in {root} (one is held out for validation)")
+    clips = [load_clip(f, sample_rate) for f in files]
+    return [c for i, c in enumerate(clips) if i % 5 != 4], [c for i, c in enumerate(clips) if i % 5 == 4]

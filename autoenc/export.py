@@ -24,7 +24,7 @@ from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.train import load_checkpoint
+from autoenc.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

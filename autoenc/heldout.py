@@ -40,7 +40,7 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     model rate, cycling through the config's eval noise settings (file names say which)."""
     from autoenc.runtime.audio_io import write_audio
     from autoenc.data import load_clip, val_segments
-    from autoenc.train import music_banks, noise_settings
+    from autoenc.data import music_banks, noise_settings
 
     clean_dir, noisy_dir = Path(out_dir) / "clean", Path(out_dir) / "noisy"
     sr = cfg.data.sample_rate

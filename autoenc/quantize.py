@@ -42,7 +42,8 @@ def calibration_inputs(checkpoint: str | Path, n: int = 64) -> list[np.ndarray]:
     from autoenc.config import from_dict
     from autoenc.corpus import resolve_data_root
     from autoenc.data import read_manifest
-    from autoenc.train import TrainingData, load_checkpoint
+    from autoenc.checkpoint import load_checkpoint
+    from autoenc.data import TrainingData
 
     _, ckpt = load_checkpoint(checkpoint)
     cfg = from_dict(ckpt["config"])
@@ -109,7 +110,8 @@ def val_delta(checkpoint: str | Path, fp32: str | Path, int8: str | Path) -> dic
     from autoenc.corpus import resolve_data_root
     from autoenc.data import read_manifest
     from autoenc.metrics import psnr, si_sdr
-    from autoenc.train import TrainingData, load_checkpoint
+    from autoenc.checkpoint import load_checkpoint
+    from autoenc.data import TrainingData
 
     _, ckpt = load_checkpoint(checkpoint)
     cfg = from_dict(ckpt["config"])
@@ -142,7 +144,7 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result)."""
     from autoenc.runtime.metadata import ModelInfo
-    from autoenc.train import load_checkpoint
+    from autoenc.checkpoint import load_checkpoint
 
     src = onnx.load(str(fp32), load_external_data=False)
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})

@@ -68,7 +68,7 @@ def noisy_set(run: Path, n_utt: int) -> list[dict]:
     from autoenc.config import NoiseConfig, from_dict
     from autoenc.corpus import resolve_data_root
     from autoenc.data import load_clip, read_manifest, val_segments
-    from autoenc.train import music_banks
+    from autoenc.data import music_banks
 
     cfg = from_dict(json.loads((run / "config.json").read_text()))
     val = [e.path for e in read_manifest(run / "manifest.csv") if e.split == "val"][:n_utt]

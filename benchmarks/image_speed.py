@@ -31,7 +31,7 @@ from autoenc.config import load  # noqa: E402
 from autoenc.export import to_onnx  # noqa: E402
 from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.models import build_model  # noqa: E402
-from autoenc.train import load_checkpoint, save_checkpoint  # noqa: E402
+from autoenc.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def _time(fn, repeats: int, reduce=statistics.median) -> float:

@@ -12,7 +12,9 @@ from autoenc.corpus import resolve_data_root
 from autoenc.data import ingest
 from autoenc.export import to_onnx
 from autoenc.runtime.report import write_json, write_train_report
-from autoenc.train import before_after, evaluate_checkpoint, fit, full_history
+from autoenc.checkpoint import full_history
+from autoenc.evaluate import before_after, evaluate_checkpoint
+from autoenc.train import fit
 
 
 @task(cache_policy=NO_CACHE)

@@ -69,7 +69,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     from autoenc.config import from_dict
     from autoenc.export import to_onnx
     from autoenc.models import get_model
-    from autoenc.train import save_checkpoint
+    from autoenc.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")

@@ -11,7 +11,7 @@ from autoenc.config import ExportConfig
 from autoenc.export import ExportError, parity_check, receptive_radius
 from autoenc.runtime.metadata import ModelInfo
 from autoenc.models import get_model
-from autoenc.train import load_checkpoint
+from autoenc.checkpoint import load_checkpoint
 
 
 def test_single_file_with_metadata_and_dynamic_axes(gray_model):

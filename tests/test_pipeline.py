@@ -78,7 +78,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
 
     # Fine-tuning: a colour plane_unet_dae starts from this gray run (train.init_from).
     from autoenc.models import get_model
-    from autoenc.train import load_checkpoint, start_from
+    from autoenc.checkpoint import load_checkpoint, start_from
 
     gray, _ = load_checkpoint(run_dir / "best.pt")
     plane = get_model("plane_unet_dae", channels=3, width=8, levels=2, bottleneck_blocks=1).eval()

@@ -8,7 +8,8 @@ from PIL import Image
 
 from autoenc.config import load
 from autoenc.data import ingest
-from autoenc.train import Ema, fit, psnr_loss
+from autoenc.losses import psnr_loss
+from autoenc.train import Ema, fit
 from conftest import REPO, photo
 
 

@@ -15,7 +15,7 @@ from autoenc.config import FamilyConfig
 from autoenc.family.data import CLASSES, PALETTE, inject_defects, splits
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.report import save_picture, tile_grid, write_json
-from autoenc.train import full_history, load_checkpoint
+from autoenc.checkpoint import full_history, load_checkpoint
 
 def roc_auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     """Area under the ROC curve for 'higher score = anomalous' (Mann-Whitney U, ties halved)."""

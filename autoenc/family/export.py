@@ -18,7 +18,7 @@ from autoenc.export import ExportError, export_module
 from autoenc.runtime.latent import FAMILY_PROP
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.train import load_checkpoint
+from autoenc.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

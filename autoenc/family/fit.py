@@ -14,7 +14,8 @@ from autoenc import __version__
 from autoenc.config import FamilyConfig
 from autoenc.family.data import splits
 from autoenc.models import build_model
-from autoenc.train import lr_at, save_checkpoint
+from autoenc.checkpoint import save_checkpoint
+from autoenc.train import lr_at
 
 log = logging.getLogger(__name__)
 
