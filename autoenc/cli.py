@@ -118,7 +118,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     PREFECT_API_URL is set. Stops cleanly (server included) on Ctrl-C or SIGTERM."""
     import signal
 
-    from autoenc.config import ConfigError
+    from autoenc.runtime.typed_config import ConfigError
     from autoenc.runtime.jobs import JobError, check_job
     from autoenc.runtime.schedule import load_schedule
     from autoenc.runtime.session import ModelError, OnnxModel
@@ -191,7 +191,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_prefect_yaml(args: argparse.Namespace) -> int:
-    from autoenc.config import ConfigError
+    from autoenc.runtime.typed_config import ConfigError
     from autoenc.runtime.schedule import load_schedule, prefect_yaml
 
     try:

@@ -12,16 +12,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from autoenc.runtime.typed_config import ConfigError, Frozen, set_dotted, parse_overrides, read_yaml_mapping, validate  # noqa: F401  (ConfigError, validate: re-exported)
 
 Range = tuple[float, float]
-
-
-class Frozen(BaseModel):
-    """Base: immutable, and a misspelled key is an error rather than silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _as_range(v: Any) -> Any:
@@ -355,69 +350,16 @@ def _check_model(model: ModelConfig, modality: str) -> None:
         raise ValueError(f"model {model.name!r} is a {model_modality(model.name)} model, config modality is {modality}")
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not validate; the message names the key."""
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: {key!r} is not a section")
-        node = child
-    node[leaf] = value
-
-
-def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """Parse ``key.sub=value`` strings; values are YAML (``3``, ``[1,2]``, ``null``)."""
-    out = []
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.sub=value")
-        key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw)))
-    return out
-
-
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Parse a YAML config file whose top level must be a mapping; ConfigError otherwise."""
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return tree
-
-
 def load(path: str | Path, overrides: list[str] | None = None) -> "RunConfig | FamilyConfig":
     """Load and validate a YAML run config, applying ``key=value`` overrides first
     (``modality: family`` gives a :class:`FamilyConfig`, otherwise a :class:`RunConfig`)."""
     path = Path(path)
     tree = read_yaml_mapping(path)
     for key, value in parse_overrides(overrides or []):
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     return from_dict(tree, source=str(path))
 
 
 def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | FamilyConfig":
     """Validate a config mapping, turning pydantic errors into one readable message."""
     return validate((FamilyConfig if tree.get("modality") == "family" else RunConfig), tree, source)
-
-
-def validate(model: type[BaseModel], tree: Any, source: str) -> Any:
-    """``model.model_validate(tree)``, with pydantic's errors turned into one readable
-    :class:`ConfigError` (one ``  dotted.key: message`` line per problem)."""
-    try:
-        return model.model_validate(tree)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
-        raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines)) from None

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from autoenc.config import ConfigError
+from autoenc.runtime.typed_config import ConfigError
 from autoenc.runtime.jobs import state_dir_for
 from autoenc.runtime.ledger import Ledger
 from autoenc.runtime.schedule import load_schedule, prefect_yaml

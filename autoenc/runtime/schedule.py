@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from autoenc.config import Frozen, read_yaml_mapping, validate
+from autoenc.runtime.typed_config import Frozen, read_yaml_mapping, validate
 
 FLOW_NAME = "denoise"
 ENTRYPOINT = "pipelines.denoise:denoise_flow"  # a module path: works wherever autoenc is installed
