@@ -98,27 +98,34 @@ def export_module(model: torch.nn.Module, x: torch.Tensor, dims: dict, opset: in
         return path.read_bytes()
 
 
-def parity_check(model: torch.nn.Module, blob: bytes, cfg: ExportConfig) -> float:
-    """Max abs difference between onnxruntime and torch over ``cfg.parity_sizes`` (images) or
-    ``cfg.parity_lengths`` (audio), batch 1 and 2; raises :class:`ExportError` above ``cfg.atol``."""
+def check_parity(module: torch.nn.Module, blob: bytes, probes: list[torch.Tensor], atol: float) -> float:
+    """Max abs difference between onnxruntime running ``blob`` and torch running ``module`` on
+    each probe input; raises :class:`ExportError` on a shape mismatch or a difference above ``atol``."""
     sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-    gen = torch.Generator().manual_seed(0)
     worst = 0.0
-    sizes = [(n,) for n in cfg.parity_lengths] if model.modality == "audio" else cfg.parity_sizes
-    for i, spatial in enumerate(sizes):
-        x = torch.rand(1 + i % 2, model.channels, *spatial, generator=gen)
-        if model.modality == "audio":
-            x = 2 * x - 1
+    for x in probes:
         with torch.no_grad():
-            ref = model(x).numpy()
+            ref = module(x).numpy()
         got = sess.run(None, {"input": x.numpy()})[0]
         if got.shape != ref.shape:
-            raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape} at {spatial}")
+            raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape} for input {tuple(x.shape)}")
         diff = float(np.max(np.abs(got - ref)))
         worst = max(worst, diff)
-        if not diff <= cfg.atol:
-            raise ExportError(f"ONNX/torch mismatch at {spatial}: max abs diff {diff:.2e} > {cfg.atol:.0e}")
+        if not diff <= atol:
+            raise ExportError(f"ONNX/torch mismatch for input {tuple(x.shape)}: max abs diff {diff:.2e} > {atol:.0e}")
     return worst
+
+
+def parity_check(model: torch.nn.Module, blob: bytes, cfg: ExportConfig) -> float:
+    """:func:`check_parity` of a denoiser over ``cfg.parity_sizes`` (images) or
+    ``cfg.parity_lengths`` (audio), batch 1 and 2, within ``cfg.atol``."""
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(n,) for n in cfg.parity_lengths] if model.modality == "audio" else cfg.parity_sizes
+    probes = []
+    for i, spatial in enumerate(sizes):
+        x = torch.rand(1 + i % 2, model.channels, *spatial, generator=gen)
+        probes.append(2 * x - 1 if model.modality == "audio" else x)
+    return check_parity(model, blob, probes, cfg.atol)
 
 
 def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -> ModelInfo:
