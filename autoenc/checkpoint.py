@@ -15,24 +15,50 @@ from typing import Any
 
 import torch
 
+from autoenc import __version__
 from autoenc.models import get_model
 from autoenc.runtime.media import atomic_write
 
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+def pack(model: torch.nn.Module, kwargs: dict[str, Any], cfg: Any, **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (a registered model built with ``kwargs``) trained per
+    ``cfg`` (a validated run or family config); ``extra`` adds or overrides fields."""
+    return {
+        "model": model.registry_name,
+        "kwargs": dict(kwargs),
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": cfg.hash(),
+        "autoenc_version": __version__,
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
+    """Write a checkpoint dict (see :func:`pack`) atomically."""
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (on the CPU), without building its model."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def build(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The model a checkpoint dict describes, with its weights, in eval mode."""
     model = get_model(ckpt["model"], **ckpt["kwargs"])
     model.load_state_dict(ckpt["state"])
-    return model.eval(), ckpt
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint)."""
+    ckpt = read_checkpoint(path)
+    return build(ckpt), ckpt
 
 
 def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
@@ -42,7 +68,7 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
-    src = torch.load(path, map_location="cpu", weights_only=False)
+    src = read_checkpoint(path)
     if src["model"] == name:
         model.load_state_dict(src["state"])
     elif hasattr(model, "adopt"):
@@ -56,4 +82,4 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
 def full_history(checkpoint: Path) -> list[dict]:
     """The whole run's history: best.pt only knows the epochs up to itself; last.pt beside it knows all."""
     last = Path(checkpoint).parent / "last.pt"
-    return torch.load(last if last.exists() else checkpoint, map_location="cpu", weights_only=False)["history"]
+    return read_checkpoint(last if last.exists() else checkpoint)["history"]

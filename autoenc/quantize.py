@@ -18,12 +18,16 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from autoenc.runtime.media import atomic_write
+
+if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
+    from autoenc.data import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +40,23 @@ class _Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def calibration_inputs(checkpoint: str | Path, n: int = 64) -> list[np.ndarray]:
-    """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
-    them (seeded), from the run folder's manifest train split."""
+def run_data(checkpoint: str | Path) -> tuple[dict, TrainingData]:
+    """The checkpoint dict and its run's data (training split and held-out pairs, from the
+    manifest in the checkpoint's folder), each read once."""
+    from autoenc.checkpoint import read_checkpoint
     from autoenc.config import from_dict
     from autoenc.corpus import resolve_data_root
-    from autoenc.data import read_manifest
-    from autoenc.checkpoint import load_checkpoint
-    from autoenc.data import TrainingData
+    from autoenc.data import TrainingData, read_manifest
 
-    _, ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(ckpt["config"])
-    entries = [e for e in read_manifest(Path(checkpoint).parent / "manifest.csv") if e.split == "train"]
-    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality)
-    data = TrainingData(cfg, root, entries)
+    ckpt = read_checkpoint(checkpoint)
+    cfg = from_dict(ckpt["config"], source=str(checkpoint))
+    entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
+    return ckpt, TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
+
+
+def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
+    """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
+    them (seeded) from the run's train split."""
     return [noisy[None].numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 
@@ -103,20 +110,12 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     log.info("wrote int8 model %s (%.2f MB)", out, len(blob) / 1e6)
 
 
-def val_delta(checkpoint: str | Path, fp32: str | Path, int8: str | Path) -> dict[str, float]:
+def val_delta(data: TrainingData, fp32: str | Path, int8: str | Path) -> dict[str, float]:
     """Mean validation score (PSNR dB for images, SI-SDR dB for audio) of the fp32 and int8
     files on the run's held-out pairs, per noise setting and overall, run with onnxruntime."""
-    from autoenc.config import from_dict
-    from autoenc.corpus import resolve_data_root
-    from autoenc.data import read_manifest
     from autoenc.metrics import psnr, si_sdr
-    from autoenc.checkpoint import load_checkpoint
-    from autoenc.data import TrainingData
 
-    _, ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(ckpt["config"])
-    entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
-    data = TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
+    cfg = data.cfg
     if cfg.modality == "image":
         from autoenc.runtime.infer import OnnxDenoiser
 
@@ -144,19 +143,17 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result)."""
     from autoenc.runtime.metadata import ModelInfo
-    from autoenc.checkpoint import load_checkpoint
 
     src = onnx.load(str(fp32), load_external_data=False)
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    ckpt_hash = load_checkpoint(checkpoint)[1].get("config_hash")
-    if info.config_hash != ckpt_hash:
-        raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt_hash})")
+    ckpt, data = run_data(checkpoint)
+    if info.config_hash != ckpt.get("config_hash"):
+        raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
-    calib = calibration_inputs(checkpoint, n_calibration)
-    quantize_int8(fp32, q, calib)
-    delta = val_delta(checkpoint, fp32, q)
+    quantize_int8(fp32, q, calibration_inputs(data, n_calibration))
+    delta = val_delta(data, fp32, q)
     # Record the measured effect in the file just written (no second calibration pass).
     model = onnx.load(str(q))
     prop = next(p for p in model.metadata_props if p.key == "autoenc.quantization")

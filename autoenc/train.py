@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from autoenc import __version__
-from autoenc.checkpoint import save_checkpoint, start_from
+from autoenc.checkpoint import pack, read_checkpoint, save_checkpoint, start_from
 from autoenc.config import RunConfig, TrainConfig
 from autoenc.data import TrainingData, read_manifest
 from autoenc.evaluate import evaluate, score
@@ -117,7 +116,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     start_epoch, step, history, best, init_from = 0, 0, [], -math.inf, None
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(last_path)
         if ckpt.get("resume_hash") != cfg.resume_hash():
             raise ValueError(f"--resume: {last_path} was trained with a different config (only train.epochs, logging, eval and export may change)")
         model.load_state_dict(ckpt.get("raw_state") or ckpt["state"])  # raw_state: the weights under the EMA
@@ -148,23 +147,11 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         val_score = score(metrics)
         history.append({"epoch": epoch, "step": step, "train_loss": train_loss, "val": metrics, "score": val_score, "seconds": time.perf_counter() - t0})
         log.info("epoch %d done: train loss %.5f, val %s %.2f dB (%.0fs)", epoch, train_loss, "PSNR" if cfg.modality == "image" else "SI-SDR", val_score, history[-1]["seconds"])
-        ckpt = {
-            "model": cfg.model.name,
-            "kwargs": {"channels": ch, **cfg.model.kwargs},
-            "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "raw_state": raw_state,
-            "ema_updates": ema.updates if ema is not None else 0,
-            "optimizer": opt.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "history": history,
-            "best_score": max(best, val_score),
-            "config": cfg.model_dump(mode="json"),
-            "config_hash": cfg.hash(),
-            "resume_hash": cfg.resume_hash(),
-            "init_from": init_from,
-            "autoenc_version": __version__,
-        }
+        ckpt = pack(
+            model, {"channels": ch, **cfg.model.kwargs}, cfg,
+            raw_state=raw_state, ema_updates=ema.updates if ema is not None else 0, optimizer=opt.state_dict(),
+            epoch=epoch, step=step, history=history, best_score=max(best, val_score), resume_hash=cfg.resume_hash(), init_from=init_from,
+        )
         if val_score > best:
             best = val_score
             save_checkpoint(best_path, {**ckpt, "optimizer": None, "raw_state": None})
@@ -172,7 +159,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         if raw_state is not None:
             model.load_state_dict(raw_state)
     if not best_path.exists():  # resumed a finished run
-        save_checkpoint(best_path, {**torch.load(last_path, map_location="cpu", weights_only=False), "optimizer": None})
+        save_checkpoint(best_path, {**read_checkpoint(last_path), "optimizer": None, "raw_state": None})
     return best_path
 
 

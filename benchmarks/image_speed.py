@@ -31,7 +31,7 @@ from autoenc.config import load  # noqa: E402
 from autoenc.export import to_onnx  # noqa: E402
 from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
 from autoenc.models import build_model  # noqa: E402
-from autoenc.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from autoenc.checkpoint import load_checkpoint, pack, save_checkpoint  # noqa: E402
 
 
 def _time(fn, repeats: int, reduce=statistics.median) -> float:
@@ -64,7 +64,7 @@ def export_for_benchmark(config: str, checkpoint: str | None, tmp: Path):
         channels = cfg.data.channels if cfg.modality == "image" else 1
         model = build_model(cfg.model, channels)
         ckpt_path = Path(tmp) / "bench.pt"
-        save_checkpoint(ckpt_path, {"model": cfg.model.name, "kwargs": {"channels": channels, **cfg.model.kwargs}, "state": model.state_dict(), "epoch": 0, "step": 0, "history": [], "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash()})
+        save_checkpoint(ckpt_path, pack(model, {"channels": channels, **cfg.model.kwargs}, cfg, epoch=0, step=0, history=[]))
     model, ckpt = load_checkpoint(ckpt_path)
     onnx_path = Path(tmp) / "bench.onnx"
     to_onnx(ckpt_path, onnx_path, metrics={})

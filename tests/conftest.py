@@ -69,7 +69,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     from autoenc.config import from_dict
     from autoenc.export import to_onnx
     from autoenc.models import get_model
-    from autoenc.checkpoint import save_checkpoint
+    from autoenc.checkpoint import pack, save_checkpoint
 
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
@@ -85,11 +85,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
         "model": {"name": name, "kwargs": {"width": width, "levels": levels}},
     })
     ckpt = out_dir / f"model-c{channels}.pt"
-    save_checkpoint(ckpt, {
-        "model": name, "kwargs": {"channels": channels, "width": width, "levels": levels},
-        "state": model.state_dict(), "epoch": 0, "step": 0, "history": [],
-        "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash(),
-    })
+    save_checkpoint(ckpt, pack(model, {"channels": channels, "width": width, "levels": levels}, cfg, epoch=0, step=0, history=[]))
     out = out_dir / f"model-c{channels}.onnx"
     to_onnx(ckpt, out, metrics={"test": True})
     return out
@@ -144,7 +140,7 @@ def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.nda
     return arr[..., 0] if channels == 1 else arr
 
 
-def runtime_ops(path: Path, tmp_path: Path) -> "collections.Counter[str]":
+def runtime_ops(path: Path, tmp_path: Path):
     """Op types of the graph onnxruntime actually runs (after its QDQ fusions)."""
     import collections
 

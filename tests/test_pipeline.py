@@ -7,6 +7,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import read_manifest
 from autoenc.runtime.metadata import ModelInfo
@@ -43,7 +44,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     assert out2["metrics"]["epochs_trained"] == 5
     import torch
 
-    history = torch.load(run_dir / "last.pt", weights_only=False)["history"]
+    history = read_checkpoint(run_dir / "last.pt")["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="different config"):
         fit(load(REPO / "configs/tiny-image.yaml", overrides + ["train.lr=0.1"]), corpus_dir, run_dir / "manifest.csv", run_dir, resume=True)
@@ -90,10 +91,10 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
         start_from(plane, "plane_unet_dae", tmp_path / "no.pt")
     ft = ["data.channels=3", "model.name=plane_unet_dae", "model.kwargs.bottleneck_blocks=1", "train.epochs=1", "data.patches_per_epoch=32", f"train.init_from={run_dir / 'best.pt'}"]
     best = fit(load(REPO / "configs/tiny-image.yaml", overrides + ft), corpus_dir, run_dir / "manifest.csv", tmp_path / "ft")
-    assert torch.load(best, weights_only=False)["init_from"]["path"] == str(run_dir / "best.pt")
+    assert read_checkpoint(best)["init_from"]["path"] == str(run_dir / "best.pt")
     # Resuming a fine-tuned run continues it (its origin stays recorded) instead of starting over.
     fit(load(REPO / "configs/tiny-image.yaml", overrides + ft + ["train.epochs=2"]), corpus_dir, run_dir / "manifest.csv", tmp_path / "ft", resume=True)
-    last = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    last = read_checkpoint(tmp_path / "ft" / "last.pt")
     assert [h["epoch"] for h in last["history"]] == [0, 1] and last["init_from"]["model"] == "unet_dae"
     # quantize refuses a model from another run (it would record a wrong effect) and an int8 input.
     assert cli(["quantize", str(best), str(tmp_path / "m.onnx")]) == 1

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.losses import psnr_loss
@@ -48,12 +49,12 @@ def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
     run = tmp_path / "run"
     ingest(root, cfg.data, run / "manifest.csv")
     best = fit(cfg, root, run / "manifest.csv", run)
-    last = torch.load(run / "last.pt", weights_only=False)
+    last = read_checkpoint(run / "last.pt")
     assert last["raw_state"] is not None and last["ema_updates"] == 2 * 4
     # What is kept (and exported) is the average, not the last raw weights.
     assert any(not torch.equal(last["state"][k], last["raw_state"][k]) for k in last["state"])
-    assert torch.load(best, weights_only=False)["raw_state"] is None
+    assert read_checkpoint(best)["raw_state"] is None
     longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})})
     fit(longer, root, run / "manifest.csv", run, resume=True)
-    resumed = torch.load(run / "last.pt", weights_only=False)
+    resumed = read_checkpoint(run / "last.pt")
     assert resumed["ema_updates"] == 3 * 4 and len(resumed["history"]) == 3

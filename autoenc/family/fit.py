@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autoenc import __version__
 from autoenc.config import FamilyConfig
 from autoenc.family.data import splits
 from autoenc.models import build_model
-from autoenc.checkpoint import save_checkpoint
+from autoenc.checkpoint import pack, save_checkpoint
 from autoenc.train import lr_at
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,7 @@ def fit_family(cfg: FamilyConfig, run_dir: Path) -> Path:
         val = _mean_objective(model, data["val_x"], cfg.seed)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val, "seconds": time.perf_counter() - t0})
         log.info("epoch %d: train %.5f val %.5f (%.0fs)", epoch, history[-1]["train_loss"], val, history[-1]["seconds"])
-        ckpt = {"model": cfg.model.name, "kwargs": {"channels": 1, **cfg.model.kwargs}, "state": model.state_dict(), "epoch": epoch, "step": step,
-                "history": history, "config": cfg.model_dump(mode="json"), "config_hash": cfg.hash(), "autoenc_version": __version__}
+        ckpt = pack(model, {"channels": 1, **cfg.model.kwargs}, cfg, epoch=epoch, step=step, history=history)
         if val < best:
             best = val
             save_checkpoint(run_dir / "best.pt", ckpt)
