@@ -161,9 +161,6 @@ class GainNoise(_NoiseBase):
     _b = field_validator("gain_db")(_bounded(-60, 20))
 
 
-IMAGE_NOISES = ("gaussian", "poisson", "speckle", "salt_pepper", "jpeg", "camera")
-AUDIO_NOISES = ("white", "pink", "brown", "hum", "music", "babble", "clipping", "gain")
-
 NoiseSpec = Annotated[
     Union[
         GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise, CameraNoise,
@@ -260,10 +257,12 @@ class RunConfig(Frozen):
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
         _check_model(self.model, self.modality)
-        allowed = IMAGE_NOISES if self.modality == "image" else AUDIO_NOISES
+        from autoenc.noise import AUDIO_NOISES, NOISES  # local: noise synthesis imports torch
+
+        allowed = NOISES if self.modality == "image" else AUDIO_NOISES  # the registries are the truth
         for spec in [*self.noise.mixture, *self.noise.then, *self.eval.noises]:
             if spec.name not in allowed:
-                raise ValueError(f"noise {spec.name!r} is not an {self.modality} noise; use one of {allowed}")
+                raise ValueError(f"noise {spec.name!r} is not an {self.modality} noise; use one of {sorted(allowed)}")
             if spec.name == "camera" and self.data.channels != 3:
                 raise ValueError("camera noise needs RGB images: set data.channels: 3")
         return self

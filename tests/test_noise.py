@@ -24,6 +24,19 @@ def test_every_registered_noise_has_a_spec():
     assert set(NOISES) == set(SPECS)
 
 
+def test_config_noise_classes_and_registries_name_the_same_noises():
+    """The registries are the truth: every config noise class is registered in exactly one of
+    them, and every registered noise can be configured."""
+    import typing
+
+    from autoenc.config import NoiseSpec
+    from autoenc.noise import AUDIO_NOISES
+
+    union = typing.get_args(typing.get_args(NoiseSpec)[0])
+    names = [cls.model_fields["name"].default for cls in union]
+    assert sorted(names) == sorted([*NOISES, *AUDIO_NOISES]) and not set(NOISES) & set(AUDIO_NOISES)
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_reproducible_per_seed_and_different_across_seeds(name):
     cfg = NoiseConfig(mixture=[SPECS[name]])
