@@ -91,7 +91,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
+    from autoenc.runtime.job_settings import from_args
     from autoenc.runtime.jobs import JobError, JobReport, plan_job
+    from autoenc.runtime.typed_config import ConfigError
 
     try:
         plan_job(args.model, args.input_dir, args.output_dir, incremental=False)  # refuse before Prefect starts
@@ -100,12 +102,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         return 2
     from pipelines.denoise import denoise_flow
 
-    out = denoise_flow(
-        args.model, args.input_dir, args.output_dir, batch_size=args.batch_size, threads=args.threads, tile=args.tile,
-        max_pixels=args.max_pixels, chunk_seconds=args.chunk_seconds, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-        incremental=not args.no_ledger, overwrite=args.overwrite, state_dir=args.state_dir, runner=args.runner, workers=args.workers,
-        dask_address=args.dask_address, show_progress=sys.stderr.isatty(),
-    )
+    try:
+        settings = from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = denoise_flow(args.model, args.input_dir, args.output_dir, **settings.model_dump(), show_progress=sys.stderr.isatty())
     report = JobReport.from_dict(out)
     print(report.summary())
     if args.json:
@@ -270,6 +272,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autoenc.runtime.job_settings import add_flags
+
     parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images and audio with convolutional denoising autoencoders.")
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -299,19 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, action="append", help="an autoenc .onnx file or shipped model name; give one per modality (image, audio)")
     p.add_argument("input_dir")
     p.add_argument("output_dir")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
-    p.add_argument("--tile", type=int, default=1024, help="tile edge in pixels for large images")
-    p.add_argument("--batch-size", type=int, default=64, help="files per Prefect task")
-    p.add_argument("--max-pixels", type=int, default=150_000_000, help="refuse larger images")
-    p.add_argument("--chunk-seconds", type=float, default=4.0, help="audio window length (overlap-added)")
-    p.add_argument("--min-seconds", type=float, default=0.1, help="refuse shorter audio")
-    p.add_argument("--max-seconds", type=float, default=6 * 3600.0, help="refuse longer audio")
-    p.add_argument("--overwrite", action="store_true", help="redo files the ledger says are already denoised with this model")
-    p.add_argument("--no-ledger", action="store_true", help="process every file and keep no state (not incremental, no claims)")
-    p.add_argument("--state-dir", help="where the job ledger lives (default OUTPUT_DIR/.autoenc)")
-    p.add_argument("--runner", choices=["threads", "dask"], default="threads", help="task runner for the batches")
-    p.add_argument("--workers", type=int, default=1, help="batches at a time (threads) or local Dask worker processes")
-    p.add_argument("--dask-address", help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (with --runner dask)")
+    add_flags(p)
     p.add_argument("--json", help="also write the job report as JSON here")
     p.set_defaults(fn=_cmd_denoise)
 

@@ -21,7 +21,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autoenc.runtime.job_summary import ProgressBar, counts_table, files_table, markdown_report
-from autoenc.runtime.jobs import FileResult, JobPlan, JobReport, JobSettings, Tracking, denoise_files, plan_job
+from autoenc.runtime.job_settings import DEFAULTS, JobSettings
+from autoenc.runtime.jobs import FileResult, JobPlan, JobReport, Tracking, denoise_files, plan_job
 
 
 @task(cache_policy=NO_CACHE)
@@ -86,25 +87,28 @@ def _key(job: str | None, what: str) -> str | None:
     return f"{re.sub(r'[^a-z0-9-]+', '-', job.lower()).strip('-')}-{what}" if job else None
 
 
+_D = DEFAULTS  # every job default has one home: autoenc.runtime.job_settings
+
+
 @flow(name="denoise", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def denoise_flow(
     models: list[str],
     input_dir: str,
     output_dir: str,
-    batch_size: int = 64,
-    threads: int = 2,
-    tile: int = 1024,
-    max_pixels: int = 150_000_000,
-    chunk_seconds: float = 4.0,
-    min_seconds: float = 0.1,
-    max_seconds: float = 6 * 3600.0,
-    incremental: bool = True,
-    overwrite: bool = False,
-    state_dir: str | None = None,
-    runner: Literal["threads", "dask"] = "threads",
-    workers: int = 1,
-    dask_address: str | None = None,
-    report_samples: int = 4,
+    batch_size: int = _D.batch_size,
+    threads: int = _D.threads,
+    tile: int = _D.tile,
+    max_pixels: int = _D.max_pixels,
+    chunk_seconds: float = _D.chunk_seconds,
+    min_seconds: float = _D.min_seconds,
+    max_seconds: float = _D.max_seconds,
+    incremental: bool = _D.incremental,
+    overwrite: bool = _D.overwrite,
+    state_dir: str | None = _D.state_dir,
+    runner: Literal["threads", "dask"] = _D.runner,
+    workers: int = _D.workers,
+    dask_address: str | None = _D.dask_address,
+    report_samples: int = _D.report_samples,
     job: str | None = None,
     show_progress: bool = False,
 ) -> dict:
@@ -112,10 +116,15 @@ def denoise_flow(
     paths, names and formats), each with the model of its modality; only new or changed
     inputs unless ``overwrite``. ``runner``: "threads" runs ``workers`` batches at a time in
     this process; "dask" runs them on a local Dask cluster of ``workers`` processes, or on the
-    scheduler at ``dask_address``. Returns the job report as a dict."""
+    scheduler at ``dask_address``. The settings are those of
+    :class:`autoenc.runtime.job_settings.JobSettings` (validated here). Returns the job report
+    as a dict."""
     logger = get_run_logger()
     t0 = time.perf_counter()
-    settings = JobSettings(threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds)
+    settings = JobSettings(
+        threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
+        incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
+    )
     plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir)
     total = len(plan.files)
     logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))

@@ -55,6 +55,31 @@ def test_schedule_config_validation(tmp_path):
         load_schedule(_write(tmp_path / "nest.yaml", {"jobs": [job, {**job, "name": "b", "output_dir": "~/out/sub"}]}))
 
 
+def test_job_settings_are_the_one_definition_of_flags_flow_and_schedule_parameters(tmp_path):
+    """CLI flags, the flow's parameters and a schedule job's parameters all come from
+    JobSettings: same names, same defaults, same bounds."""
+    import argparse
+    import inspect
+
+    from autoenc.runtime.job_settings import DEFAULTS, JobSettings, add_flags, from_args
+    from pipelines.denoise import denoise_flow
+
+    sig = inspect.signature(denoise_flow.fn).parameters
+    flow = {n: p.default for n, p in sig.items() if n not in ("models", "input_dir", "output_dir", "job", "show_progress")}
+    assert flow == DEFAULTS.model_dump()
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    assert from_args(parser.parse_args([])) == DEFAULTS
+    given = from_args(parser.parse_args(["--no-ledger", "--threads", "3", "--runner", "dask", "--state-dir", "/s"]))
+    assert (given.incremental, given.threads, given.runner, given.state_dir) == (False, 3, "dask", "/s")
+    with pytest.raises(ConfigError, match="threads"):
+        from_args(parser.parse_args(["--threads", "0"]))
+    job = {"name": "photos", "input_dir": "in", "output_dir": "out", "models": ["image-gray"], "cron": "*/15 * * * *", "parameters": {"threads": 1}}
+    params = load_schedule(_write(tmp_path / "s.yaml", {"jobs": [job]})).jobs[0].flow_parameters()
+    assert params["threads"] == 1 and not set(params) & (set(JobSettings.model_fields) - {"threads"})  # the rest keep the flow's defaults
+    assert set(params) - {"models", "input_dir", "output_dir", "job"} <= set(sig)
+
+
 def test_serve_refuses_a_bad_job_before_starting_anything(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -24,6 +24,7 @@ import numpy as np
 
 from autoenc.runtime.audio_io import AudioInfo, probe_audio, read_blocks, write_stream
 from autoenc.runtime.infer import span_weights
+from autoenc.runtime.job_settings import DEFAULTS
 from autoenc.runtime.session import OnnxModel
 
 
@@ -82,7 +83,7 @@ class OnnxAudioDenoiser(OnnxModel):
         blend_seconds: cross-fade length between windows.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = 2, chunk_seconds: float = 4.0, blend_seconds: float = 0.02) -> None:
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, chunk_seconds: float = DEFAULTS.chunk_seconds, blend_seconds: float = 0.02) -> None:
         super().__init__(model, threads=threads, modality="audio")
         m, sr = self.info.size_multiple, self.info.sample_rate
         self.context = math.ceil(self.info.receptive_radius / m) * m

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoenc.runtime.job_settings import DEFAULTS
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -63,7 +64,7 @@ class OnnxDenoiser(OnnxModel):
         blend: length in pixels of the cross-fade between tiles.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = 2, tile: int = 1024, blend: int = 16) -> None:
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, blend: int = 16) -> None:
         super().__init__(model, threads=threads, modality="image")
         m = self.info.size_multiple
         self.context = math.ceil(self.info.receptive_radius / m) * m

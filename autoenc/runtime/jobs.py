@@ -17,8 +17,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autoenc.runtime.job_settings import DEFAULTS, JobSettings
 from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
-from autoenc.runtime.media import DEFAULT_MAX_PIXELS, MediaError, is_own_host, modality_of, temp_owner
+from autoenc.runtime.media import MediaError, is_own_host, modality_of, temp_owner
 from autoenc.runtime.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
@@ -26,18 +27,6 @@ log = logging.getLogger(__name__)
 
 class JobError(Exception):
     """A job that cannot run at all (bad folders, bad model); no file has been touched."""
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Per-file processing limits and speed knobs, shared by every batch of a job."""
-
-    threads: int = 2  # onnxruntime intra-op threads
-    tile: int = 1024  # image tile edge, pixels
-    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images
-    chunk_seconds: float = 4.0  # audio window length at the model's rate
-    min_seconds: float = 0.1  # refuse shorter audio
-    max_seconds: float = 6 * 3600.0  # refuse longer audio
 
 
 @dataclass
@@ -264,7 +253,7 @@ def denoise_files(
     input_dir: str | Path,
     output_dir: str | Path,
     files: list[str],
-    settings: JobSettings = JobSettings(),
+    settings: JobSettings = DEFAULTS,
     tracking: Tracking | None = None,
 ) -> list[FileResult]:
     """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative
@@ -375,14 +364,14 @@ def denoise_dir(
     models: str | Path | list[str | Path],
     input_dir: str | Path,
     output_dir: str | Path,
-    settings: JobSettings = JobSettings(),
-    *,
-    incremental: bool = True,
-    overwrite: bool = False,
-    state_dir: str | Path | None = None,
+    settings: JobSettings = DEFAULTS,
+    **overrides,
 ) -> JobReport:
-    """Plan and run a whole folder job in-process (the flow does the same in batched tasks)."""
+    """Plan and run a whole folder job in-process (the flow does the same in batched tasks);
+    ``overrides`` change single settings, e.g. ``overwrite=True``."""
+    if overrides:
+        settings = JobSettings(**{**settings.model_dump(), **overrides})
     t0 = time.perf_counter()
-    plan = plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir)
+    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir)
     results = plan.skipped + denoise_files(plan.models, plan.input_dir, plan.output_dir, plan.files, settings, plan.tracking)
     return JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)

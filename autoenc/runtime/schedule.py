@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from autoenc.runtime.job_settings import JobSettings
 from autoenc.runtime.typed_config import Frozen, read_yaml_mapping, validate
 
 FLOW_NAME = "denoise"
@@ -41,26 +42,6 @@ class ServerConfig(Frozen):
     startup_timeout: float = Field(90.0, gt=0)  # seconds to wait for /api/health
 
 
-class JobParameters(Frozen):
-    """Denoise flow parameters a job may set; one left out takes the flow's own default (the
-    flow signature is the single source of defaults), so only bounds are checked here."""
-
-    batch_size: int | None = Field(None, ge=1)
-    threads: int | None = Field(None, ge=1)  # onnxruntime intra-op threads per batch
-    tile: int | None = Field(None, ge=64)
-    max_pixels: int | None = Field(None, ge=1)
-    chunk_seconds: float | None = Field(None, gt=0)
-    min_seconds: float | None = Field(None, ge=0)
-    max_seconds: float | None = Field(None, gt=0)
-    incremental: bool | None = None
-    overwrite: bool | None = None
-    state_dir: str | None = None
-    runner: Literal["threads", "dask"] | None = None
-    workers: int | None = Field(None, ge=1)
-    dask_address: str | None = None
-    report_samples: int | None = Field(None, ge=0)
-
-
 class JobSpec(Frozen):
     """One scheduled job: a folder, a model per modality, when, and how."""
 
@@ -73,7 +54,7 @@ class JobSpec(Frozen):
     timezone: str = "UTC"
     paused: bool = False
     overlap: Literal["cancel_new", "enqueue"] = "cancel_new"  # what happens to a run while one is running
-    parameters: JobParameters = JobParameters()
+    parameters: JobSettings = JobSettings()  # only the keys given reach the flow; the rest keep the flow's defaults
 
     @field_validator("name")
     @classmethod
@@ -97,7 +78,7 @@ class JobSpec(Frozen):
 
     def flow_parameters(self) -> dict[str, Any]:
         """Everything the denoise flow is called with for this job."""
-        return {"models": list(self.models), "input_dir": self.input_dir, "output_dir": self.output_dir, "job": self.name, **self.parameters.model_dump(exclude_none=True)}
+        return {"models": list(self.models), "input_dir": self.input_dir, "output_dir": self.output_dir, "job": self.name, **self.parameters.model_dump(exclude_unset=True)}
 
 
 class ScheduleConfig(Frozen):
