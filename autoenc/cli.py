@@ -116,63 +116,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    """Serve a schedule config's jobs; start a local Prefect server first unless
-    PREFECT_API_URL is set. Stops cleanly (server included) on Ctrl-C or SIGTERM."""
-    import signal
+    from pipelines.serve import serve_config
 
-    from autoenc.runtime.typed_config import ConfigError
-    from autoenc.runtime.jobs import JobError, check_job
-    from autoenc.runtime.schedule import load_schedule
-    from autoenc.runtime.session import ModelError, OnnxModel
-
-    try:
-        cfg = load_schedule(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for job in cfg.jobs:  # a bad model or folder layout is refused now, not at 3 a.m.
-        try:
-            if Path(job.input_dir).is_dir():
-                check_job(job.models, job.input_dir, job.output_dir)
-            else:
-                for m in job.models:
-                    OnnxModel(m, threads=1)
-                log.warning("job %s: input folder %s does not exist yet; its runs fail until it does", job.name, job.input_dir)
-        except (JobError, ModelError) as exc:
-            print(f"error: job {job.name}: {exc}", file=sys.stderr)
-            return 2
-
-    def _term(signum, frame):  # SIGTERM (docker stop, systemd) shuts down like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    if os.environ.get("PREFECT_API_URL"):
-        from pipelines.serve import serve_schedule
-
-        log.info("serving %d job(s) on %s", len(cfg.jobs), os.environ["PREFECT_API_URL"])
-        serve_schedule(cfg)
-        return 0
-    from pipelines.local_server import LocalServer, ServerError
-
-    s = cfg.server
-    try:
-        with LocalServer(s.data_dir, s.host, s.port, s.startup_timeout) as url:
-            os.environ["PREFECT_API_URL"] = url
-            from pipelines.serve import serve_schedule
-
-            log.info("serving %d job(s) on %s (UI at %s)", len(cfg.jobs), url, url.removesuffix("/api"))
-            try:
-                serve_schedule(cfg)
-            except KeyboardInterrupt:
-                pass
-    except ServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_config(args.config)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -271,7 +217,8 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """One subcommand per library entry point; each sets ``fn``, the handler it runs."""
     from autoenc.runtime.job_settings import add_flags
 
     parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images and audio with convolutional denoising autoencoders.")
@@ -321,18 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="file to write (default stdout)")
     p.set_defaults(fn=_cmd_prefect_yaml)
 
-    p = sub.add_parser("embed", help="latent vectors for a folder of images (autoencoder family; Prefect flow)")
-    p.add_argument("--model", required=True, help="a family run folder or its encoder.onnx")
-    p.add_argument("input_dir")
-    p.add_argument("out")
-    p.set_defaults(fn=_cmd_family_app)
-
-    p = sub.add_parser("anomaly", help="reconstruction-error anomaly scores for a folder of images (Prefect flow)")
-    p.add_argument("--model", required=True, help="a family run folder or its model.onnx")
-    p.add_argument("--threshold", type=float, help="override the threshold calibrated at training time")
-    p.add_argument("input_dir")
-    p.add_argument("out")
-    p.set_defaults(fn=_cmd_family_app)
+    for command, what in (("embed", "latent vectors for a folder of images (autoencoder family; Prefect flow)"),
+                          ("anomaly", "reconstruction-error anomaly scores for a folder of images (Prefect flow)")):
+        p = sub.add_parser(command, help=what)
+        p.add_argument("--model", required=True, help=f"a family run folder or its {FAMILY_APPS[command][0]}.onnx")
+        if command == "anomaly":
+            p.add_argument("--threshold", type=float, help="override the threshold calibrated at training time")
+        p.add_argument("input_dir")
+        p.add_argument("out")
+        p.set_defaults(fn=_cmd_family_app)
 
     p = sub.add_parser("sample", help="new images from a variational autoencoder (Prefect flow)")
     p.add_argument("--model", required=True, help="a VAE run folder or its decoder.onnx")
@@ -353,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out")
     p.set_defaults(fn=_cmd_corpus)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     # Prefect's temporary server gets 20 s to start by default; a busy 2-core box needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")

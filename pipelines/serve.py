@@ -1,25 +1,91 @@
-"""Serve a schedule config's jobs as deployments of the denoise flow (``denoise/<job>``) from
-this process: Prefect's runner polls the server and runs each scheduled or ad-hoc flow run in a
-subprocess. Import this only after PREFECT_API_URL points at a real server.
+"""``autoenc serve``: serve a schedule config's jobs as deployments of the denoise flow
+(``denoise/<job>``) from this process; Prefect's runner polls the server and runs each scheduled
+or ad-hoc flow run in a subprocess.
+
+:func:`serve_config` owns the lifecycle: refuse a bad job before anything starts, start a real
+local Prefect server unless PREFECT_API_URL is set (schedules do not fire on Prefect's
+temporary server), serve until Ctrl-C or SIGTERM, then stop the runner and the server. Prefect
+is imported only once PREFECT_API_URL points at the server it must talk to.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import sys
 from datetime import timedelta
-
-from prefect import serve
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.deployments.runner import EntrypointType, RunnerDeployment
-from prefect.schedules import Cron, Interval
+from pathlib import Path
 
 from autoenc.runtime.schedule import JobSpec, ScheduleConfig
-from pipelines.denoise import denoise_flow
+
+log = logging.getLogger(__name__)
 
 
-def deployment(job: JobSpec) -> RunnerDeployment:
+def serve_config(config: str | Path) -> int:
+    """Validate the schedule at ``config``, check every job, and serve; returns the exit code
+    (2 with a message on stderr when it cannot start)."""
+    from autoenc.runtime.jobs import JobError, check_job
+    from autoenc.runtime.schedule import load_schedule
+    from autoenc.runtime.session import ModelError, OnnxModel
+    from autoenc.runtime.typed_config import ConfigError
+
+    try:
+        cfg = load_schedule(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for job in cfg.jobs:  # a bad model or folder layout is refused now, not at 3 a.m.
+        try:
+            if Path(job.input_dir).is_dir():
+                check_job(job.models, job.input_dir, job.output_dir)
+            else:
+                for m in job.models:
+                    OnnxModel(m, threads=1)
+                log.warning("job %s: input folder %s does not exist yet; its runs fail until it does", job.name, job.input_dir)
+        except (JobError, ModelError) as exc:
+            print(f"error: job {job.name}: {exc}", file=sys.stderr)
+            return 2
+
+    def _term(signum, frame):  # SIGTERM (docker stop, systemd) shuts down like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    if os.environ.get("PREFECT_API_URL"):
+        log.info("serving %d job(s) on %s", len(cfg.jobs), os.environ["PREFECT_API_URL"])
+        serve_schedule(cfg)
+        return 0
+    from pipelines.local_server import LocalServer, ServerError
+
+    s = cfg.server
+    try:
+        with LocalServer(s.data_dir, s.host, s.port, s.startup_timeout) as url:
+            os.environ["PREFECT_API_URL"] = url
+            log.info("serving %d job(s) on %s (UI at %s)", len(cfg.jobs), url, url.removesuffix("/api"))
+            try:
+                serve_schedule(cfg)
+            except KeyboardInterrupt:
+                pass
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def deployment(job: JobSpec):
     """One job as a deployment: its schedule, parameters and an overlap policy (concurrency
     limit 1; a run that arrives while one is running is cancelled or queued). Concurrency slots
     are leased, so a crashed run frees its slot when the lease runs out."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron, Interval
+
+    from pipelines.denoise import denoise_flow
+
     when = Cron(job.cron, timezone=job.timezone, active=not job.paused) if job.cron else Interval(timedelta(seconds=job.interval_seconds), timezone=job.timezone, active=not job.paused)
     strategy = ConcurrencyLimitStrategy.CANCEL_NEW if job.overlap == "cancel_new" else ConcurrencyLimitStrategy.ENQUEUE
     return denoise_flow.to_deployment(
@@ -36,4 +102,6 @@ def deployment(job: JobSpec) -> RunnerDeployment:
 def serve_schedule(cfg: ScheduleConfig, limit: int | None = None) -> None:
     """Register every job and run their flow runs until interrupted (Ctrl-C / SIGTERM);
     schedules are paused on shutdown so runs do not pile up while nothing serves them."""
+    from prefect import serve
+
     serve(*[deployment(j) for j in cfg.jobs], limit=limit, print_starting_message=False)
