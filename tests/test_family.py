@@ -116,13 +116,14 @@ def test_train_export_and_apps(tmp_path, prefect_api):
     data = write_idx(tmp_path / "fm")
     common = [f"data.root={data}", "data.val_size=100", "train.epochs=2", "train.batch_size=64", "train.warmup_steps=2", "data.test_limit=200"]
     vae = train_family_flow(str(REPO / "configs/fashion-vae.yaml"), common + ["model.kwargs={latent: 4, width: 8}"], str(tmp_path / "vae"))
-    ano = train_family_flow(str(REPO / "configs/fashion-anomaly.yaml"), common + ["model.kwargs={latent: 4, width: 8}", "data.normal_classes=[1, 2]", "eval.pca_components=4"], str(tmp_path / "ano"))
+    # Enough steps on the ~120 normal images that the detector must actually work (seeded).
+    ano = train_family_flow(str(REPO / "configs/fashion-anomaly.yaml"), common + ["model.kwargs={latent: 4, width: 8}", "data.normal_classes=[1, 2]", "eval.pca_components=4", "train.epochs=10", "train.batch_size=16"], str(tmp_path / "ano"))
     for run in (vae, ano):
         for name in ["encoder.onnx", "decoder.onnx", "model.onnx", "best.pt", "metrics.json", "report.md", "reconstructions.png", "latent.png", "curves.png"]:
             assert (tmp_path / run["run_dir"] / name).is_file(), name
     assert (tmp_path / "vae" / "samples.png").is_file() and "elbo" in vae["metrics"]
     a = ano["metrics"]["anomaly"]
-    assert 0 <= a["roc_auc_other_classes"] <= 1 and a["threshold"] > 0
+    assert a["roc_auc_other_classes"] > 0.75 and a["roc_auc_injected_defects"] > 0.9 and a["threshold"] > 0  # 0.88 / 0.99 measured; chance is 0.5
 
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
