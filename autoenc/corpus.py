@@ -240,6 +240,14 @@ def build_photo_corpus(out_dir: Path | None = None) -> Path:
     return out_dir
 
 
+def read_sources(root: Path) -> dict[str, dict[str, str]]:
+    """``root/SOURCES.csv`` (written by the corpus builders) by file: package, licence, origin."""
+    import csv
+
+    with open(Path(root) / "SOURCES.csv", newline="") as f:
+        return {row["file"]: row for row in csv.DictReader(f)}
+
+
 def build_benchmark_photos(out_dir: Path | None = None) -> Path:
     """The benchmark-only photos (:data:`BENCHMARK_PHOTOS`, full size) under ``out_dir/<package>/``;
     CorpusMissing names the package when none is found."""

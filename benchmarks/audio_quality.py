@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import numpy as np
 from scipy.signal import istft, stft
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.metrics import pesq_wb, si_sdr  # noqa: E402
-from benchmarks.image_speed import machine  # noqa: E402
+from autoenc.metrics import pesq_wb, si_sdr
+from image_speed import machine
 
 SR = 16000
 

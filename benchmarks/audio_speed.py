@@ -23,10 +23,9 @@ import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.runtime.audio_infer import OnnxAudioDenoiser  # noqa: E402
-from benchmarks.image_speed import _time, export_for_benchmark, machine  # noqa: E402
+from autoenc.runtime.audio_infer import OnnxAudioDenoiser
+from image_speed import _time, export_for_benchmark, machine
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -29,14 +28,13 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.config import NoiseConfig  # noqa: E402
-from autoenc.corpus import build_benchmark_photos  # noqa: E402
-from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
-from autoenc.metrics import psnr, ssim  # noqa: E402
-from autoenc.noise import pair_generator, synthesize  # noqa: E402
-from benchmarks.image_speed import machine  # noqa: E402
+from autoenc.config import NoiseConfig
+from autoenc.corpus import build_benchmark_photos
+from autoenc.runtime.infer import OnnxDenoiser
+from autoenc.metrics import psnr, ssim
+from autoenc.noise import pair_generator, synthesize
+from image_speed import machine
 
 CAMERA = {"name": "camera", "makers": ["Fujifilm"], "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
 LEVELS = {  # name -> noise spec; the third camera level lies beyond the training range (gain <= 8)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,11 +22,10 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
-from autoenc.metrics import psnr, ssim  # noqa: E402
-from benchmarks.image_speed import machine  # noqa: E402
+from autoenc.runtime.infer import OnnxDenoiser
+from autoenc.metrics import psnr, ssim
+from image_speed import machine
 
 VAL = ["PyWavelets/aero", "scikit-image/camera", "scikit-image/chelsea", "scikit-image/coins", "scikit-learn/flower"]
 

@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,12 @@ import onnxruntime as ort
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.config import load  # noqa: E402
-from autoenc.export import to_onnx  # noqa: E402
-from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
-from autoenc.models import build_model  # noqa: E402
-from autoenc.checkpoint import load_checkpoint, pack, save_checkpoint  # noqa: E402
+from autoenc.config import load
+from autoenc.export import to_onnx
+from autoenc.runtime.infer import OnnxDenoiser
+from autoenc.models import build_model
+from autoenc.checkpoint import load_checkpoint, pack, save_checkpoint
 
 
 def _time(fn, repeats: int, reduce=statistics.median) -> float:

@@ -14,22 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 _HOME = tempfile.mkdtemp(prefix="autoenc-load-prefect-")
 os.environ["PREFECT_HOME"] = _HOME  # before Prefect is imported: a fresh database to measure
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a busy machine starts it slowly
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import soundfile as sf
+from PIL import Image
 
 
 def make_files(root: Path, n: int, seed: int = 0) -> None:
@@ -55,7 +53,7 @@ def db_mb() -> float:
 
 
 def default_models(tmp: Path) -> tuple[str, str]:
-    from benchmarks.image_speed import export_for_benchmark
+    from image_speed import export_for_benchmark
 
     image = export_for_benchmark(str(REPO / "configs/demo-gray.yaml"), None, tmp / "img")[2]
     audio = export_for_benchmark(str(REPO / "configs/demo-speech.yaml"), None, tmp / "aud")[2]

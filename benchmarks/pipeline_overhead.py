@@ -31,10 +31,9 @@ import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.image_speed import export_for_benchmark, machine  # noqa: E402
-from pipelines.local_server import LocalServer  # noqa: E402
+from image_speed import export_for_benchmark, machine
+from pipelines.local_server import LocalServer
 
 
 def make_files(root: Path, n: int, size: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -33,14 +32,13 @@ import onnxruntime as ort
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.runtime.audio_infer import OnnxAudioDenoiser  # noqa: E402
-from autoenc.config import load  # noqa: E402
-from autoenc.runtime.infer import OnnxDenoiser  # noqa: E402
-from autoenc.models import build_model  # noqa: E402
-from autoenc.runtime.session import resolve_model  # noqa: E402
-from benchmarks.image_speed import _time, machine  # noqa: E402
+from autoenc.runtime.audio_infer import OnnxAudioDenoiser
+from autoenc.config import load
+from autoenc.runtime.infer import OnnxDenoiser
+from autoenc.models import build_model
+from autoenc.runtime.session import resolve_model
+from image_speed import _time, machine
 
 log = logging.getLogger("speed")
 

@@ -8,35 +8,35 @@ split, noise distribution, validation metrics, config, and the command that repr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from autoenc.runtime.report import metrics_table  # noqa: E402
-from autoenc.runtime.session import model_info  # noqa: E402
+from autoenc.runtime.report import metrics_table
+from autoenc.runtime.session import model_info
 
 DATA = {
-    "image": "the default photo corpus: 24 photos (~8.2 MP) shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels (`autoenc corpus photos`); per-file licences below",
+    "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's mate-backgrounds and plasma-workspace-wallpapers; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
 
 
-def _licences(run_dir: Path, modality: str) -> list[str]:
+def _licences(run_dir: Path, modality: str, cfg: dict) -> list[str]:
+    """Licences of the files the run actually read (its manifest), per package."""
     if modality != "image":
         return ["Speech and music: CC-BY-SA-3.0 (Digium / Allison Smith; opsound.org artists). The weights are a derived work: keep this attribution."]
-    sources = Path.home() / ".cache/autoenc/corpus/photos/SOURCES.csv"
-    if not sources.is_file():
-        return ["see autoenc/corpus.py"]
-    with open(sources, newline="") as f:
-        rows = list(csv.DictReader(f))
-    by = Counter(f"{r['package']}: {r['licence']}" for r in rows)
+    from autoenc.corpus import read_sources, resolve_data_root
+    from autoenc.data import read_manifest
+
+    root = resolve_data_root(cfg["data"]["root"], cfg["data"]["corpus_dir"], modality)
+    if not (root / "SOURCES.csv").is_file():
+        return [f"{root} is not a default corpus: see its own licences"]
+    sources = read_sources(root)
+    by = Counter(f"{sources[e.path]['package']}: {sources[e.path]['licence']}" for e in read_manifest(run_dir / "manifest.csv") if e.path in sources)
     return [f"{n} file(s) from {k}" for k, n in sorted(by.items())]
 
 
@@ -76,7 +76,7 @@ def main() -> None:
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
         *([q_line] if q_line else []),
         f"- **Training data:** {DATA[info.modality]}.",
-        f"- **Split:** validation (never trained on): {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
+        f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`",
         f"- **Config:** `{args.config}` (config hash `{info.config_hash}`), {metrics.get('epochs_trained', '?')} epochs, best checkpoint from epoch {metrics.get('best_epoch', '?')}.",
         *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}` (train that run first), then fine-tuned as configured."] if cfg["train"].get("init_from") else []),
@@ -89,7 +89,7 @@ def main() -> None:
         "",
         "## Licences of the training data",
         "",
-        *[f"- {x}" for x in _licences(run, info.modality)],
+        *[f"- {x}" for x in _licences(run, info.modality, cfg)],
         "",
         "## Limits",
         "",

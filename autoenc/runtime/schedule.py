@@ -29,7 +29,6 @@ from pydantic import Field, field_validator, model_validator
 from autoenc.runtime.job_settings import JobSettings
 from autoenc.runtime.typed_config import Frozen, read_yaml_mapping, validate
 
-FLOW_NAME = "denoise"
 ENTRYPOINT = "pipelines.denoise:denoise_flow"  # a module path: works wherever autoenc is installed
 
 
