@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -75,15 +76,16 @@ class Ema:
 
 
 
-def train_one_epoch(model, loader, opt, loss_fn, cfg: TrainConfig, step: int, total: int, epoch: int, ema: Ema | None = None) -> tuple[float, int]:
-    """One pass over ``loader`` (updating ``ema`` after each step); returns (mean loss, global
-    step after the epoch)."""
+def train_one_epoch(model, batches: Iterable, opt, objective: Callable[[Any], torch.Tensor], cfg: TrainConfig, step: int, total: int, epoch: int, ema: Ema | None = None) -> tuple[float, int]:
+    """One pass over ``batches``: ``objective(batch)`` gives the loss (the loop never knows the
+    model's kind); learning rate per :func:`lr_at`, gradient clipping, ``ema`` updated after each
+    step. Returns (mean loss, global step after the epoch)."""
     model.train()
     losses, t0 = [], time.perf_counter()
-    for noisy, clean in loader:
+    for batch in batches:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, cfg)
-        loss = loss_fn(model(noisy), clean)
+        loss = objective(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -138,7 +140,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, loss_fn, cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(b[0]), b[1]), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -62,8 +62,7 @@ def evaluate_family(cfg: FamilyConfig, checkpoint: Path) -> dict[str, Any]:
     with torch.no_grad():
         tx = torch.from_numpy(test_x[normal][:2000])
         code = model.encode(tx)
-        if cfg.model.name == "ae_sparse":
-            out["sparsity"] = {"target_rho": model.rho, "mean_activation": float(code.mean()), "units_mostly_off": float((code.mean(0) < 2 * model.rho).float().mean())}
+        out |= model.diagnostics(code)  # each member reports its own regulariser (sparsity, ...)
         if model.variational:
             _, parts = model.objective(tx, torch.Generator().manual_seed(1))
             out["elbo"] = {"recon_bce_per_image": parts["recon_bce"], "kl_per_image": parts["kl"], "neg_elbo": parts["recon_bce"] + model.beta * parts["kl"]}

@@ -14,7 +14,7 @@ from autoenc.config import FamilyConfig
 from autoenc.family.data import splits
 from autoenc.models import build_model
 from autoenc.checkpoint import pack, save_checkpoint
-from autoenc.train import lr_at
+from autoenc.train import train_one_epoch
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +38,13 @@ def fit_family(cfg: FamilyConfig, run_dir: Path) -> Path:
     log.info("training %s (%d params) on %d images for %d epochs", cfg.model.name, sum(p.numel() for p in model.parameters()), n, cfg.train.epochs)
     for epoch in range(cfg.train.epochs):
         t0 = time.perf_counter()
-        model.train()
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(n, generator=g).numpy()
-        losses = []
-        for i in range(0, n, bs):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg.train)
-            loss, _ = model.objective(torch.from_numpy(data["train_x"][order[i : i + bs]]), g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            opt.step()
-            losses.append(loss.item())
-            step += 1
+        batches = (torch.from_numpy(data["train_x"][order[i : i + bs]]) for i in range(0, n, bs))
+        train_loss, step = train_one_epoch(model, batches, opt, lambda x: model.objective(x, g)[0], cfg.train, step, total, epoch)
         model.eval()
         val = _mean_objective(model, data["val_x"], cfg.seed)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val, "seconds": time.perf_counter() - t0})
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val, "seconds": time.perf_counter() - t0})
         log.info("epoch %d: train %.5f val %.5f (%.0fs)", epoch, history[-1]["train_loss"], val, history[-1]["seconds"])
         ckpt = pack(model, {"channels": 1, **cfg.model.kwargs}, cfg, epoch=epoch, step=step, history=history)
         if val < best:

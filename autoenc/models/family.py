@@ -74,6 +74,10 @@ class _AE(nn.Module):
         mse = F.mse_loss(self(x), x)
         return mse, {"mse": mse.item()}
 
+    def diagnostics(self, code: torch.Tensor) -> dict:
+        """What this member's regulariser should show on a batch of codes (none by default)."""
+        return {}
+
 
 @register_model("ae_dense", modality="family")
 class DenseAE(_AE):
@@ -121,6 +125,10 @@ class SparseAE(_AE):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.encoder(x))
+
+    def diagnostics(self, code: torch.Tensor) -> dict:
+        """Sparsity: the mean activation against ``rho``, and the share of units mostly off."""
+        return {"sparsity": {"target_rho": self.rho, "mean_activation": float(code.mean()), "units_mostly_off": float((code.mean(0) < 2 * self.rho).float().mean())}}
 
     def objective(self, x, generator=None):
         code = self.encode(x)
