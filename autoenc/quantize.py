@@ -40,18 +40,16 @@ class _Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def run_data(checkpoint: str | Path) -> tuple[dict, TrainingData]:
-    """The checkpoint dict and its run's data (training split and held-out pairs, from the
-    manifest in the checkpoint's folder), each read once."""
-    from autoenc.checkpoint import read_checkpoint
+def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
+    """The run's data for checkpoint dict ``ckpt`` read from ``checkpoint``: its training split
+    and held-out pairs, from the manifest in the checkpoint's folder."""
     from autoenc.config import from_dict
     from autoenc.corpus import resolve_data_root
     from autoenc.data import TrainingData, read_manifest
 
-    ckpt = read_checkpoint(checkpoint)
     cfg = from_dict(ckpt["config"], source=str(checkpoint))
     entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
-    return ckpt, TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
+    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
 
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
@@ -142,15 +140,17 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
     """Write ``<fp32 stem>-int8.onnx`` beside ``fp32`` (exported from ``checkpoint``), calibrated
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result)."""
+    from autoenc.checkpoint import read_checkpoint
     from autoenc.runtime.metadata import ModelInfo
 
     src = onnx.load(str(fp32), load_external_data=False)
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    ckpt, data = run_data(checkpoint)
+    ckpt = read_checkpoint(checkpoint)  # read once; the run's data once, below
     if info.config_hash != ckpt.get("config_hash"):
         raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
+    data = run_data(checkpoint, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     quantize_int8(fp32, q, calibration_inputs(data, n_calibration))
     delta = val_delta(data, fp32, q)
