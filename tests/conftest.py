@@ -130,6 +130,20 @@ def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int =
     out = [0.3 * voice * (1 - 0.2 * c) + 0.01 * rng.standard_normal(len(t)) for c in range(channels)]
     return np.stack(out, axis=1).astype(np.float32)
 
+def train_steps(model, batch, objective, steps: int, lr: float, per_epoch: int = 5) -> list[float]:
+    """Train ``model`` with the library's loop (train_one_epoch) on one repeated ``batch`` for
+    ``steps`` steps at a constant learning rate; returns the mean loss of each group of
+    ``per_epoch`` steps."""
+    import torch
+
+    from autoenc.config import TrainConfig
+    from autoenc.train import train_one_epoch
+
+    cfg = TrainConfig(lr=lr, warmup_steps=0, min_lr_ratio=1.0, grad_clip=None)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return [train_one_epoch(model, [batch] * per_epoch, opt, objective, cfg, e * per_epoch, steps, e)[0] for e in range(steps // per_epoch)]
+
+
 def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A smooth synthetic uint8 'photo' with edges and some texture."""
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from autoenc.config import load
 from autoenc.family.data import inject_defects
 from autoenc.family.evaluate import pca_mse, roc_auc
 from autoenc.models import get_model, list_models, model_modality
-from conftest import REPO
+from conftest import REPO, train_steps
 
 FAMILY = [n for n in list_models() if model_modality(n) == "family"]
 SMALL = {"ae_dense": {"latent": 8, "hidden": 64}, "ae_conv": {"latent": 8, "width": 8}, "ae_overcomplete": {"latent": 1024, "hidden": 128},
@@ -57,16 +57,9 @@ def test_member_shapes_and_loss_falls(name):
     assert m.decode(code).shape == x.shape and m(x).shape == x.shape
     with torch.no_grad():
         assert float(m(x).min()) >= 0 and float(m(x).max()) <= 1
-    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(40):
-        loss, parts = m.objective(x, g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses[::8]
+    losses = train_steps(m, x, lambda b: m.objective(b, g)[0], steps=40, lr=2e-3)
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 def test_sparse_activation_moves_toward_target():
@@ -74,12 +67,7 @@ def test_sparse_activation_moves_toward_target():
     m = get_model("ae_sparse", **SMALL["ae_sparse"])
     x = torch.from_numpy(synthetic(64, 4)[0].astype(np.float32)[:, None] / 255)
     start = m.encode(x).mean().item()
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for _ in range(80):
-        loss, _ = m.objective(x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_steps(m, x, lambda b: m.objective(b)[0], steps=80, lr=3e-3)
     end = m.encode(x).mean().item()
     assert abs(end - 0.05) < 0.5 * abs(start - 0.05), (start, end)
 

@@ -6,6 +6,7 @@ import torch
 from autoenc.config import ExportConfig
 from autoenc.export import check_parity, export_module
 from autoenc.models import get_model, list_models, model_modality
+from conftest import train_steps
 
 IMAGE_MODELS = [n for n in list_models() if model_modality(n) == "image"]
 # Small constructor kwargs for every registered model (the test below checks none is missing).
@@ -82,16 +83,9 @@ def test_loss_falls_in_a_few_steps(name):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     m = get_model(name, channels=1, width=8, levels=2)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     clean = torch.rand(8, 1, 32, 32, generator=g).cumsum(-1) / 32  # smooth ramps
     noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
-    losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.mse_loss(m(noisy), clean)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(m, (noisy, clean), lambda b: torch.nn.functional.mse_loss(m(b[0]), b[1]), steps=30, lr=3e-3, per_epoch=1)
     assert losses[-1] < 0.5 * losses[0]
 
 
