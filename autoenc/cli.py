@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,13 +20,27 @@ from autoenc import __version__
 log = logging.getLogger("autoenc.cli")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "onnx_ir", "onnxscript", "torch.onnx", "onnxruntime"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    """autoenc's loggers at INFO (DEBUG with -v, WARNING with -q); everything else at WARNING,
+    so -v shows autoenc's detail without Prefect's or httpx's. Records go to stderr above any
+    progress bar."""
+    from autoenc.runtime.job_summary import BarLogHandler
+
+    handler = BarLogHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("autoenc").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("pipelines").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     # Library logs also reach Prefect's run logger (and its UI) when a flow runs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+EXIT_FAILED_FILES = 3  # the job ran and some files failed (each listed with its reason)
+EXIT_CANNOT_RUN = 2  # the job could not start; nothing was touched
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report it
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -91,28 +106,111 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
+    """Plan (refusing an impossible job before anything is touched), then run in this process,
+    or as a Prefect flow run when PREFECT_API_URL names a server (or --prefect is given)."""
     from autoenc.runtime.job_settings import from_args
-    from autoenc.runtime.jobs import JobError, JobReport, plan_job
+    from autoenc.runtime.jobs import JobError, plan_job, split_inputs
     from autoenc.runtime.typed_config import ConfigError
 
+    *inputs, output_dir = args.paths
     try:
-        plan_job(args.model, args.input_dir, args.output_dir, incremental=False)  # refuse before Prefect starts
-    except JobError as exc:
+        if not inputs:
+            raise JobError("give an input (a folder, or one or more files) and an output folder")
+        settings = from_args(args)
+        input_dir, files = split_inputs(inputs)
+        plan = plan_job(args.model, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, sweep=not args.dry_run)
+    except (JobError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CANNOT_RUN
+    if args.dry_run:
+        return _dry_run(plan, args)
+    if os.environ.get("PREFECT_API_URL") or args.prefect:
+        return _denoise_as_flow(args, settings, str(plan.input_dir), files)
+    return _denoise_here(args, settings, plan)
+
+
+def _emit(args: argparse.Namespace, data: dict, summary: str) -> None:
+    """The JSON report (a file, or stdout for ``--json -``) and the human summary (stdout, or
+    stderr when stdout carries JSON; nothing with -q)."""
+    if args.json == "-":
+        print(json.dumps(data, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2))
+    if not args.quiet:
+        print(summary, file=sys.stderr if args.json == "-" else sys.stdout)
+
+
+def _dry_run(plan, args: argparse.Namespace) -> int:
+    """What would be done and why each other file would not: nothing is written."""
+    lines = [f"dry run: would denoise {len(plan.files)} file(s) from {plan.input_dir} into {plan.output_dir}"]
+    lines += [f"  denoise: {rel}" for rel in plan.files]
+    lines += [f"  {r.status}: {r.path}: {r.reason}" for r in plan.skipped]
+    data = {"dry_run": True, "input_dir": str(plan.input_dir), "output_dir": str(plan.output_dir), "models": plan.models,
+            "denoise": plan.files, "not_denoised": [{"path": r.path, "status": r.status, "reason": r.reason} for r in plan.skipped]}
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _denoise_here(args: argparse.Namespace, settings, plan) -> int:
+    """Run the plan in this process (no Prefect): per-file progress, one summary; Ctrl-C or
+    SIGTERM finishes the file in hand, releases the claims and prints the partial summary."""
+    import threading
+
+    from autoenc.runtime.job_summary import ProgressBar
+    from autoenc.runtime.jobs import run_plan
+
+    stop, caught = threading.Event(), []
+
+    def _stop(signum, frame):
+        if stop.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        caught.append(signum)
+        stop.set()
+        print("\nstopping after the file in hand (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, _stop) for sig in EXIT_INTERRUPTED}
+    bar = ProgressBar(len(plan.files), force=False) if not args.quiet else None
+    try:
+        report = run_plan(plan, settings, on_file=bar.file_done if bar else None, stop=stop)
+    finally:
+        if bar:
+            bar.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _emit(args, report.to_dict(), report.summary())
+    if caught:
+        return EXIT_INTERRUPTED[caught[0]]
+    return EXIT_FAILED_FILES if report.counts()["failed"] else 0
+
+
+def _denoise_as_flow(args: argparse.Namespace, settings, input_dir: str, files: list[str] | None) -> int:
+    """Run the job as a ``denoise`` flow run on the server PREFECT_API_URL names (checked
+    first), or on a temporary local server with --prefect."""
+    from autoenc.runtime.jobs import JobReport
+
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        from pipelines.local_server import healthy
+
+        if not healthy(url, timeout=5.0):
+            print(f"error: the Prefect server at PREFECT_API_URL={url} does not answer; start it, or unset PREFECT_API_URL to run without Prefect", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # no per-task INFO lines on the terminal
     from pipelines.denoise import denoise_flow
 
     try:
-        settings = from_args(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = denoise_flow(args.model, args.input_dir, args.output_dir, **settings.model_dump(), show_progress=sys.stderr.isatty())
+        state = denoise_flow(args.model, input_dir, args.paths[-1], files=files, **settings.model_dump(), show_progress=not args.quiet and sys.stderr.isatty(), return_state=True)
+    except KeyboardInterrupt:
+        print("interrupted: the flow run stops; files written so far are kept and a rerun continues", file=sys.stderr)
+        return EXIT_INTERRUPTED[signal.SIGINT]
+    out = state.result(raise_on_failure=False)
+    if not isinstance(out, dict):  # the flow itself crashed
+        print(f"error: the denoise flow run ended {state.name}: {out}", file=sys.stderr)
+        return 1
     report = JobReport.from_dict(out)
-    print(report.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    return 0
+    _emit(args, out, report.summary())
+    return EXIT_FAILED_FILES if report.counts()["failed"] else 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -221,48 +319,56 @@ def build_parser() -> argparse.ArgumentParser:
     """One subcommand per library entry point; each sets ``fn``, the handler it runs."""
     from autoenc.runtime.job_settings import add_flags
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="autoenc's debug messages (other libraries stay quiet)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress and no summary; errors and the exit code only")
     parser = argparse.ArgumentParser(prog="autoenc", description="Denoise folders of images and audio with convolutional denoising autoencoders.")
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="autoenc's debug messages (other libraries stay quiet)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; errors and the exit code only")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train, evaluate and export a model from a YAML config (Prefect flow)")
+    p = sub.add_parser("train", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train, evaluate and export a model from a YAML config (Prefect flow)")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
     p.add_argument("--out", help="run folder (default runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("export", help="export a checkpoint to a parity-checked ONNX file")
+    p = sub.add_parser("export", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="export a checkpoint to a parity-checked ONNX file")
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--int8", action="store_true", help="also write OUT-int8.onnx: static int8 QDQ, calibrated on training inputs, val change measured")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
     p.set_defaults(fn=_cmd_export)
 
-    p = sub.add_parser("quantize", help="write MODEL-int8.onnx beside an exported MODEL.onnx (static int8 QDQ, calibrated on the checkpoint's training inputs)")
+    p = sub.add_parser("quantize", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write MODEL-int8.onnx beside an exported MODEL.onnx (static int8 QDQ, calibrated on the checkpoint's training inputs)")
     p.add_argument("checkpoint", help="the checkpoint MODEL was exported from (its run folder holds the manifest)")
     p.add_argument("model", help="the exported fp32 .onnx")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
     p.set_defaults(fn=_cmd_quantize)
 
-    p = sub.add_parser("denoise", help="denoise a folder into another folder (Prefect flow, onnxruntime only; images and audio)")
+    p = sub.add_parser("denoise", parents=[common], help="denoise a folder, or files, into an output folder (onnxruntime only; images and audio)",
+                       description="Denoise INPUT (a folder, or one or more files) into OUTPUT_DIR: same relative paths, names and formats. "
+                       "Runs in this process; as a Prefect flow run when PREFECT_API_URL is set or with --prefect. "
+                       f"Exit codes: 0 done, {EXIT_FAILED_FILES} done but some files failed (listed), {EXIT_CANNOT_RUN} cannot run (nothing touched), 130/143 interrupted by SIGINT/SIGTERM.")
     p.add_argument("--model", required=True, action="append", help="an autoenc .onnx file or shipped model name; give one per modality (image, audio)")
-    p.add_argument("input_dir")
-    p.add_argument("output_dir")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="INPUT... OUTPUT_DIR: a folder or one or more files, then the output folder")
     add_flags(p)
-    p.add_argument("--json", help="also write the job report as JSON here")
+    p.add_argument("--json", help="also write the job report as JSON to this file ('-': stdout, the summary then goes to stderr)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be denoised and why each other file would not; write nothing")
+    p.add_argument("--prefect", action="store_true", help="run as a Prefect flow run even without PREFECT_API_URL (starts a temporary local server, ~10 s)")
     p.set_defaults(fn=_cmd_denoise)
 
-    p = sub.add_parser("serve", help="serve scheduled denoise jobs (starts a local Prefect server unless PREFECT_API_URL is set)")
+    p = sub.add_parser("serve", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="serve scheduled denoise jobs (starts a local Prefect server unless PREFECT_API_URL is set)")
     p.add_argument("config", help="a schedule YAML, e.g. configs/schedule.yaml")
     p.set_defaults(fn=_cmd_serve)
 
-    p = sub.add_parser("models", help="list the shipped models (names usable with --model)")
+    p = sub.add_parser("models", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="list the shipped models (names usable with --model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_cmd_models)
 
-    p = sub.add_parser("prefect-yaml", help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")
+    p = sub.add_parser("prefect-yaml", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")
     p.add_argument("config")
     p.add_argument("--pool", default="autoenc-cpu", help="work pool name")
     p.add_argument("--out", help="file to write (default stdout)")
@@ -270,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command, what in (("embed", "latent vectors for a folder of images (autoencoder family; Prefect flow)"),
                           ("anomaly", "reconstruction-error anomaly scores for a folder of images (Prefect flow)")):
-        p = sub.add_parser(command, help=what)
+        p = sub.add_parser(command, parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=what)
         p.add_argument("--model", required=True, help=f"a family run folder or its {FAMILY_APPS[command][0]}.onnx")
         if command == "anomaly":
             p.add_argument("--threshold", type=float, help="override the threshold calibrated at training time")
@@ -278,21 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("out")
         p.set_defaults(fn=_cmd_family_app)
 
-    p = sub.add_parser("sample", help="new images from a variational autoencoder (Prefect flow)")
+    p = sub.add_parser("sample", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="new images from a variational autoencoder (Prefect flow)")
     p.add_argument("--model", required=True, help="a VAE run folder or its decoder.onnx")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("n", type=int)
     p.add_argument("out_dir")
     p.set_defaults(fn=_cmd_family_app)
 
-    p = sub.add_parser("demo", help="train small image and speech models, denoise held-out files, print the tables")
+    p = sub.add_parser("demo", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="train small image and speech models, denoise held-out files, print the tables")
     p.add_argument("--image-config", default="configs/demo-gray.yaml")
     p.add_argument("--speech-config", default="configs/demo-speech.yaml")
     p.add_argument("--no-speech", action="store_true", help="image part only (no Asterisk packages needed)")
     p.add_argument("--out", default="demo")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser("corpus", help="build a default corpus: photos (from wheels), speech or music (from Debian packages)")
+    p = sub.add_parser("corpus", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="build a default corpus: photos (from wheels), speech or music (from Debian packages)")
     p.add_argument("kind", nargs="?", choices=["photos", "speech", "music"], default="photos")
     p.add_argument("--out")
     p.set_defaults(fn=_cmd_corpus)
@@ -302,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     # Prefect's temporary server gets 20 s to start by default; a busy 2-core box needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     return args.fn(args)

@@ -42,7 +42,7 @@ def demo_part(config: str, out_dir: str) -> dict:
     run = train_flow(config, run_dir=str(out / "run"))
     clean, noisy = noisy_folder_step(config, run, out / "heldout")
     denoised = out / "heldout" / "denoised"
-    job = denoise_flow([run["onnx"]], str(noisy), str(denoised))
+    job = denoise_flow([run["onnx"]], str(noisy), str(denoised), return_state=True).result(raise_on_failure=False)
     rows = score_step(clean, noisy, denoised, out)
     picture = Path(run["report"]).parent / ("before_after.png" if (Path(run["run_dir"]) / "before_after.png").exists() else "spectrograms.png")
     return {"table": format_table(rows), "rows": rows, "run": run, "job": job, "denoised_dir": str(denoised), "picture": str(picture)}

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Callable, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect.states import Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autoenc.runtime.job_summary import ProgressBar, counts_table, files_table, markdown_report
@@ -25,16 +28,21 @@ from autoenc.runtime.job_settings import DEFAULTS, JobSettings
 from autoenc.runtime.jobs import FileResult, JobPlan, JobReport, Tracking, denoise_files, plan_job
 
 
+# Per-file progress for batches that run in this process (the thread runner), by token; a
+# batch on a Dask worker finds nothing here and the flow counts it when it returns.
+_WATCHERS: dict[str, Callable[[FileResult], None]] = {}
+
+
 @task(cache_policy=NO_CACHE)
-def plan_step(models: list[str], input_dir: str, output_dir: str, incremental: bool, overwrite: bool, state_dir: str | None) -> JobPlan:
+def plan_step(models: list[str], input_dir: str, output_dir: str, incremental: bool, overwrite: bool, state_dir: str | None, files: list[str] | None, run_id: str) -> JobPlan:
     """Refuse an impossible job before touching files; list inputs; drop those already done."""
-    return plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir)
+    return plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir, files=files, run_id=run_id)
 
 
 @task(cache_policy=NO_CACHE)
-def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files: list[str], settings: JobSettings, tracking: Tracking | None) -> list[FileResult]:
+def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files: list[str], settings: JobSettings, tracking: Tracking | None, watch: str | None = None) -> list[FileResult]:
     """Denoise one batch of files; bad files come back as failed results, not exceptions."""
-    results = denoise_files(models, input_dir, output_dir, files, settings, tracking)
+    results = denoise_files(models, input_dir, output_dir, files, settings, tracking, on_file=_WATCHERS.get(watch) if watch else None)
     logger = get_run_logger()
     for r in results:
         if r.status == "failed":
@@ -42,14 +50,14 @@ def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files
     return results
 
 
-def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]], window: int, on_done: Callable[[list[FileResult]], None], runner: TaskRunner | None = None) -> list[FileResult]:
+def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]], window: int, on_done: Callable[[list[FileResult]], None], runner: TaskRunner | None = None, watch: str | None = None) -> list[FileResult]:
     """Submit batch tasks, at most ``window`` in flight, on ``runner`` (an entered task runner)
     or the flow's own thread pool; a batch whose task crashed reports its files as failed."""
     pending, inflight, results = list(batches), {}, []
     while pending or inflight:
         while pending and len(inflight) < window:
             files = pending.pop(0)
-            args = dict(models=plan.models, input_dir=str(plan.input_dir), output_dir=str(plan.output_dir), files=files, settings=settings, tracking=plan.tracking)
+            args = dict(models=plan.models, input_dir=str(plan.input_dir), output_dir=str(plan.output_dir), files=files, settings=settings, tracking=plan.tracking, watch=watch)
             fut = runner.submit(denoise_batch, args) if runner else denoise_batch.submit(**args)
             inflight[fut] = files
         fut = next(as_completed(list(inflight)))
@@ -63,23 +71,24 @@ def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]],
     return results
 
 
-def _progress(progress_id, total: int, show_progress: bool) -> Callable[[list[FileResult]], None]:
-    """A callback that advances the progress artifact and the terminal bar."""
+def _progress(progress_id, total: int, show_progress: bool, per_file: bool) -> tuple[Callable[[list[FileResult]], None], Callable[[FileResult], None] | None]:
+    """(per-batch callback, per-file callback or None): they advance the progress artifact (at
+    most about once a second) and the terminal bar, per file where batches run in this process."""
     bar = ProgressBar(total) if show_progress else None
     state = {"done": 0, "last": 0.0}
 
     def on_done(got: list[FileResult]) -> None:
         state["done"] += len(got)
-        if bar:
+        if bar and not per_file:
             bar.update(len(got))
-            if state["done"] >= total:
-                bar.close()
+        if bar and state["done"] >= total:
+            bar.close()
         now = time.monotonic()
-        if progress_id and (now - state["last"] > 1.0 or state["done"] >= total):  # at most ~1 update/s
+        if progress_id and (now - state["last"] > 1.0 or state["done"] >= total):
             update_progress_artifact(progress_id, progress=100.0 * state["done"] / max(total, 1))
             state["last"] = now
 
-    return on_done
+    return on_done, (bar.file_done if bar and per_file else None)
 
 
 def _key(job: str | None, what: str) -> str | None:
@@ -109,6 +118,7 @@ def denoise_flow(
     workers: int = _D.workers,
     dask_address: str | None = _D.dask_address,
     report_samples: int = _D.report_samples,
+    files: list[str] | None = None,
     job: str | None = None,
     show_progress: bool = False,
 ) -> dict:
@@ -116,16 +126,19 @@ def denoise_flow(
     paths, names and formats), each with the model of its modality; only new or changed
     inputs unless ``overwrite``. ``runner``: "threads" runs ``workers`` batches at a time in
     this process; "dask" runs them on a local Dask cluster of ``workers`` processes, or on the
-    scheduler at ``dask_address``. The settings are those of
+    scheduler at ``dask_address``. ``files`` (relative to ``input_dir``) names the inputs
+    instead of walking the folder. The settings are those of
     :class:`autoenc.runtime.job_settings.JobSettings` (validated here). Returns the job report
-    as a dict."""
+    as a dict; when files failed, the run ends in a Failed state carrying that report (visible
+    in the UI and to automations), and files and report artifacts are published only when the
+    run wrote or failed something, so an idle scheduled run does not bury the last report."""
     logger = get_run_logger()
     t0 = time.perf_counter()
     settings = JobSettings(
         threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
         incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
     )
-    plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir)
+    plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir, files, str(flow_run.id))  # the ledger records this flow run's id
     total = len(plan.files)
     logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))
     batches = [plan.files[i : i + batch_size] for i in range(0, total, batch_size)]
@@ -133,14 +146,27 @@ def denoise_flow(
     if runner == "dask" and batches:
         from prefect_dask import DaskTaskRunner
 
+        on_done, _ = _progress(progress_id, total, show_progress, per_file=False)
         dask = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
         with dask:
-            done = _run_batches(plan, settings, batches, len(batches), _progress(progress_id, total, show_progress), dask)
+            done = _run_batches(plan, settings, batches, len(batches), on_done, dask)
     else:
-        done = _run_batches(plan, settings, batches, max(1, workers), _progress(progress_id, total, show_progress))
+        on_done, on_file = _progress(progress_id, total, show_progress, per_file=True)
+        token = uuid.uuid4().hex
+        if on_file:
+            _WATCHERS[token] = on_file
+        try:
+            done = _run_batches(plan, settings, batches, max(1, workers), on_done, watch=token if on_file else None)
+        finally:
+            _WATCHERS.pop(token, None)
     report = JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, plan.skipped + done, time.perf_counter() - t0)
+    counts = report.counts()
     create_table_artifact(counts_table(report), key=_key(job, "counts"), description="files written / unchanged / skipped / failed and throughput")
-    create_table_artifact(files_table(report), key=_key(job, "files"), description="every file with its status and reason (failed first)")
-    create_markdown_artifact(markdown_report(report, f"denoise {job or ''}".strip(), report_samples), key=_key(job, "report"), description="summary with before/after pictures")
-    logger.info(report.summary())
-    return report.to_dict()
+    if counts["written"] or counts["failed"]:
+        create_table_artifact(files_table(report), key=_key(job, "files"), description="every file with its status and reason (failed first)")
+        create_markdown_artifact(markdown_report(report, f"denoise {job or ''}".strip(), report_samples), key=_key(job, "report"), description="summary with before/after pictures")
+    logger.info(report.summary().splitlines()[0])
+    out = report.to_dict()
+    if counts["failed"]:
+        return Failed(message=f"{counts['failed']} of {len(report.results)} files failed (see the files table)", data=out)
+    return out

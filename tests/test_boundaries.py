@@ -30,6 +30,8 @@ def test_autoenc_never_imports_prefect():
 
 
 def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model, audio_model):
+    """In this process (no PREFECT_API_URL) it imports neither torch nor Prefect; as a flow run
+    (PREFECT_API_URL set) still no torch. A failed file gives exit code 3 in both."""
     import soundfile as sf
 
     from conftest import tone
@@ -39,20 +41,23 @@ def test_denoise_command_never_imports_torch(tmp_path, prefect_api, gray_model, 
     Image.fromarray(photo(50, 60, 3)).save(src / "a.png")
     sf.write(src / "b.flac", tone(0.6, 44100, 2), 44100)  # resampled to 16 kHz and back
     (src / "bad.jpg").write_text("nope")
-    report = tmp_path / "report.json"
-    code = (
-        "import sys\n"
-        "from autoenc.cli import main\n"
-        f"rc = main(['denoise', '--model', {str(gray_model)!r}, '--model', {str(audio_model)!r}, {str(src)!r}, {str(tmp_path / 'out')!r}, '--json', {str(report)!r}])\n"
-        "loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision', 'torchaudio'))]\n"
-        "assert not loaded, loaded[:5]\n"
-        "sys.exit(rc)"
-    )
-    out = _run(code, {"PREFECT_API_URL": prefect_api})
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "2 written, 0 unchanged, 0 skipped, 1 failed" in out.stdout
-    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "b.flac").is_file()
-    assert json.loads(report.read_text())["counts"] == {"written": 2, "unchanged": 0, "skipped": 0, "failed": 1}
+    for mode, env in (("here", {"PREFECT_API_URL": ""}), ("flow", {"PREFECT_API_URL": prefect_api})):
+        report = tmp_path / f"report-{mode}.json"
+        code = (
+            "import os, sys\n"
+            "if not os.environ['PREFECT_API_URL']: del os.environ['PREFECT_API_URL']\n"
+            "from autoenc.cli import main\n"
+            f"rc = main(['denoise', '--model', {str(gray_model)!r}, '--model', {str(audio_model)!r}, {str(src)!r}, {str(tmp_path / ('out-' + mode))!r}, '--json', {str(report)!r}])\n"
+            "loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision', 'torchaudio'))]\n"
+            "assert not loaded, loaded[:5]\n"
+            "assert ('prefect' in sys.modules) == bool(os.environ.get('PREFECT_API_URL')), 'prefect imported in-process' \n"
+            "sys.exit(rc)"
+        )
+        out = _run(code, env)
+        assert out.returncode == 3, (mode, out.stderr[-3000:])
+        assert "2 written, 0 unchanged, 0 skipped, 1 failed" in out.stdout
+        assert (tmp_path / f"out-{mode}" / "a.png").is_file() and (tmp_path / f"out-{mode}" / "b.flac").is_file()
+        assert json.loads(report.read_text())["counts"] == {"written": 2, "unchanged": 0, "skipped": 0, "failed": 1}
 
 
 def test_denoise_command_refuses_impossible_jobs(tmp_path, gray_model):

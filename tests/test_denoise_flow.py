@@ -33,7 +33,9 @@ def test_dask_runner_spreads_batches_over_two_workers(tmp_path, prefect_api, gra
     for i in range(8):
         Image.fromarray(photo(40, 40, 1, seed=i)).save(src / f"f{i}.png")
     (src / "bad.png").write_bytes(b"nope")
-    out = denoise_flow([str(gray_model)], str(src), str(dst), batch_size=1, runner="dask", workers=2, threads=1)
+    state = denoise_flow([str(gray_model)], str(src), str(dst), batch_size=1, runner="dask", workers=2, threads=1, return_state=True)
+    assert state.is_failed() and state.message.startswith("1 of 9 files failed")  # visible to the UI and automations
+    out = state.result(raise_on_failure=False)
     assert out["counts"] == {"written": 8, "unchanged": 0, "skipped": 0, "failed": 1}
     assert output_files(dst) == [f"f{i}.png" for i in range(8)]
     with Ledger(state_dir_for(dst)) as ledger:
@@ -50,8 +52,12 @@ def test_flow_publishes_tables_report_and_progress(tmp_path, prefect_api, gray_m
         Image.fromarray(photo(64, 80, 1, seed=i)).save(src / "sub" / f"p{i}.png")
     sf.write(src / "voice.wav", tone(1.0), 16000)
     (src / "notes.txt").write_text("not media")
-    out = denoise_flow([str(gray_model), str(audio_model)], str(src), str(dst), batch_size=2, job="Art Job", report_samples=4)
+    state = denoise_flow([str(gray_model), str(audio_model)], str(src), str(dst), batch_size=2, job="Art Job", report_samples=4, return_state=True)
+    assert state.is_completed()  # nothing failed (notes.txt is skipped with its reason)
+    out = state.result()
     assert out["counts"]["written"] == 4
+    with Ledger(state_dir_for(dst)) as ledger:  # the ledger names the Prefect flow run that wrote each file
+        assert {e.run_id for e in ledger.entries().values()} == {str(state.state_details.flow_run_id)}
     counts = _artifacts("art-job-counts")[0]
     assert counts.type == "table" and '"written": 4' in counts.data.replace("'", '"')
     files = _artifacts("art-job-files")[0].data
@@ -61,9 +67,11 @@ def test_flow_publishes_tables_report_and_progress(tmp_path, prefect_api, gray_m
     assert "voice.wav" in md and "notes.txt" in md
     progress = _artifacts("art-job-progress")[0]
     assert progress.type == "progress" and float(progress.data) == 100.0
-    # A rerun has nothing to do: no progress artifact, a report that says so.
+    # A rerun has nothing to do: it publishes its counts but not a new report or files table,
+    # so the last useful report stays the latest one.
     again = denoise_flow([str(gray_model), str(audio_model)], str(src), str(dst), job="Art Job")
     assert again["counts"]["unchanged"] == 4 and again["counts"]["written"] == 0
+    assert len(_artifacts("art-job-report")) == 1 and len(_artifacts("art-job-files")) == 1 and len(_artifacts("art-job-counts")) == 2
 
 
 def test_files_table_is_bounded_and_progress_bar_draws():
@@ -72,10 +80,22 @@ def test_files_table_is_bounded_and_progress_bar_draws():
     assert len(table) == 100 and table[0]["path"] == "bad.png" and table[-1]["path"] == "... 1902 more"
     buf = io.StringIO()
     bar = ProgressBar(10, stream=buf, force=True)
-    bar.update(5)
+    bar.update(5, pixels=2e6)
+    assert re.search(r"\[#{12} {12}\] 5/10 files  [\d.]+ files/s  [\d.]+ MP/s  ETA \d+s$", bar.line())
+    # A log record lands on its own line above the bar, which is drawn again under it.
+    import logging
+
+    from autoenc.runtime.job_summary import BarLogHandler
+
+    handler = BarLogHandler(buf)
+    logger = logging.getLogger("autoenc.test-bar")
+    logger.addHandler(handler)
+    logger.warning("failed x.png: cannot decode")
+    logger.removeHandler(handler)
+    assert "\r\033[Kfailed x.png: cannot decode\n" in buf.getvalue() and "] 5/10 files" in buf.getvalue().rsplit("\n", 1)[1]
     bar.update(5)
     bar.close()
-    assert re.search(r"\[#{15} {15}\] 5/10", buf.getvalue()) and "10/10" in buf.getvalue()
+    assert "10/10 files" in buf.getvalue() and "in " in buf.getvalue().splitlines()[-1]
     silent = io.StringIO()
     ProgressBar(10, stream=silent).update(3)  # not a tty: no output
     assert silent.getvalue() == ""

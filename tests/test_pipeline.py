@@ -56,7 +56,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     src.mkdir()
     Image.fromarray((noisy * 255).round().astype(np.uint8)).save(src / "camera.png")
     (src / "junk.png").write_bytes(b"junk")
-    report = denoise_flow([out2["onnx"]], str(src), str(tmp_path / "clean"))
+    report = denoise_flow([out2["onnx"]], str(src), str(tmp_path / "clean"), return_state=True).result(raise_on_failure=False)  # a failed file fails the run
     assert report["counts"] == {"written": 1, "unchanged": 0, "skipped": 0, "failed": 1}
     den = np.asarray(Image.open(tmp_path / "clean" / "camera.png"), dtype=np.float64) / 255
     assert psnr(clean, den) > psnr(clean, np.round(noisy * 255) / 255)
@@ -131,7 +131,7 @@ def test_audio_train_export_denoise_flow(tmp_path, prefect_api):
     sf.write(src / "stereo44k.flac", tone(1.5, 44100, 2), 44100)
     sf.write(src / "mono8k.wav", tone(1.0, 8000, 1), 8000, subtype="PCM_24")
     (src / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
-    report = denoise_flow([out["onnx"]], str(src), str(tmp_path / "clean"))
+    report = denoise_flow([out["onnx"]], str(src), str(tmp_path / "clean"), return_state=True).result(raise_on_failure=False)  # a failed file fails the run
     assert report["counts"] == {"written": 2, "unchanged": 0, "skipped": 0, "failed": 1}
     for name in ["stereo44k.flac", "mono8k.wav"]:
         a, b = sf.info(str(src / name)), sf.info(str(tmp_path / "clean" / name))

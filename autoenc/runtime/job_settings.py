@@ -50,8 +50,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {int: int, float: float}.get(field.annotation, str)
         choices = list(getattr(field.annotation, "__args__", ())) if str(field.annotation).startswith("typing.Literal") else None
-        shown = "" if default is None else f" (default: {default})"
-        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=default, help=field.description + shown)
+        parser.add_argument(flag, dest=name, type=kind, choices=choices, default=default, help=field.description + ("" if default is None else " (default: %(default)s)"))
 
 
 def from_args(args: argparse.Namespace) -> JobSettings:

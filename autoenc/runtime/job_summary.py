@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -121,22 +124,89 @@ def markdown_report(report: JobReport, title: str, samples: int = 4) -> str:
 
 
 class ProgressBar:
-    """A one-line text progress bar for interactive runs; silent when ``stream`` is not a tty."""
+    """One redrawn line on a terminal: files done of total, files/s, megapixels/s or audio
+    x real time, and the time left. Log records go above it (:class:`BarLogHandler`), so the
+    two never share a line. Silent when ``stream`` is not a tty (unless ``force``)."""
+
+    active: "ProgressBar | None" = None  # the bar on screen, for BarLogHandler
 
     def __init__(self, total: int, label: str = "denoise", stream: TextIO | None = None, force: bool = False) -> None:
         self.total, self.label, self.done = total, label, 0
+        self.pixels = self.audio = 0.0
         self.stream = stream or sys.stderr
         self.enabled = force or (hasattr(self.stream, "isatty") and self.stream.isatty())
-
-    def update(self, n: int) -> None:
-        self.done += n
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+        self.shown = False
         if self.enabled:
-            frac = self.done / self.total if self.total else 1.0
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} files")
+            ProgressBar.active = self
+
+    def line(self) -> str:
+        """The bar's text: ``label [####....] 12/40 files 3.1 files/s 2.0 MP/s ETA 9s``."""
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        frac = self.done / self.total if self.total else 1.0
+        rate = self.done / elapsed
+        parts = [f"{self.label} [{'#' * int(frac * 24):<24}] {self.done}/{self.total} files", f"{rate:.1f} files/s"]
+        if self.pixels:
+            parts.append(f"{self.pixels / 1e6 / elapsed:.1f} MP/s")
+        if self.audio:
+            parts.append(f"{self.audio / elapsed:.0f}x real time")
+        if 0 < self.done < self.total:
+            parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
+        elif self.done >= self.total:
+            parts.append(f"in {_duration(elapsed)}")
+        return "  ".join(parts)
+
+    def update(self, n: int = 1, pixels: float = 0.0, audio_seconds: float = 0.0) -> None:
+        with self.lock:
+            self.done += n
+            self.pixels += pixels
+            self.audio += audio_seconds
+            self._draw()
+
+    def file_done(self, result) -> None:
+        """``on_file`` callback for a job: one :class:`~autoenc.runtime.jobs.FileResult`."""
+        self.update(1, result.pixels, result.audio_seconds)
+
+    def _draw(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K" + self.line())
             self.stream.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        """Erase the bar's line (a log record is about to be written)."""
+        if self.enabled and self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def redraw(self) -> None:
+        with self.lock:
+            self._draw()
 
     def close(self) -> None:
         if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+            with self.lock:
+                self._draw()
+                self.stream.write("\n")
+                self.stream.flush()
+            ProgressBar.active = None
+
+
+class BarLogHandler(logging.StreamHandler):
+    """A stderr log handler that erases the active progress bar before a record and draws it
+    again after, so a log line never lands in the middle of the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = ProgressBar.active
+        if bar is None:
+            return super().emit(record)
+        with bar.lock:
+            bar.clear()
+            super().emit(record)
+            bar._draw()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from autoenc.runtime.job_settings import DEFAULTS, JobSettings
 from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
@@ -23,6 +25,9 @@ from autoenc.runtime.media import MediaError, is_own_host, modality_of, temp_own
 from autoenc.runtime.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
+
+
+NOT_REACHED = "not reached: the job was interrupted"
 
 
 class JobError(Exception):
@@ -66,18 +71,30 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
+def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
     """Refuse a job that cannot run (missing/unusable model, two models of one modality,
-    missing input folder, output inside input or the reverse) before any file is touched.
-    Returns resolved (input, output, {modality: model path}, {modality: model identity})."""
+    missing input folder, an output that exists but is not a folder, output inside input or
+    the reverse) before any file is touched. With an explicit ``files`` list (relative to
+    ``input_dir``) nothing is walked, so the folders may nest; each file must exist and no
+    output may land on an input. Returns resolved (input, output, {modality: model path},
+    {modality: model identity})."""
     src = Path(input_dir)
     if not src.is_dir():
         raise JobError(f"input folder does not exist or is not a folder: {src}")
     src, dst = src.resolve(), Path(output_dir).resolve()
-    if _inside(dst, src):
-        raise JobError(f"output folder {dst} is inside the input folder {src}: outputs would be re-read as inputs")
-    if _inside(src, dst):
-        raise JobError(f"input folder {src} is inside the output folder {dst}")
+    if dst.exists() and not dst.is_dir():
+        raise JobError(f"output {dst} exists and is not a folder: give a folder (it is created if missing)")
+    if files is None:
+        if _inside(dst, src):
+            raise JobError(f"output folder {dst} is inside the input folder {src}: outputs would be re-read as inputs")
+        if _inside(src, dst):
+            raise JobError(f"input folder {src} is inside the output folder {dst}")
+    else:
+        for rel in files:
+            if not (src / rel).exists():
+                raise JobError(f"input file not found: {src / rel}")
+            if (dst / rel).resolve() == (src / rel).resolve():
+                raise JobError(f"output {dst / rel} would overwrite its input: give another output folder")
     by_modality: dict[str, str] = {}
     ids: dict[str, str] = {}
     for model in models if isinstance(models, list) else [models]:
@@ -130,6 +147,39 @@ def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult
     return files, skipped
 
 
+def pick_inputs(src: Path, names: list[str], accept: set[str]) -> tuple[list[str], list[FileResult]]:
+    """An explicit list of input files (relative to ``src``) split like :func:`list_inputs` does:
+    the ones to denoise, and the rest as skipped results with a reason."""
+    files, skipped = [], []
+    for rel in dict.fromkeys(names):  # once each, in the order given
+        p, kind = src / rel, modality_of(rel)
+        if not p.is_file():
+            skipped.append(FileResult(rel, "skipped", "not a regular file"))
+        elif kind is None:
+            skipped.append(FileResult(rel, "skipped", "not a supported image or audio file type"))
+        elif kind not in accept:
+            skipped.append(FileResult(rel, "skipped", f"{kind} file, but no {kind} model was given"))
+        else:
+            files.append(rel)
+    return files, skipped
+
+
+def split_inputs(paths: list[str | Path]) -> tuple[Path, list[str] | None]:
+    """What the command line named: one folder -> (that folder, None: walk it); one or more
+    files -> (their deepest common folder, their paths relative to it). JobError otherwise."""
+    ps = [Path(p) for p in paths]
+    if len(ps) == 1 and ps[0].is_dir():
+        return ps[0], None
+    if any(p.is_dir() for p in ps):
+        raise JobError("give one input folder, or one or more input files (not a mix)")
+    missing = [str(p) for p in ps if not p.exists()]
+    if missing:
+        raise JobError(f"input not found: {', '.join(missing)}")
+    absolute = [p.resolve() for p in ps]
+    root = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+    return root, [str(a.relative_to(root)) for a in absolute]
+
+
 def sweep_temp(output_dir: str | Path, stale_seconds: float = 900.0) -> list[str]:
     """Remove temp files a killed run left in ``output_dir``: those of a dead process on this
     host, or of another host when older than ``stale_seconds``. A live writer's temp files are
@@ -180,23 +230,27 @@ def plan_job(
     state_dir: str | Path | None = None,
     run_id: str | None = None,
     lease_seconds: float = 900.0,
+    files: list[str] | None = None,
+    sweep: bool = True,
 ) -> JobPlan:
     """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
     are not followed (reported as skipped); other file types, and files of a modality with no
     model, are skipped with a reason. With ``incremental``, files the ledger says were already
     denoised with the same model (same size and mtime, output still present) come back as
-    "unchanged" unless ``overwrite``; the batches hash the rest."""
-    src, dst, by_modality, ids = check_job(models, input_dir, output_dir)
-    files, skipped = list_inputs(src, set(by_modality))
+    "unchanged" unless ``overwrite``; the batches hash the rest. ``files`` (relative to
+    ``input_dir``) names the inputs instead of walking the folder. ``sweep`` removes temp files
+    a dead run left (a dry run passes False: it changes nothing)."""
+    src, dst, by_modality, ids = check_job(models, input_dir, output_dir, files)
+    files, skipped = list_inputs(src, set(by_modality)) if files is None else pick_inputs(src, files, set(by_modality))
     other = sorted({m for r in skipped if (m := modality_of(r.path)) and m not in by_modality and "model was given" in r.reason})
     if not files and other:
         raise JobError(f"wrong model for these inputs: {input_dir} holds {' and '.join(other)} files, but the model(s) given are for {' and '.join(sorted(by_modality))}")
-    if dst.is_dir():
+    if sweep and dst.is_dir():
         sweep_temp(dst, lease_seconds)
     if not incremental:
         return JobPlan(src, dst, by_modality, files, skipped)
     state = state_dir_for(dst, state_dir)
-    if _inside(state, src):
+    if files is None and _inside(state, src):  # a walk would list the ledger as input
         raise JobError(f"state folder {state} is inside the input folder {src}")
     tracking = Tracking(str(state), run_id or uuid.uuid4().hex[:12], ids, overwrite, lease_seconds)
     if overwrite or not (state / "ledger.sqlite").exists():
@@ -214,6 +268,7 @@ def plan_job(
             skipped.append(FileResult(rel, "unchanged", f"already denoised with {ids[modality_of(rel)]}"))
         else:
             todo.append(rel)
+    log.debug("plan: %d file(s) to denoise, %d unchanged per the ledger in %s", len(todo), len(files) - len(todo), state)
     return JobPlan(src, dst, by_modality, todo, skipped, tracking)
 
 
@@ -255,10 +310,14 @@ def denoise_files(
     files: list[str],
     settings: JobSettings = DEFAULTS,
     tracking: Tracking | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[FileResult]:
     """Denoise ``files`` (relative to ``input_dir``) into ``output_dir`` at the same relative
     paths, each with the model of its modality. One bad file is reported with its reason; the
-    rest are still written. One onnxruntime session per modality per call.
+    rest are still written. One onnxruntime session per modality per call. ``on_file`` sees
+    each result as it happens; once ``stop`` is set, the file in hand is finished and the rest
+    come back as skipped ("not reached").
 
     With ``tracking``, the batch first claims its files in the ledger (files another live run
     holds are skipped), skips files whose content hash and model identity match the ledger
@@ -266,22 +325,33 @@ def denoise_files(
     the file in flight."""
     src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
     denoisers: dict = {}
-    results = []
+    results: list[FileResult] = []
+
+    def done(r: FileResult) -> None:
+        results.append(r)
+        if on_file is not None:
+            on_file(r)
+
     ledger = Ledger(tracking.state_dir) if tracking else None
     try:
         if ledger is not None:
             files, busy = ledger.claim(files, tracking.run_id, tracking.lease_seconds)
-            results += [FileResult(rel, "skipped", f"being denoised by another run ({holder})") for rel, holder in busy.items()]
+            for rel, holder in busy.items():
+                done(FileResult(rel, "skipped", f"being denoised by another run ({holder})"))
             renewed = time.monotonic()
-        for rel in files:
+        for i, rel in enumerate(files):
+            if stop is not None and stop.is_set():
+                for r in files[i:]:
+                    done(FileResult(r, "skipped", NOT_REACHED))
+                break
             t0 = time.perf_counter()
             kind = modality_of(rel)
             out_path = (dst / rel).resolve()
             if kind not in models:
-                results.append(FileResult(rel, "skipped", f"no {kind} model given"))
+                done(FileResult(rel, "skipped", f"no {kind} model given"))
                 continue
             if not _inside(out_path, dst):
-                results.append(FileResult(rel, "failed", "output path would fall outside the output folder"))
+                done(FileResult(rel, "failed", "output path would fall outside the output folder"))
                 continue
             try:
                 if ledger is not None:
@@ -294,7 +364,7 @@ def denoise_files(
                     model_id = tracking.model_ids[kind]
                     if not tracking.overwrite and entry is not None and entry.sha256 == digest and entry.model_id == model_id and out_path.is_file():
                         ledger.touch(rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
-                        results.append(FileResult(rel, "unchanged", f"content unchanged since denoised with {model_id}"))
+                        done(FileResult(rel, "unchanged", f"content unchanged since denoised with {model_id}"))
                         continue
                 if kind not in denoisers:
                     denoisers[kind] = _denoiser(kind, models[kind], settings)
@@ -304,9 +374,9 @@ def denoise_files(
             except Exception as exc:  # one bad file never sinks the batch: report it and go on
                 reason = _failure_reason(exc)
                 log.warning("failed %s: %s", rel, reason)
-                results.append(FileResult(rel, "failed", reason, time.perf_counter() - t0))
+                done(FileResult(rel, "failed", reason, time.perf_counter() - t0))
                 continue
-            results.append(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
+            done(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
             log.debug("wrote %s (%.2fs)", rel, results[-1].seconds)  # per-file successes stay out of Prefect's log table
     finally:
         if ledger is not None:
@@ -355,9 +425,37 @@ class JobReport:
             f"{c['skipped']} skipped, {c['failed']} failed in {self.seconds:.1f}s" + (f" ({rate})" if rate else "")
         ]
         for r in self.results:
-            if r.status in ("skipped", "failed"):
+            if r.status in ("skipped", "failed") and r.reason != NOT_REACHED:
                 lines.append(f"  {r.status}: {r.path}: {r.reason}")
+        if self.interrupted:
+            lines.append(f"  interrupted: {sum(r.reason == NOT_REACHED for r in self.results)} file(s) not reached; run the same command again to finish")
         return "\n".join(lines)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the job was stopped before every file was reached."""
+        return any(r.reason == NOT_REACHED for r in self.results)
+
+
+def run_plan(
+    plan: JobPlan,
+    settings: JobSettings = DEFAULTS,
+    *,
+    on_file: Callable[[FileResult], None] | None = None,
+    stop: threading.Event | None = None,
+) -> JobReport:
+    """Run a planned job in this process, ``settings.batch_size`` files at a time (as the flow's
+    batch tasks do; claims are taken per batch). ``on_file`` sees each result; once ``stop`` is
+    set the job ends after the file in hand and the rest are reported as not reached."""
+    t0 = time.perf_counter()
+    results = list(plan.skipped)
+    for i in range(0, len(plan.files), settings.batch_size):
+        if stop is not None and stop.is_set():
+            results += [FileResult(r, "skipped", NOT_REACHED) for r in plan.files[i:]]
+            break
+        batch = plan.files[i : i + settings.batch_size]
+        results += denoise_files(plan.models, plan.input_dir, plan.output_dir, batch, settings, plan.tracking, on_file, stop)
+    return JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)
 
 
 def denoise_dir(
@@ -365,13 +463,13 @@ def denoise_dir(
     input_dir: str | Path,
     output_dir: str | Path,
     settings: JobSettings = DEFAULTS,
+    *,
+    files: list[str] | None = None,
     **overrides,
 ) -> JobReport:
-    """Plan and run a whole folder job in-process (the flow does the same in batched tasks);
-    ``overrides`` change single settings, e.g. ``overwrite=True``."""
+    """Plan and run a whole job in this process; ``files`` names the inputs instead of walking
+    ``input_dir``; ``overrides`` change single settings, e.g. ``overwrite=True``."""
     if overrides:
         settings = JobSettings(**{**settings.model_dump(), **overrides})
-    t0 = time.perf_counter()
-    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir)
-    results = plan.skipped + denoise_files(plan.models, plan.input_dir, plan.output_dir, plan.files, settings, plan.tracking)
-    return JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, results, time.perf_counter() - t0)
+    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files)
+    return run_plan(plan, settings)
