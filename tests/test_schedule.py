@@ -65,7 +65,7 @@ def test_job_settings_are_the_one_definition_of_flags_flow_and_schedule_paramete
     from pipelines.denoise import denoise_flow
 
     sig = inspect.signature(denoise_flow.fn).parameters
-    flow = {n: p.default for n, p in sig.items() if n not in ("models", "input_dir", "output_dir", "job", "show_progress")}
+    flow = {n: p.default for n, p in sig.items() if n not in ("models", "input_dir", "output_dir", "files", "job", "show_progress")}
     assert flow == DEFAULTS.model_dump()
     parser = argparse.ArgumentParser()
     add_flags(parser)
