@@ -66,7 +66,10 @@ class LocalServer:
             raise ServerError(f"something already answers on {self.url}; set PREFECT_API_URL={self.url} to use it, or pick another port")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
-        env.update(PREFECT_HOME=str(self.data_dir), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED=str(self.ui).lower())
+        env.update(PREFECT_HOME=str(self.data_dir), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED=str(self.ui).lower(),
+                   # The server must know its own address: its UI asks the API at PREFECT_UI_API_URL
+                   # (default http://127.0.0.1:4200/api, a wrong or foreign server on any other port).
+                   PREFECT_API_URL=self.url, PREFECT_UI_API_URL=self.url, PREFECT_SERVER_API_HOST=self.host, PREFECT_SERVER_API_PORT=str(self.port))
         logfile = open(self.data_dir / "server.log", "ab")
         cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -222,3 +222,18 @@ def test_work_pool_deploy_and_worker_run_once(tmp_path, prefect_server, gray_mod
     assert output_files(dst) == ["img0.png", "img1.png", "img2.png"]
     counts = _latest_table(prefect_server, "pool-test-counts")
     assert counts and counts[0]["written"] == 3
+
+
+def test_local_server_ui_knows_its_own_port(tmp_path):
+    """The UI of a server on a port other than 4200 asks its own API (not 127.0.0.1:4200)."""
+    from pipelines.local_server import LocalServer, free_port
+
+    port = free_port()
+    assert port != 4200
+    with LocalServer(tmp_path / "srv", "127.0.0.1", port, startup_timeout=120, ui=True) as url:
+        base = url.removesuffix("/api")
+        with urllib.request.urlopen(f"{base}/ui-settings", timeout=10) as r:
+            settings = json.loads(r.read())
+        assert settings["api_url"] == f"http://127.0.0.1:{port}/api"
+        with urllib.request.urlopen(base + "/", timeout=10) as r:  # the UI itself is served there
+            assert r.status == 200 and b"<html" in r.read(2000).lower()
