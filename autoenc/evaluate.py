@@ -71,7 +71,7 @@ def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path
     """Picture of the first val item denoised by the exported ONNX model: noisy | denoised |
     clean side by side (images, ``before_after.png``) or stacked spectrograms (audio,
     ``spectrograms.png``), with the score of each in its label."""
-    from autoenc.runtime.report import save_picture, side_by_side, spectrogram, stacked
+    from autoenc.runtime.report import save_picture, side_by_side, spectrogram, stacked, with_axes
 
     entries = read_manifest(manifest_path)
     first = [next(e for e in entries if e.split == "val")]
@@ -92,9 +92,9 @@ def before_after(cfg: RunConfig, onnx_path: Path, data_root: Path, manifest_path
         noisy, clean = noisy_t[0].numpy(), clean_t[0].numpy()
         den = OnnxAudioDenoiser(onnx_path).denoise(noisy[:, None])[:, 0]
         pic = stacked([
-            (f"noisy ({tag}) SI-SDR {si_sdr(clean, noisy):.1f} dB", spectrogram(noisy)),
-            (f"denoised SI-SDR {si_sdr(clean, den):.1f} dB", spectrogram(den)),
-            ("clean", spectrogram(clean)),
+            (f"noisy ({tag}) SI-SDR {si_sdr(clean, noisy):.1f} dB", with_axes(spectrogram(noisy), cfg.data.sample_rate, len(noisy) / cfg.data.sample_rate)),
+            (f"denoised SI-SDR {si_sdr(clean, den):.1f} dB", with_axes(spectrogram(den), cfg.data.sample_rate, len(den) / cfg.data.sample_rate)),
+            ("clean", with_axes(spectrogram(clean), cfg.data.sample_rate, len(clean) / cfg.data.sample_rate)),
         ])
         out = Path(run_dir) / "spectrograms.png"
     save_picture(out, pic)

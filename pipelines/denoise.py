@@ -65,7 +65,7 @@ def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]],
         try:
             got = fut.result()
         except Exception as exc:  # the task itself died (worker lost, ledger unreadable...)
-            got = [FileResult(f, "failed", f"batch task failed: {type(exc).__name__}: {str(exc)[:200]}") for f in files]
+            got = [FileResult(f, "failed", f"batch task failed: {type(exc).__name__}: {str(exc)[:2000]}") for f in files]
         results += got
         on_done(got)
     return results

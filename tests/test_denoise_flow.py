@@ -99,3 +99,25 @@ def test_files_table_is_bounded_and_progress_bar_draws():
     silent = io.StringIO()
     ProgressBar(10, stream=silent).update(3)  # not a tty: no output
     assert silent.getvalue() == ""
+
+
+def test_report_pictures_show_detail_at_1_to_1_and_labelled_spectrograms(tmp_path):
+    """A large photo's report picture crops its most detailed region at full resolution; a
+    recording's spectrogram carries frequency and time labels."""
+    import numpy as np
+    from autoenc.runtime.job_summary import before_after_picture
+    from autoenc.runtime.report import detail_window
+
+    flat = np.full((600, 900), 128, np.uint8)
+    flat[400:460, 700:780] = (np.random.default_rng(0).random((60, 80)) * 255).astype(np.uint8)  # the only texture
+    y, x = detail_window(flat, 100)
+    assert 360 <= y <= 400 and 680 <= x <= 700
+    Image.fromarray(flat).convert("RGB").save(tmp_path / "a.png")
+    pic = before_after_picture(tmp_path / "a.png", tmp_path / "a.png", "image", size=100)
+    assert pic.height == 100 + 14
+    crop = np.asarray(pic)[14:, -100:]  # the 1:1 "denoised" panel: the textured patch, not a downscale
+    assert crop.std() > 30
+    sf.write(tmp_path / "v.wav", tone(2.0), 16000)
+    spec = before_after_picture(tmp_path / "v.wav", tmp_path / "v.wav", "audio")
+    arr = np.asarray(spec.convert("L"))
+    assert (arr[:, :30] < 128).any()  # axis labels drawn in the left margin

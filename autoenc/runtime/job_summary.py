@@ -20,7 +20,7 @@ import soundfile as sf
 from PIL import Image
 
 from autoenc.runtime.jobs import JobReport
-from autoenc.runtime.report import side_by_side, spectrogram, stacked
+from autoenc.runtime.report import detail_window, side_by_side, spectrogram, stacked, with_axes
 
 MAX_TABLE_ROWS = 500  # keeps Prefect's database small on 10k-file jobs; the rest is counted
 
@@ -59,26 +59,34 @@ def _data_uri(img: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumb(path: Path, size: int) -> np.ndarray:
+def _rgb(path: Path) -> np.ndarray:
+    """The file's pixels as uint8 RGB (kept 8-bit: a large photo as floats would be 4x the memory)."""
     with Image.open(path) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at reduced scale
-        img = img.convert("RGB")
-        img.thumbnail((size, size))
-        return np.asarray(img, np.float32) / 255.0
+        return np.asarray(img.convert("RGB"))
 
 
 def _spectrogram(path: Path, seconds: float) -> np.ndarray:
     info = sf.info(str(path))
     x, _ = sf.read(str(path), frames=int(seconds * info.samplerate), dtype="float32", always_2d=True)
-    return spectrogram(x.mean(axis=1), n_fft=512, hop=max(64, len(x) // 480), height=128)
+    return with_axes(spectrogram(x.mean(axis=1), n_fft=512, hop=max(64, len(x) // 480), height=128), info.samplerate, len(x) / info.samplerate)
 
 
 def before_after_picture(src: Path, dst: Path, modality: str, size: int = 192, seconds: float = 10.0) -> Image.Image:
-    """Input and output of one file: thumbnails side by side (images) or spectrograms of the
-    first ``seconds`` stacked (audio)."""
-    if modality == "image":
-        return side_by_side([("input", _thumb(src, size)), ("denoised", _thumb(dst, size))])
-    return stacked([("input", _spectrogram(src, seconds)), ("denoised", _spectrogram(dst, seconds))])
+    """Input and output of one file: for images, 1:1 crops of the most detailed ``size`` px
+    window (whole-frame thumbnails of a large photo look the same before and after) beside a
+    small thumbnail of the whole frame; for audio, spectrograms of the first ``seconds`` with
+    time and frequency axes."""
+    if modality != "image":
+        return stacked([("input", _spectrogram(src, seconds)), ("denoised", _spectrogram(dst, seconds))])
+    a, b = _rgb(src), _rgb(dst)
+    y, x = detail_window(a[..., 1], size)
+    whole = Image.fromarray(a)
+    whole.thumbnail((size, size))
+    return side_by_side([
+        ("whole frame", np.asarray(whole, np.float32) / 255.0),
+        (f"input 1:1 at ({x},{y})", a[y : y + size, x : x + size].astype(np.float32) / 255.0),
+        ("denoised 1:1", b[y : y + size, x : x + size].astype(np.float32) / 255.0),
+    ])
 
 
 def sample_written(report: JobReport, k: int) -> list[str]:

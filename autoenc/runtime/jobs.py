@@ -300,7 +300,7 @@ def _failure_reason(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}"
-    return f"unexpected {type(exc).__name__}: {str(exc)[:300]}"
+    return f"unexpected {type(exc).__name__}: {str(exc)[:2000]}"
 
 
 def denoise_files(
