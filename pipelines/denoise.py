@@ -107,6 +107,7 @@ def denoise_flow(
     batch_size: int = _D.batch_size,
     threads: int = _D.threads,
     tile: int = _D.tile,
+    memory_mb: int = _D.memory_mb,
     max_pixels: int = _D.max_pixels,
     chunk_seconds: float = _D.chunk_seconds,
     min_seconds: float = _D.min_seconds,
@@ -135,7 +136,7 @@ def denoise_flow(
     logger = get_run_logger()
     t0 = time.perf_counter()
     settings = JobSettings(
-        threads=threads, tile=tile, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
+        threads=threads, tile=tile, memory_mb=memory_mb, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
         incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
     )
     plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir, files, str(flow_run.id))  # the ledger records this flow run's id

@@ -139,3 +139,17 @@ def test_6000x4000_photo_stays_under_1_5_gb(tmp_path, color_model):
     assert Image.open(tmp_path / "out" / "big.jpg").size == (6000, 4000)
     print(f"peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_memory_budget_picks_the_tile_and_keeps_tiling_exact(gray_model):
+    """A smaller working-memory budget gives smaller tiles, measured for this model; the result
+    is the same image (tiled == whole up to float rounding)."""
+    img = (np.random.default_rng(3).random((700, 900, 3)) * 255).astype(np.uint8)
+    whole = OnnxDenoiser(gray_model, threads=1, tile=2048, memory_mb=None)
+    small = OnnxDenoiser(gray_model, threads=1, tile=2048, memory_mb=40)
+    assert whole.fit_tile(3) == whole.tile
+    edge = small.fit_tile(3)
+    assert small.min_tile <= edge < 700 and small.bytes_per_pixel[3] > 64  # a real measurement, not the floor
+    assert edge == small.fit_tile(3)  # measured once per channel count
+    a, b = whole.denoise(img, 255), small.denoise(img, 255)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

@@ -8,6 +8,12 @@ would differ from the whole image), rises on a raised-cosine ramp over ``blend``
 that each equal the whole-image output, so tiled == whole up to float rounding, while memory is
 bounded by one row of tiles (float32) besides the input and output arrays.
 
+Memory budget: what a tile costs depends on the model (width, depth, and the channel rule:
+a gray model on RGB runs three planes per tile), about 0.7-1.5 KB per tile pixel for the
+shipped U-Nets. Before its first image, a denoiser with ``memory_mb`` runs one small probe tile
+and measures how much the process grew (onnxruntime's arena keeps what a run needed); the tile
+edge is then the largest whose working memory fits ``memory_mb``, never above ``tile``.
+
 Channel rule: a model with as many channels as the image is applied directly. Otherwise each
 image channel is denoised on its own: a 1-channel model runs on R, G, B (or C, M, Y, K)
 separately; a 3-channel model gets a gray plane replicated to RGB and its 3 outputs are averaged.
@@ -16,6 +22,7 @@ separately; a 3-channel model gets a gray plane replicated to RGB and its 3 outp
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,22 +61,53 @@ def span_weights(span: tuple[int, int], length: int, context: int, blend: int) -
     return w
 
 
+def _rss_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux /proc), or None where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class OnnxDenoiser(OnnxModel):
     """An image model with tiling.
 
     Args:
         model: path to an autoenc ``.onnx`` file, or a shipped model name.
         threads: onnxruntime intra-op threads.
-        tile: tile edge in pixels; images larger than this are tiled (memory bound).
+        tile: largest tile edge in pixels; images larger than this are tiled.
+        memory_mb: working-memory budget for the tiles (MB); None keeps ``tile`` as given.
         blend: length in pixels of the cross-fade between tiles.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, blend: int = 16) -> None:
-        super().__init__(model, threads=threads, modality="image")
+    PROBE = 256  # edge of the tile that measures what a tile pixel costs
+
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16) -> None:
+        super().__init__(model, threads=threads, modality="image", mem_pattern=False)
         m = self.info.size_multiple
         self.context = math.ceil(self.info.receptive_radius / m) * m
         self.blend = max(m, math.ceil(blend / m) * m)
-        self.tile = max(math.ceil(tile / m) * m, 2 * (2 * self.context + self.blend))
+        self.min_tile = 2 * (2 * self.context + self.blend)
+        self.tile = max(math.ceil(tile / m) * m, self.min_tile)
+        self.memory_mb = memory_mb
+        self.bytes_per_pixel: dict[int, float] = {}  # by image channel count, once measured
+
+    def fit_tile(self, channels: int) -> int:
+        """The tile edge for images of ``channels`` planes under ``memory_mb`` (measured once
+        per channel count: the process's growth over one probe tile, per pixel)."""
+        if self.memory_mb is None:
+            return self.tile
+        if channels not in self.bytes_per_pixel:
+            before = _rss_bytes()
+            self._apply(np.zeros((self.PROBE, self.PROBE, channels), np.float32))
+            after = _rss_bytes()
+            if before is None or after is None:
+                return self.tile  # no way to measure here: the tile as given
+            self.bytes_per_pixel[channels] = max((after - before) / self.PROBE**2, 64.0)
+        m = self.info.size_multiple
+        edge = int(math.sqrt(self.memory_mb * 2**20 / self.bytes_per_pixel[channels])) // m * m
+        return max(self.min_tile, min(self.tile, edge))
 
     def _apply(self, tile: np.ndarray) -> np.ndarray:
         """Denoise an (h, w, K) float tile with the channel rule (see module docstring)."""
@@ -91,8 +129,9 @@ class OnnxDenoiser(OnnxModel):
         """
         h, w, k = planes.shape
         m = self.info.size_multiple
-        ys = tile_spans(h, self.tile, self.context, self.blend, m)
-        xs = tile_spans(w, self.tile, self.context, self.blend, m)
+        tile = self.fit_tile(k) if max(h, w) > self.min_tile else self.tile  # small images: one tile anyway
+        ys = tile_spans(h, tile, self.context, self.blend, m)
+        xs = tile_spans(w, tile, self.context, self.blend, m)
         wx = [span_weights(s, w, self.context, self.blend) for s in xs]
         # Weights are separable over a grid of tiles, so their sum is an outer product.
         sum_y, sum_x = np.zeros(h, np.float32), np.zeros(w, np.float32)

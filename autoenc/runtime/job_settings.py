@@ -19,7 +19,8 @@ class JobSettings(Frozen):
     shapes the job (batches, incrementality, runner, report)."""
 
     threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
-    tile: int = Field(1024, ge=64, description="tile edge in pixels for large images")
+    tile: int = Field(1024, ge=64, description="largest tile edge in pixels for large images")
+    memory_mb: int = Field(768, ge=32, description="working memory for one image model's tiles in MB: the tile edge is the largest that fits (measured per model), at most --tile")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images (decompression bombs)")
     chunk_seconds: float = Field(4.0, gt=0, description="audio window length in seconds (overlap-added)")
     min_seconds: float = Field(0.1, ge=0, description="refuse shorter audio (seconds)")

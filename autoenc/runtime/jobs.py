@@ -276,7 +276,7 @@ def _denoiser(modality: str, model: str, settings: JobSettings):
     if modality == "image":
         from autoenc.runtime.infer import OnnxDenoiser
 
-        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile)
+        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile, memory_mb=settings.memory_mb)
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     return OnnxAudioDenoiser(model, threads=settings.threads, chunk_seconds=settings.chunk_seconds)

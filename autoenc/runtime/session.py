@@ -58,14 +58,18 @@ class OnnxModel:
         model: path to an autoenc ``.onnx`` file, or a shipped model name.
         threads: onnxruntime intra-op threads.
         modality: what the caller will feed it; None accepts any, another modality is refused.
+        mem_pattern: let onnxruntime plan memory for repeated input shapes. Image tiles vary in
+            shape; without the pattern their peak memory was 0.6-0.7x (image-gray, 792 px
+            tiles of a 4000x3000 photo: 0.99 GB against 1.60 GB) at the same speed.
     """
 
-    def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None) -> None:
+    def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None, mem_pattern: bool = True) -> None:
         self.path = resolve_model(model)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.enable_mem_pattern = mem_pattern
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
