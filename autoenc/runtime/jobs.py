@@ -21,7 +21,7 @@ from typing import Callable
 
 from autoenc.runtime.job_settings import DEFAULTS, JobSettings
 from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
-from autoenc.runtime.media import MediaError, is_own_host, modality_of, temp_owner
+from autoenc.runtime.media import MediaError, check_regular, is_own_host, modality_of, temp_owner
 from autoenc.runtime.session import ModelError, OnnxModel
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,12 @@ def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult
     rest as skipped results with a reason: symlinks leading outside ``src`` or looping, special
     files, other file types. Symlinked folders are not followed."""
     files, skipped = [], []
-    for root, dirs, names in os.walk(src, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:  # os.walk would otherwise leave the folder out silently
+        rel = str(Path(exc.filename).relative_to(src)) if exc.filename else "."
+        skipped.append(FileResult(rel + "/", "failed", f"cannot read folder: {exc.strerror or exc}"))
+
+    for root, dirs, names in os.walk(src, followlinks=False, onerror=unreadable):
         rdir = Path(root)
         for d in list(dirs):
             if (rdir / d).is_symlink():
@@ -128,11 +133,16 @@ def list_inputs(src: Path, accept: set[str]) -> tuple[list[str], list[FileResult
             p = rdir / name
             rel = str(p.relative_to(src))
             kind = modality_of(p)
+            link = None
             try:
-                outside = p.is_symlink() and not _inside(p.resolve(strict=True), src)
+                link = p.is_symlink()  # lstat: fails where the folder is readable but not enterable
+                outside = link and not _inside(p.resolve(strict=True), src)
                 regular = p.is_file()
-            except (OSError, RuntimeError):  # dangling link, symlink loop, no permission
-                skipped.append(FileResult(rel, "skipped", "broken or looping symlink"))
+            except (OSError, RuntimeError) as exc:  # dangling link, symlink loop, no permission
+                if link:
+                    skipped.append(FileResult(rel, "skipped", "broken or looping symlink"))
+                else:
+                    skipped.append(FileResult(rel, "failed", f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
                 continue
             if outside:
                 skipped.append(FileResult(rel, "skipped", "symlink points outside the input folder"))
@@ -354,6 +364,7 @@ def denoise_files(
                 done(FileResult(rel, "failed", "output path would fall outside the output folder"))
                 continue
             try:
+                check_regular(src / rel)  # swapped for a FIFO since planning? refuse, never block
                 if ledger is not None:
                     if time.monotonic() - renewed > tracking.lease_seconds / 4:  # keep the batch's claims alive
                         ledger.renew(files, tracking.run_id, tracking.lease_seconds)
@@ -368,9 +379,11 @@ def denoise_files(
                         continue
                 if kind not in denoisers:
                     denoisers[kind] = _denoiser(kind, models[kind], settings)
+                    if tracking is not None and denoisers[kind].identity != tracking.model_ids[kind]:
+                        log.warning("%s model %s changed since the job was planned (%s, now %s): its outputs are recorded as made by the new one", kind, models[kind], tracking.model_ids[kind], denoisers[kind].identity)
                 note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
-                if ledger is not None:
-                    ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=model_id, output_size=out_path.stat().st_size, run_id=tracking.run_id)
+                if ledger is not None:  # the identity of the bytes that made this output, not the planned one
+                    ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=denoisers[kind].identity, output_size=out_path.stat().st_size, run_id=tracking.run_id)
             except Exception as exc:  # one bad file never sinks the batch: report it and go on
                 reason = _failure_reason(exc)
                 log.warning("failed %s: %s", rel, reason)

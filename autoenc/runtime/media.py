@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 import struct
 import tempfile
 import warnings
@@ -59,6 +60,21 @@ class MediaError(Exception):
 
 
 AUDIO_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+
+
+def check_regular(path: str | Path) -> None:
+    """Refuse anything but a regular file, without blocking: opening a FIFO (or a device) for
+    reading can wait forever, so the file is opened non-blocking and checked with fstat.
+    Raises :class:`MediaError` with the reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise MediaError(f"cannot open: {type(exc).__name__}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MediaError("not a regular file (a FIFO, device or socket): refused")
+    finally:
+        os.close(fd)
 
 
 def modality_of(path: str | Path) -> str | None:

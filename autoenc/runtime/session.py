@@ -6,6 +6,7 @@ wrong modality is refused here, before any input file is touched.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ class OnnxModel:
         opts.log_severity_level = 3
         opts.enable_mem_pattern = mem_pattern
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            blob = self.path.read_bytes()  # hashed and loaded from the same bytes: see identity
+            self.sha256 = hashlib.sha256(blob).hexdigest()
+            self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"cannot load model {self.path}: {type(exc).__name__}: {str(exc)[:300]}") from None
         try:
@@ -81,6 +84,13 @@ class OnnxModel:
         if modality is not None and self.info.modality != modality:
             raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
         self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def identity(self) -> str:
+        """``<registry name>:<first 16 hex of the sha256>`` of the bytes this session was built
+        from (the ledger's model identity): what made an output, even if the file has since
+        been replaced on disk."""
+        return f"{self.info.model}:{self.sha256[:16]}"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a float32 batch (N, C, ...) on the model's scale."""
