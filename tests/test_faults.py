@@ -89,3 +89,118 @@ def test_unreadable_folders_are_reported_with_the_right_reason(gray_model):
             if d.exists():
                 d.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A small tmpfs of our own (a full disk on demand), unmounted afterwards; skips where
+    mounting is not allowed."""
+    mounted = []
+
+    def make(name: str, size: str, *opts: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *opts]), "tmpfs", str(d)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in reversed(mounted):
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return subprocess.run([sys.executable, "-m", "autoenc.cli", "denoise", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_full_output_disk_reports_the_true_split_and_a_rerun_finishes(tmp_path, tmpfs, gray_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(photo(96, 128, 1, seed=i)).save(src / f"img{i:02d}.png")
+    out = tmpfs("out", "256k")
+    report = tmp_path / "report.json"
+    r = _cli("--model", str(gray_model), str(src), str(out), "--state-dir", str(tmp_path / "state"), "--json", str(report))
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    results = json.loads(report.read_text())["results"]
+    written = {x["path"] for x in results if x["status"] == "written"}
+    failed = [x for x in results if x["status"] == "failed"]
+    assert written and failed and len(written) + len(failed) == 40
+    assert all("No space left on device" in x["reason"] for x in failed), failed[:3]
+    assert written == {p.name for p in out.glob("*.png")}  # every output it claims is there, and complete
+    for name in written:
+        Image.open(out / name).load()
+    subprocess.run(["mount", "-o", "remount,size=8m", str(out)], check=True)
+    again = _cli("--model", str(gray_model), str(src), str(out), "--state-dir", str(tmp_path / "state"))
+    assert again.returncode == 0 and f"{len(failed)} written, {len(written)} unchanged" in again.stdout, again.stdout
+    with Ledger(tmp_path / "state") as ledger:
+        assert all(ledger.times_done(f"img{i:02d}.png") == 1 for i in range(40))
+
+
+def _fill(disk: Path) -> None:
+    """Write zeros into ``disk`` until it is full."""
+    try:
+        with open(disk / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:
+        pass
+
+
+def test_a_state_disk_that_fills_mid_run_keeps_the_outputs_and_says_so(tmp_path, tmpfs, gray_model):
+    """The ledger's disk fills after the batch claimed its files: every output is still written
+    and reported as written; those the ledger could not record say the next run redoes them.
+    A ledger that cannot even take its claims fails the files with that reason and touches
+    nothing (rather than risk two runs doing one file)."""
+    src = _folder(tmp_path / "in", 30)
+    state = tmpfs("state", "1m")
+    plan = plan_job(gray_model, src, tmp_path / "out", state_dir=state)
+    filled = []
+    report = run_plan(plan, on_file=lambda r: filled or (_fill(state), filled.append(1)))
+    assert report.counts()["written"] == 30, [r for r in report.results if r.status != "written"][:3]
+    assert len(list((tmp_path / "out").glob("*.png"))) == 30
+    assert any("not recorded in the ledger" in r.reason and "full" in r.reason for r in report.results)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")}
+    subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)  # now no claim can be taken at all
+    blocked = run_plan(plan)
+    assert blocked.counts()["failed"] == 30 and all("nothing was done" in r.reason for r in blocked.results)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")} == before
+
+
+def test_jobs_that_cannot_run_exit_2_naming_the_path(tmp_path, tmpfs, gray_model):
+    src = _folder(tmp_path / "in", 2)
+    readonly = tmpfs("ro", "1m", "ro")
+    r = _cli("--model", str(gray_model), str(src), str(readonly / "out"))
+    assert r.returncode == 2 and str(readonly) in r.stderr and "Read-only" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    full = tmpfs("full", "16k")
+    _fill(full)
+    r = _cli("--model", str(gray_model), str(src), str(tmp_path / "out"), "--state-dir", str(full / "state"))
+    assert r.returncode == 2 and str(full / "state") in r.stderr and "space" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_corrupt_ledger_is_set_aside_and_a_locked_one_named(tmp_path, gray_model):
+    import sqlite3
+
+    from autoenc.runtime.ledger import LedgerError, check_ledger
+
+    src, dst = _folder(tmp_path / "in", 2), tmp_path / "out"
+    state = state_dir_for(dst)
+    state.mkdir(parents=True)
+    (state / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
+    r = _cli("--model", str(gray_model), str(src), str(dst))
+    assert r.returncode == 0 and "moved aside" in r.stderr, r.stderr
+    assert list(state.glob("ledger.sqlite.corrupt-*")) and len(list(dst.glob("*.png"))) == 2
+    holder = sqlite3.connect(state / "ledger.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(LedgerError, match="locked by another process"):
+            check_ledger(state, timeout=1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

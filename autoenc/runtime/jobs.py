@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from autoenc.runtime.job_settings import DEFAULTS, JobSettings
-from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, file_sha256, model_identity, process_alive
+from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, LedgerError, check_ledger, file_sha256, model_identity, process_alive
 from autoenc.runtime.media import MediaError, check_regular, is_own_host, modality_of, temp_owner
 from autoenc.runtime.session import ModelError, OnnxModel
 
@@ -65,6 +67,24 @@ class JobPlan:
     files: list[str]  # relative paths to denoise
     skipped: list[FileResult] = field(default_factory=list)  # includes "unchanged" results
     tracking: Tracking | None = None
+
+
+def _check_writable(dst: Path) -> None:
+    """The output folder (or its nearest existing parent, where it will be created) takes a
+    file: a read-only or full output is refused before any file is touched."""
+    where = dst
+    while not where.exists():
+        where = where.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".autoenc-probe-", dir=where)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise JobError(f"cannot write to the output folder {dst} ({where}: {exc.strerror or exc}); free space or fix permissions there") from None
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -255,13 +275,20 @@ def plan_job(
     other = sorted({m for r in skipped if (m := modality_of(r.path)) and m not in by_modality and "model was given" in r.reason})
     if not files and other:
         raise JobError(f"wrong model for these inputs: {input_dir} holds {' and '.join(other)} files, but the model(s) given are for {' and '.join(sorted(by_modality))}")
-    if sweep and dst.is_dir():
-        sweep_temp(dst, lease_seconds)
+    if sweep:
+        _check_writable(dst)
+        if dst.is_dir():
+            sweep_temp(dst, lease_seconds)
     if not incremental:
         return JobPlan(src, dst, by_modality, files, skipped)
     state = state_dir_for(dst, state_dir)
     if files is None and _inside(state, src):  # a walk would list the ledger as input
         raise JobError(f"state folder {state} is inside the input folder {src}")
+    if sweep:  # a dry run changes nothing: no probe, no repair
+        try:
+            check_ledger(state)
+        except LedgerError as exc:
+            raise JobError(str(exc)) from None
     tracking = Tracking(str(state), run_id or uuid.uuid4().hex[:12], ids, overwrite, lease_seconds)
     if overwrite or not (state / "ledger.sqlite").exists():
         return JobPlan(src, dst, by_modality, files, skipped, tracking)
@@ -342,10 +369,16 @@ def denoise_files(
         if on_file is not None:
             on_file(r)
 
-    ledger = Ledger(tracking.state_dir) if tracking else None
     try:
+        ledger = Ledger(tracking.state_dir) if tracking else None
         if ledger is not None:
             files, busy = ledger.claim(files, tracking.run_id, tracking.lease_seconds)
+    except sqlite3.Error as exc:  # no claim, no ledger: touch nothing rather than risk doing a file twice
+        for rel in files:
+            done(FileResult(rel, "failed", f"the job ledger in {tracking.state_dir} failed: {exc}; nothing was done to this file"))
+        return results
+    try:
+        if ledger is not None:
             for rel, holder in busy.items():
                 done(FileResult(rel, "skipped", f"being denoised by another run ({holder})"))
             renewed = time.monotonic()
@@ -383,7 +416,11 @@ def denoise_files(
                         log.warning("%s model %s changed since the job was planned (%s, now %s): its outputs are recorded as made by the new one", kind, models[kind], tracking.model_ids[kind], denoisers[kind].identity)
                 note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
                 if ledger is not None:  # the identity of the bytes that made this output, not the planned one
-                    ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=denoisers[kind].identity, output_size=out_path.stat().st_size, run_id=tracking.run_id)
+                    try:
+                        ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=denoisers[kind].identity, output_size=out_path.stat().st_size, run_id=tracking.run_id)
+                    except sqlite3.Error as exc:  # the output is written and valid; say so, and why it is redone next time
+                        note = f"written, but not recorded in the ledger ({exc}): the next run redoes it"
+                        log.warning("%s: %s", rel, note)
             except Exception as exc:  # one bad file never sinks the batch: report it and go on
                 reason = _failure_reason(exc)
                 log.warning("failed %s: %s", rel, reason)
@@ -393,7 +430,10 @@ def denoise_files(
             log.debug("wrote %s (%.2fs)", rel, results[-1].seconds)  # per-file successes stay out of Prefect's log table
     finally:
         if ledger is not None:
-            ledger.release(files, tracking.run_id)
+            try:  # a failing release must not replace the per-file results
+                ledger.release(files, tracking.run_id)
+            except sqlite3.Error as exc:
+                log.warning("could not release the claims in %s (%s): they expire with their lease or their process", tracking.state_dir, exc)
             ledger.close()
     return results
 

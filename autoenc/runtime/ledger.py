@@ -87,6 +87,64 @@ class DoneEntry:
     run_id: str
 
 
+class LedgerError(Exception):
+    """The ledger cannot be used; the message names its path and what to do."""
+
+
+def check_ledger(state_dir: str | Path, timeout: float = 60.0) -> str:
+    """Before a job touches anything: the state folder can be created and written (a 4 KiB
+    probe, so a full disk shows), the ledger opens, passes SQLite's quick check and grants a
+    write lock within ``timeout`` seconds. A corrupt ledger is moved aside (never deleted) as
+    ``ledger.sqlite.corrupt-<unix time>`` and a new one is started: the job redoes what it
+    cannot prove done. Returns a note ("" or what was set aside); raises :class:`LedgerError`."""
+    state = Path(state_dir)
+    path = state / LEDGER_NAME
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / f".probe-{os.getpid()}"
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise LedgerError(f"cannot write the job's state folder {state}: {exc.strerror or exc}; free space or fix permissions there, or give --state-dir") from None
+    note = ""
+    for attempt in (1, 2):
+        try:
+            with Ledger(state, timeout=timeout) as ledger:
+                if ledger.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise sqlite3.DatabaseError("quick_check failed")
+                ledger.db.execute("BEGIN IMMEDIATE")
+                ledger.db.execute("ROLLBACK")
+            return note
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise LedgerError(f"the ledger {path} stayed locked by another process for {timeout:.0f} s: is another run of this job still writing? Let it finish, or stop it") from None
+            if "full" in str(exc):
+                raise LedgerError(f"the ledger {path} cannot grow: {exc}; free space there, or give --state-dir") from None
+            if attempt == 2 or "readonly" in str(exc) or "unable to open" in str(exc):
+                raise LedgerError(f"the ledger {path} cannot be used: {exc}; fix permissions there, or give --state-dir") from None
+            note = _set_aside(path, exc)
+        except sqlite3.DatabaseError as exc:  # not a database, malformed, failed check
+            if attempt == 2:
+                raise LedgerError(f"the ledger {path} cannot be used even after setting it aside: {exc}") from None
+            note = _set_aside(path, exc)
+    return note
+
+
+def _set_aside(path: Path, exc: Exception) -> str:
+    """Move a broken ledger (and its WAL/SHM files) aside; returns what was done."""
+    stamp = int(time.time())
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(path.with_name(f"{path.name}.corrupt-{stamp}{suffix}"))
+    note = f"the ledger {path} was unreadable ({exc}); moved aside as {path.name}.corrupt-{stamp} and started anew: files it recorded are redone"
+    log.warning(note)
+    return note
+
+
 class Ledger:
     """Open (creating if needed) the ledger in ``state_dir``.
 
