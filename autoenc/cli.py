@@ -113,6 +113,14 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from autoenc.runtime.typed_config import ConfigError
 
     *inputs, output_dir = args.paths
+    as_flow = bool(os.environ.get("PREFECT_API_URL")) or args.prefect
+    if as_flow and os.environ.get("PREFECT_API_URL") and not args.dry_run:
+        from pipelines.local_server import healthy
+
+        url = os.environ["PREFECT_API_URL"]
+        if not healthy(url, timeout=5.0):  # before anything is planned or created
+            print(f"error: the Prefect server at PREFECT_API_URL={url} does not answer; start it, or unset PREFECT_API_URL to run without Prefect", file=sys.stderr)
+            return EXIT_CANNOT_RUN
     try:
         if not inputs:
             raise JobError("give an input (a folder, or one or more files) and an output folder")
@@ -124,7 +132,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         return EXIT_CANNOT_RUN
     if args.dry_run:
         return _dry_run(plan, args)
-    if os.environ.get("PREFECT_API_URL") or args.prefect:
+    if as_flow:
         return _denoise_as_flow(args, settings, str(plan.input_dir), files)
     return _denoise_here(args, settings, plan)
 
@@ -185,16 +193,9 @@ def _denoise_here(args: argparse.Namespace, settings, plan) -> int:
 
 def _denoise_as_flow(args: argparse.Namespace, settings, input_dir: str, files: list[str] | None) -> int:
     """Run the job as a ``denoise`` flow run on the server PREFECT_API_URL names (checked
-    first), or on a temporary local server with --prefect."""
+    before planning), or on a temporary local server with --prefect."""
     from autoenc.runtime.jobs import JobReport
 
-    url = os.environ.get("PREFECT_API_URL")
-    if url:
-        from pipelines.local_server import healthy
-
-        if not healthy(url, timeout=5.0):
-            print(f"error: the Prefect server at PREFECT_API_URL={url} does not answer; start it, or unset PREFECT_API_URL to run without Prefect", file=sys.stderr)
-            return EXIT_CANNOT_RUN
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # no per-task INFO lines on the terminal
     from pipelines.denoise import denoise_flow
