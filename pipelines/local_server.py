@@ -23,6 +23,18 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the process that started it dies,
+    even by SIGKILL, so a killed ``autoenc serve`` leaves no server holding its port (its own
+    session keeps Ctrl-C in a terminal from reaching it twice). Elsewhere: a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ServerError(RuntimeError):
     """The local Prefect server could not be started."""
 
@@ -72,7 +84,7 @@ class LocalServer:
                    PREFECT_API_URL=self.url, PREFECT_UI_API_URL=self.url, PREFECT_SERVER_API_HOST=self.host, PREFECT_SERVER_API_PORT=str(self.port))
         logfile = open(self.data_dir / "server.log", "ab")
         cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         logfile.close()
         log.info("starting Prefect server pid %d on %s (data in %s)", self.proc.pid, self.url, self.data_dir)
         deadline = time.monotonic() + self.startup_timeout

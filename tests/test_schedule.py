@@ -193,12 +193,37 @@ def test_serve_starts_and_stops_its_own_local_server(tmp_path, gray_model):
         dep = _wait("the job registered on serve's own server", registered, 120, proc)
         assert dep["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
         assert (data / "prefect.db").is_file()  # SQLite in the configured data dir
+        # A second serve on the same port is refused at once instead of attaching to this one's server.
+        second = subprocess.run([str(BIN / "autoenc"), "serve", str(cfg)], env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "already answers" in second.stderr, second.stderr[-2000:]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out[-3000:]
     assert not healthy(url, 2.0)  # the server went down with it
     assert "stopped" in out
+
+
+def test_a_killed_serve_leaves_no_server_behind(tmp_path, gray_model):
+    """kill -9 of serve: its Prefect server (in its own session) goes down too, so the next
+    serve can start on the same port."""
+    from pipelines.local_server import free_port, healthy
+
+    port = free_port()
+    src = tmp_path / "in"
+    _folder(src, 1)
+    cfg = _write(tmp_path / "schedule.yaml", {"server": {"port": port, "data_dir": str(tmp_path / "server")}, "jobs": [{"name": "orphan", "input_dir": str(src), "output_dir": str(tmp_path / "out"), "models": [str(gray_model)], "cron": "0 3 * * *"}]})
+    env = {k: v for k, v in _env("", tmp_path).items() if k != "PREFECT_API_URL"}
+    url = f"http://127.0.0.1:{port}/api"
+    proc = subprocess.Popen([str(BIN / "autoenc"), "serve", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait("serve's server up", lambda: healthy(url), 120, proc)
+        proc.kill()
+        proc.wait(30)
+        _wait("the orphaned server gone", lambda: not healthy(url, 1.0), 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_work_pool_deploy_and_worker_run_once(tmp_path, prefect_server, gray_model):
