@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--config", required=True, help="the configs/ file the run was trained from")
     ap.add_argument("--note", default="", help="extra line for the card (e.g. threads used)")
+    ap.add_argument("--use-for", required=True, help="which media the model is for (shown by `autoenc models`)")
     ap.add_argument("--limits", default="", help="the card's Limits paragraph (default: the small-corpus caveat)")
     args = ap.parse_args()
     run = Path(args.run_dir)
@@ -73,6 +74,7 @@ def main() -> None:
         "",
         f"- **What:** {info.modality} denoiser, registry model `{info.model}`, {metrics.get('params', '?')} parameters, {info.channels} channel(s)"
         + (f", {info.sample_rate} Hz" if info.modality == "audio" else "") + f"; ONNX file {dst.stat().st_size / 1e6:.2f} MB (fp32).",
+        f"- **Use for:** {args.use_for.rstrip('.')}.",
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
         *([q_line] if q_line else []),
         f"- **Training data:** {DATA[info.modality]}.",

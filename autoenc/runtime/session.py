@@ -42,9 +42,18 @@ def shipped_models() -> list[dict]:
         card = path.with_name(path.stem.removesuffix("-int8") + ".md")  # an int8 file shares its fp32 model's card
         out.append({
             "name": path.stem, "modality": info.modality, "channels": info.channels, "model": info.model,
-            "bytes": path.stat().st_size, "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
+            "bytes": path.stat().st_size, "use_for": _use_for(card), "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
         })
     return out
+
+
+def _use_for(card: Path) -> str:
+    """The card's "Use for" line: which media the model is for (its one home is the card)."""
+    if card.is_file():
+        for line in card.read_text().splitlines():
+            if line.startswith("- **Use for:** "):
+                return line.removeprefix("- **Use for:** ").rstrip(".")
+    return ""
 
 
 def model_info(model: str | Path) -> ModelInfo:
