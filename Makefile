@@ -35,6 +35,9 @@ bench: $(STAMP) data
 	$(PY) benchmarks/pipeline_overhead.py --files 1000 --model autoenc/pretrained/image-gray.onnx
 	$(PY) benchmarks/load.py --files 10000 --image-model autoenc/pretrained/image-gray.onnx --audio-model autoenc/pretrained/speech.onnx
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/adhoc.py
+	$(PY) benchmarks/camera_quality.py --int8 autoenc/pretrained/photo-int8.onnx
 	$(PY) benchmarks/image_quality.py --int8 autoenc/pretrained/image-gray-int8.onnx
 	$(PY) benchmarks/image_quality.py --color --model image-color --also image-gray --int8 autoenc/pretrained/image-color-int8.onnx --json benchmarks/results/image_quality_color.json
 	if [ -d runs/speech-ft ]; then $(PY) benchmarks/audio_quality.py --run runs/speech-ft; else echo "audio_quality.py needs the speech training run (runs/speech-ft) for its held-out split: skipped"; fi
