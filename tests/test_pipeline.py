@@ -71,7 +71,7 @@ def test_train_export_denoise_flow(tmp_path, prefect_api, corpus_dir):
     assert ModelInfo.from_props(props).model == info.model
     note = json.loads(props["autoenc.quantization"])
     assert note["calibration_inputs"] == 16 and abs(note["val"]["delta_db"]) < 0.5
-    assert denoise_flow([str(tmp_path / "m-int8.onnx")], str(src), str(tmp_path / "clean8"), incremental=False)["counts"]["written"] == 1
+    assert denoise_flow([str(tmp_path / "m-int8.onnx")], str(src), str(tmp_path / "clean8"), incremental=False, return_state=True).result(raise_on_failure=False)["counts"]["written"] == 1
     # `autoenc quantize` redoes the int8 twin of an existing export (here with 8 inputs).
     assert cli(["quantize", str(run_dir / "best.pt"), str(tmp_path / "m.onnx"), "--calibration", "8"]) == 0
     assert json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "m-int8.onnx")).metadata_props}["autoenc.quantization"])["calibration_inputs"] == 8
