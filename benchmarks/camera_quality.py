@@ -105,7 +105,7 @@ def crops_picture(rows: list[tuple[str, np.ndarray]], out: Path, size: int = 160
         im = Image.fromarray((np.clip(arr[:size, :size], 0, 1) * 255).round().astype(np.uint8))
         canvas = Image.new("RGB", (size, size + 14), "white")
         canvas.paste(im, (0, 14))
-        ImageDraw.Draw(canvas).text((2, 1), label, fill="black")
+        ImageDraw.Draw(canvas).text((2, 1), label.replace("×", "x").replace("σ", "sigma"), fill="black")  # Pillow's default font is ASCII
         tiles.append(canvas)
     sheet = Image.new("RGB", (len(tiles) * (size + 4), size + 14), "white")
     for i, t in enumerate(tiles):
