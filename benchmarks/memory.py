@@ -1,8 +1,10 @@
 """Peak memory of `autoenc denoise` with every shipped model: a 4000x3000 RGB JPEG through each
 image model and a 1-hour 16 kHz recording through each audio model, each in a fresh process
 (the CLI as users run it, in-process mode), at the default memory budget and at a smaller one.
-Peak RSS is the child's own maximum resident set (os.wait4), wall time included. Prints a
-table and writes JSON.
+Peak RSS is the child's own maximum resident set (os.wait4; the inputs and the model list are
+made in other processes, so the measuring parent stays small: a forked child starts from its
+parent's RSS).
+Prints a table and writes JSON.
 
     python benchmarks/memory.py [--budgets 768,256] [--models image-gray,speech]
 """
@@ -19,8 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from image_speed import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,18 +57,22 @@ def peak_rss(cmd: list[str]) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    from autoenc.runtime.session import shipped_models
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budgets", default="768,256", help="--memory-mb values (MB); the first is the default")
     ap.add_argument("--models", help="comma-separated shipped names (default: all)")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/memory.json"))
+    ap.add_argument("--make-inputs", help=argparse.SUPPRESS)  # internal: write the inputs into this folder and exit
     args = ap.parse_args()
-    models = [m for m in shipped_models() if not args.models or m["name"] in args.models.split(",")]
+    if args.make_inputs:
+        make_inputs(Path(args.make_inputs))
+        return
+    listed = json.loads(subprocess.run([sys.executable, "-m", "autoenc.cli", "models", "--json"], capture_output=True, text=True, check=True).stdout)  # not in this process: keep it small
+    models = [m for m in listed if not args.models or m["name"] in args.models.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = make_inputs(Path(tmp))
+        subprocess.run([sys.executable, __file__, "--make-inputs", tmp], check=True)
+        inputs = {"image": Path(tmp) / "image", "audio": Path(tmp) / "audio"}
         for m in models:
             for budget in budgets if m["modality"] == "image" else budgets[:1]:
                 out = Path(tmp) / f"out-{m['name']}-{budget}"
@@ -79,6 +83,8 @@ def main() -> None:
     print("\n| model | input | --memory-mb | peak RSS MB | seconds |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['input']} | {r['memory_mb']} | {r['peak_rss_mb']} | {r['seconds']} |")
+    from image_speed import machine  # imports torch: only now, after the measured children ran
+
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
