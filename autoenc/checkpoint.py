@@ -61,14 +61,37 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return build(ckpt), ckpt
 
 
+def _onnx_source(path: Path) -> dict[str, Any]:
+    """A checkpoint-like dict from an exported model: its registry name and config hash from the
+    ONNX metadata, its weights from the graph's initializers named like the module's parameters."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    if "autoenc.model" not in meta:
+        raise ValueError(f"train.init_from: {path} is not an autoenc model (no autoenc.model metadata)")
+    state = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.graph.initializer}
+    return {"model": meta["autoenc.model"], "state": state, "config_hash": meta.get("autoenc.config_hash")}
+
+
 def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
-    """Load a trained checkpoint's weights into ``model`` (registry ``name``) before training:
-    the same model loads strictly, another one only through the model's ``adopt``. Returns
-    what the new checkpoint records about its origin."""
+    """Load trained weights into ``model`` (registry ``name``) before training: from a checkpoint,
+    or from an exported fp32 ``.onnx`` model (its initializers carry the parameter names). The
+    same model loads strictly, another one only through the model's ``adopt``. Returns what the
+    new checkpoint records about its origin."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
-    src = read_checkpoint(path)
+    if path.suffix == ".onnx":
+        src = _onnx_source(path)
+        wanted = model.state_dict()
+        missing = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape]
+        if src["model"] != name or missing:
+            raise ValueError(f"train.init_from: {path} ({src['model']}) does not hold every weight of this {name}: {missing[:4]} (an int8 model cannot be a start; use its fp32 twin)")
+        src["state"] = {k: src["state"][k] for k in wanted}
+    else:
+        src = read_checkpoint(path)
     if src["model"] == name:
         model.load_state_dict(src["state"])
     elif hasattr(model, "adopt"):
