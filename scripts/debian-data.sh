@@ -24,11 +24,11 @@ if [ -n "$missing" ]; then
     exit 0
   fi
 fi
-# Photo packages and darktable's measured camera noise profiles are only unpacked (apt-get
+# Photo and voice packages and darktable's measured camera noise profiles are only unpacked (apt-get
 # download + dpkg-deb -x) into $AUTOENC_CACHE/debian/<package>: nothing else of theirs is needed,
 # and darktable installed would pull in hundreds of MB of libraries.
 CACHE=${AUTOENC_CACHE:-$HOME/.cache/autoenc}
-for p in mate-backgrounds plasma-workspace-wallpapers palapeli-data darktable; do
+for p in mate-backgrounds plasma-workspace-wallpapers palapeli-data darktable fillets-ng-data-cs fillets-ng-data-nl hedgewars-data klettres-data; do
   dest="$CACHE/debian/$p"
   [ -f "$dest/.extracted" ] && continue
   tmp=$(mktemp -d)
@@ -41,3 +41,4 @@ for p in mate-backgrounds plasma-workspace-wallpapers palapeli-data darktable; d
 done
 "$PY" -c "from autoenc.corpus import build_benchmark_photos, build_photo_corpus; print('data:', build_photo_corpus(), build_benchmark_photos())" || echo "data: photo corpus not complete (see above)" >&2
 "$PY" -c "from autoenc.corpus import build_music_bank, build_speech_corpus; print('data:', build_speech_corpus(), build_music_bank())" || echo "data: speech corpus not prepared (see above)" >&2
+"$PY" -c "from autoenc.voices import build_benchmark_voices, build_effects_bank, build_voice_corpus; print('data:', build_voice_corpus(), build_benchmark_voices(), build_effects_bank())" || echo "data: voice corpus not complete (see above)" >&2

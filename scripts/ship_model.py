@@ -32,7 +32,7 @@ def _licences(run_dir: Path, modality: str, cfg: dict) -> list[str]:
     from autoenc.corpus import read_sources, resolve_data_root
     from autoenc.data import read_manifest
 
-    root = resolve_data_root(cfg["data"]["root"], cfg["data"]["corpus_dir"], modality)
+    root = resolve_data_root(cfg["data"]["root"], cfg["data"]["corpus_dir"], modality, cfg["data"].get("corpus"))
     if not (root / "SOURCES.csv").is_file():
         return [f"{root} is not a default corpus: see its own licences"]
     sources = read_sources(root)
