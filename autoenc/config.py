@@ -140,6 +140,20 @@ class MusicNoise(_AudioNoise):
     name: Literal["music"] = "music"  # excerpts of the background-recording bank (data.music_dir)
 
 
+class EffectsNoise(_AudioNoise):
+    name: Literal["effects"] = "effects"  # excerpts of recorded sound effects (data.effects_dir): non-stationary noise
+
+
+class CrackleNoise(_AudioNoise):
+    """An old record or tape: clicks and crackle (sparse decaying impulses), hiss and rumble;
+    ``snr_db`` is against their sum."""
+
+    name: Literal["crackle"] = "crackle"
+    clicks_per_s: Range = Field((5.0, 200.0), description="impulse rate, drawn log-uniformly")
+
+    _c = field_validator("clicks_per_s", mode="before")(_as_range)
+
+
 class BabbleNoise(_AudioNoise):
     name: Literal["babble"] = "babble"  # sum of other training utterances
     talkers: tuple[int, int] = (3, 6)
@@ -164,7 +178,7 @@ class GainNoise(_NoiseBase):
 NoiseSpec = Annotated[
     Union[
         GaussianNoise, PoissonNoise, SpeckleNoise, SaltPepperNoise, JpegNoise, CameraNoise,
-        WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, BabbleNoise, ClippingNoise, GainNoise,
+        WhiteNoise, PinkNoise, BrownNoise, HumNoise, MusicNoise, EffectsNoise, CrackleNoise, BabbleNoise, ClippingNoise, GainNoise,
     ],
     Field(discriminator="name"),
 ]
@@ -198,6 +212,10 @@ class DataConfig(Frozen):
     segment_seconds: float = Field(1.0, gt=0)  # training segment length
     level_dbfs: float = -20.0  # noisy segments are scaled to this RMS (models are level-invariant)
     music_dir: Path | None = None  # background recordings for 'music' noise (default: MOH bank)
+    effects_dir: Path | None = None  # recorded sound effects for 'effects' noise (default: hedgewars effects bank)
+    corpus: Literal["asterisk", "voices"] | None = None  # audio: the default corpus when root is unset: voices (many, autoenc.voices) or asterisk (one voice; also None)
+    speed: tuple[float, float] = (1.0, 1.0)  # audio: clean segments played at a speed drawn from this range (tempo and pitch together), in steps of 5%
+    eq_db: float = Field(0.0, ge=0, le=24)  # audio: three random peaking filters of up to +-eq_db dB colour each clean segment
     max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
 
 
@@ -221,7 +239,7 @@ class TrainConfig(Frozen):
     lr: float = Field(1e-3, gt=0)  # peak learning rate; cosine-decayed to lr * min_lr_ratio
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
     warmup_steps: int = Field(50, ge=0)
-    loss: Literal["l1", "l2", "charbonnier", "l1+stft", "psnr"] = "l1"  # l1+stft: waveform L1 + multi-resolution STFT (audio); psnr: mean per-sample log MSE, so low-noise samples weigh as much as high-noise ones
+    loss: Literal["l1", "l2", "charbonnier", "l1+stft", "psnr", "snr+stft"] = "l1"  # l1+stft: waveform L1 + multi-resolution STFT (audio); psnr: mean per-sample log MSE, so low-noise samples weigh as much as high-noise ones; snr+stft: per-segment SNR in dB / 10 + STFT (audio, the same balance)
     ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an exponential moving average of the weights; it is what is evaluated, saved and exported
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
@@ -280,7 +298,7 @@ class RunConfig(Frozen):
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": []}}
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

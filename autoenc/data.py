@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from autoenc.augment import change_speed, draw_speed, random_eq, speed_source_length
 from autoenc.config import DataConfig, NoiseConfig, RunConfig
 from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
@@ -204,19 +205,26 @@ class SegmentPairs(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = pair_generator(self.seed, "train", self.epoch, i)
         clip = self.clips[int(torch.multinomial(self.weights, 1, generator=g).item())]
-        if len(clip) < self.n:
-            clip = torch.nn.functional.pad(clip, (0, self.n - len(clip)))
-        start = int(torch.randint(0, len(clip) - self.n + 1, (), generator=g))
-        clean = clip[start : start + self.n][None] * 0.5
-        noisy, _ = synthesize_audio(clean, self.noise, g, sample_rate=self.data.sample_rate, banks=self.banks)
+        d = self.data
+        speed = draw_speed(*d.speed, g)
+        need = speed_source_length(self.n, speed) if speed != 1.0 else self.n
+        if len(clip) < need:
+            clip = torch.nn.functional.pad(clip, (0, need - len(clip)))
+        start = int(torch.randint(0, len(clip) - need + 1, (), generator=g))
+        clean = change_speed(clip[start : start + need], speed, self.n)
+        clean = random_eq(clean, d.eq_db, d.sample_rate, g)
+        clean = clean[None] * (0.5 / clean.abs().max().clamp(min=1e-6)) if d.eq_db or speed != 1.0 else clean[None] * 0.5
+        noisy, _ = synthesize_audio(clean, self.noise, g, sample_rate=d.sample_rate, banks=self.banks)
         # One training level: the bias-free audio models are exactly gain-invariant.
-        scale = 10 ** (self.data.level_dbfs / 20) / noisy.pow(2).mean().sqrt().clamp(min=1e-6)
+        scale = 10 ** (d.level_dbfs / 20) / noisy.pow(2).mean().sqrt().clamp(min=1e-6)
         return noisy * scale, clean * scale
 
 
 def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str, banks: dict[str, list[torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed noisy/clean validation pairs (1, T): the first ``max_val_seconds`` of each clip."""
-    picked = clips[: data.max_val_images] if data.max_val_images else clips
+    """Fixed noisy/clean validation pairs (1, T): the first ``max_val_seconds`` of
+    ``max_val_images`` clips spread evenly over the split (so every held-out source is in it)."""
+    k = data.max_val_images
+    picked = [clips[j * len(clips) // k] for j in range(k)] if k and k < len(clips) else clips
     limit = int(data.max_val_seconds * data.sample_rate) if data.max_val_seconds else None
     out = []
     for j, clip in enumerate(picked):
@@ -254,9 +262,9 @@ class TrainingData:
             return
         self.train = load_clips(data_root, entries, "train", d.sample_rate)
         val = load_clips(data_root, entries, "val", d.sample_rate)
-        music_train, music_val = music_banks(cfg, d.sample_rate)
-        self.banks = {"speech": self.train, "music": music_train}
-        val_banks = {"speech": self.train, "music": music_val}
+        train_banks, held_banks = noise_banks(cfg, d.sample_rate)
+        self.banks = {"speech": self.train, **train_banks}
+        val_banks = {"speech": self.train, **held_banks}
         self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks) for tag, noise in settings.items()}
 
     def dataset(self, epoch: int):
@@ -266,18 +274,33 @@ class TrainingData:
         return SegmentPairs(self.train, c.data, c.noise, c.seed, epoch, self.banks)
 
 
-def music_banks(cfg: RunConfig, sample_rate: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Background recordings split by file: every 5th (sorted) is held out for validation noise.
-    Empty lists when no config noise uses music."""
-    names = {s.name for s in [*cfg.noise.mixture, *cfg.noise.then, *cfg.eval.noises]}
-    if "music" not in names:
-        return [], []
-    from autoenc.corpus import build_music_bank
-    from autoenc.data import load_clip
+BANK_NOISES = ("music", "effects")  # noises drawn from recorded banks, each split by file
 
-    root = Path(cfg.data.music_dir) if cfg.data.music_dir else build_music_bank()
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
-    if len(files) < 2:
-        raise ValueError(f"music noise needs at least 2 recordings in {root} (one is held out for validation)")
-    clips = [load_clip(f, sample_rate) for f in files]
-    return [c for i, c in enumerate(clips) if i % 5 != 4], [c for i, c in enumerate(clips) if i % 5 == 4]
+
+def _bank_root(cfg: RunConfig, kind: str) -> Path:
+    if kind == "music":
+        from autoenc.corpus import build_music_bank
+
+        return Path(cfg.data.music_dir) if cfg.data.music_dir else build_music_bank()
+    from autoenc.voices import build_effects_bank
+
+    return Path(cfg.data.effects_dir) if cfg.data.effects_dir else build_effects_bank()
+
+
+def noise_banks(cfg: RunConfig, sample_rate: int) -> tuple[dict[str, list[torch.Tensor]], dict[str, list[torch.Tensor]]]:
+    """The recorded noise banks the config's noises use, (training, held-out): each bank's
+    files sorted, every 5th held out for validation and benchmarks."""
+    names = {s.name for s in [*cfg.noise.mixture, *cfg.noise.then, *cfg.eval.noises]}
+    train: dict[str, list[torch.Tensor]] = {}
+    held: dict[str, list[torch.Tensor]] = {}
+    for kind in BANK_NOISES:
+        if kind not in names:
+            continue
+        root = _bank_root(cfg, kind)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg"))
+        if len(files) < 2:
+            raise ValueError(f"{kind} noise needs at least 2 recordings in {root} (one is held out for validation)")
+        clips = [load_clip(f, sample_rate) for f in files]
+        train[kind] = [c for i, c in enumerate(clips) if i % 5 != 4]
+        held[kind] = [c for i, c in enumerate(clips) if i % 5 == 4]
+    return train, held

@@ -40,17 +40,17 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     model rate, cycling through the config's eval noise settings (file names say which)."""
     from autoenc.runtime.audio_io import write_audio
     from autoenc.data import load_clip, val_segments
-    from autoenc.data import music_banks, noise_settings
+    from autoenc.data import noise_banks, noise_settings
 
     clean_dir, noisy_dir = Path(out_dir) / "clean", Path(out_dir) / "noisy"
     sr = cfg.data.sample_rate
     settings = list(noise_settings(cfg).items())
-    _, music_val = music_banks(cfg, sr)
+    _, held_banks = noise_banks(cfg, sr)
     speech = [load_clip(Path(data_root) / f, sr) for f in val_files]
     for j, rel in enumerate(val_files[:limit]):
         tag, noise = settings[j % len(settings)]
         others = speech[:j] + speech[j + 1 :]  # babble from other held-out utterances
-        (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, "music": music_val})
+        (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, **held_banks})
         name = Path(f"{Path(rel).with_suffix('').as_posix().replace('/', '_')}__{tag}.wav")
         write_audio(clean_dir / name, clean[0].numpy(), sr)
         write_audio(noisy_dir / name, noisy[0].numpy(), sr)

@@ -30,10 +30,20 @@ def psnr_loss(est: torch.Tensor, ref: torch.Tensor, floor: float = 1e-6) -> torc
     return 10 * torch.log10(mse + floor).mean()
 
 
+def snr_loss(est: torch.Tensor, ref: torch.Tensor, cap_db: float = 50.0) -> torch.Tensor:
+    """Mean over samples of -SNR in dB, 10 log10(|ref - est|^2 / |ref|^2), each capped at
+    ``cap_db``: every segment counts by its own ratio, so quiet noise (a near-clean input)
+    weighs as much as loud noise, and a gain change is an error (unlike SI-SDR)."""
+    err = (est - ref).pow(2).flatten(1).sum(1)
+    power = ref.pow(2).flatten(1).sum(1).clamp(min=1e-12)
+    return 10 * torch.log10(err / power + 10 ** (-cap_db / 10)).mean()
+
+
 LOSSES = {
     "l1": F.l1_loss,
     "l2": F.mse_loss,
     "charbonnier": lambda a, b: torch.sqrt((a - b) ** 2 + 1e-6).mean(),
     "l1+stft": lambda a, b: F.l1_loss(a, b) + 0.5 * stft_loss(a, b),
     "psnr": psnr_loss,
+    "snr+stft": lambda a, b: 0.1 * snr_loss(a, b) + 0.5 * stft_loss(a, b),
 }

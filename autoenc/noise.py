@@ -189,9 +189,11 @@ register_audio_noise = _registrar(AUDIO_NOISES)
 
 def mix_at_snr(x: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
     """``x + a * noise`` with ``a`` chosen so that 10 log10(|x|^2 / |a noise|^2) = snr_db
-    per channel (a silent ``x`` stays silent)."""
+    per channel (a silent ``x`` stays silent; a silent ``noise`` adds nothing)."""
     import torchaudio.functional as AF
 
+    if not bool((noise.pow(2).sum(-1) > 0).all()):
+        return x.clone()
     snr = torch.full(x.shape[:-1], float(snr_db), dtype=x.dtype)
     return AF.add_noise(x, noise.to(x.dtype), snr)
 
@@ -238,20 +240,47 @@ def hum(x: torch.Tensor, *, snr_db: float, mains_hz: list[float], harmonics: int
 
 
 def _excerpt(bank: list[torch.Tensor], length: int, generator: torch.Generator) -> torch.Tensor:
-    """A random ``length``-sample excerpt of a random bank entry (looped if shorter)."""
+    """A random ``length``-sample excerpt of a random bank entry (looped if shorter); up to
+    8 draws avoid a silent excerpt (recorded effects have gaps)."""
     if not bank:
         raise ValueError("noise bank is empty")
-    src = bank[int(torch.randint(0, len(bank), (), generator=generator))]
-    if src.shape[-1] < length:
-        src = src.repeat(length // src.shape[-1] + 1)
-    start = int(torch.randint(0, src.shape[-1] - length + 1, (), generator=generator))
-    return src[start : start + length]
+    for _ in range(8):
+        src = bank[int(torch.randint(0, len(bank), (), generator=generator))]
+        if src.shape[-1] < length:
+            src = src.repeat(length // src.shape[-1] + 1)
+        start = int(torch.randint(0, src.shape[-1] - length + 1, (), generator=generator))
+        out = src[start : start + length]
+        if out.abs().max() > 1e-4:
+            break
+    return out
 
 
 @register_audio_noise("music")
 def music(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, banks: dict, **ctx) -> torch.Tensor:
     """A real background recording (``banks['music']``) mixed in at ``snr_db``."""
     return mix_at_snr(x, _excerpt(banks["music"], x.shape[-1], generator).expand_as(x), snr_db)
+
+
+@register_audio_noise("effects")
+def effects(x: torch.Tensor, *, snr_db: float, generator: torch.Generator, banks: dict, **ctx) -> torch.Tensor:
+    """A recorded sound effect (``banks['effects']``, looped to length) mixed in at ``snr_db``."""
+    return mix_at_snr(x, _excerpt(banks["effects"], x.shape[-1], generator).expand_as(x), snr_db)
+
+
+@register_audio_noise("crackle")
+def crackle(x: torch.Tensor, *, snr_db: float, clicks_per_s: tuple[float, float], generator: torch.Generator, sample_rate: int, **ctx) -> torch.Tensor:
+    """An old recording's noise at ``snr_db``: clicks (impulses with random sign, heavy-tailed
+    size and a ~0.1-1 ms decay), pink hiss and a low rumble, in random proportions."""
+    t = x.shape[-1]
+    hits = torch.rand(t, generator=generator) < log_uniform(*clicks_per_s, generator) / sample_rate
+    size = torch.rand(t, generator=generator).clamp(min=1e-3) ** -1.5 * torch.sign(torch.randn(t, generator=generator))
+    decay = uniform(0.1, 1.0, generator) * 1e-3 * sample_rate
+    kernel = torch.exp(-torch.arange(int(5 * decay) + 1, dtype=torch.float32) / decay)
+    clicks = torch.nn.functional.conv1d((hits * size).float()[None, None], kernel.flip(0)[None, None], padding=len(kernel) - 1)[0, 0, :t]
+    parts = [clicks / clicks.std().clamp(min=1e-9), _coloured((t,), 1, generator), _coloured((t,), 2.5, generator)]
+    w = torch.rand(3, generator=generator) + 0.1
+    n = sum(wi * p for wi, p in zip(w, parts))
+    return mix_at_snr(x, n.to(x.dtype).expand_as(x), snr_db)
 
 
 @register_audio_noise("babble")

@@ -132,6 +132,8 @@ AUDIO_SPECS = {
     "hum": {"name": "hum", "snr_db": [0, 10]},
     "music": {"name": "music", "snr_db": [0, 10]},
     "babble": {"name": "babble", "snr_db": [0, 10]},
+    "effects": {"name": "effects", "snr_db": [0, 10]},
+    "crackle": {"name": "crackle", "snr_db": [0, 10]},
     "clipping": {"name": "clipping", "level": [0.2, 0.5]},
     "gain": {"name": "gain", "gain_db": [-20, 6]},
 }
@@ -142,7 +144,7 @@ def test_audio_noise_reproducible_by_seed(name):
     assert set(AUDIO_NOISES) == set(AUDIO_SPECS)
     cfg = NoiseConfig(mixture=[AUDIO_SPECS[name]], quantize_bits=16)
     x = torch.from_numpy(tone(0.5)[:, 0])[None]
-    banks = {"music": [torch.from_numpy(tone(2.0, seed=5)[:, 0])], "speech": [torch.from_numpy(tone(1.0, seed=s)[:, 0]) for s in range(6, 10)]}
+    banks = {"music": [torch.from_numpy(tone(2.0, seed=5)[:, 0])], "effects": [torch.from_numpy(tone(0.3, seed=11)[:, 0])], "speech": [torch.from_numpy(tone(1.0, seed=s)[:, 0]) for s in range(6, 10)]}
     a, pa = synthesize_audio(x, cfg, pair_generator(0, 1, 2), sample_rate=16000, banks=banks)
     b, pb = synthesize_audio(x, cfg, pair_generator(0, 1, 2), sample_rate=16000, banks=banks)
     c, _ = synthesize_audio(x, cfg, pair_generator(0, 1, 3), sample_rate=16000, banks=banks)

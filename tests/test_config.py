@@ -55,18 +55,24 @@ def test_model_kwargs_and_ranges_are_checked_at_load():
 
 
 def test_hashes_of_configs_without_later_fields_are_unchanged_by_them():
-    """Runs trained before ``train.init_from`` (and ``train.ema_decay``, ``data.val_sources``)
-    existed must stay resumable and keep their hash: an unset field is left out of both hashes;
-    a set one changes them."""
+    """Runs trained before ``train.init_from`` (and the other LATER_FIELDS: ``train.ema_decay``,
+    ``data.val_sources``, the audio corpus and augmentation fields) existed must stay resumable
+    and keep their hash: an unset field is left out of both hashes; a set one changes them."""
     import hashlib
     import json
 
+    from autoenc.config import LATER_FIELDS
+
     cfg = load(REPO / "configs" / "tiny-image.yaml")
     tree = cfg.model_dump(mode="json")
-    del tree["train"]["init_from"], tree["train"]["ema_decay"], tree["data"]["val_sources"]
+    for section, fields in LATER_FIELDS.items():
+        for k in fields:
+            del tree[section][k]
     before = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]  # as computed before the field
     assert cfg.hash() == before
     tuned = load(REPO / "configs" / "tiny-image.yaml", ["train.init_from=runs/x/best.pt"])
     assert tuned.hash() != cfg.hash() and tuned.resume_hash() != cfg.resume_hash()
     assert load(REPO / "configs" / "tiny-image.yaml", ["train.ema_decay=0.999"]).hash() != cfg.hash()
     assert load(REPO / "configs" / "tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[a]"]).hash() != cfg.hash()
+    assert load(REPO / "configs" / "tiny-image.yaml", ["data.speed=[0.9,1.1]"]).hash() != cfg.hash()
+    assert load(REPO / "configs" / "tiny-image.yaml", ["data.corpus=voices"]).hash() != cfg.hash()
