@@ -10,9 +10,13 @@ before/after pictures.
 
 from __future__ import annotations
 
+import importlib
 import re
+import signal
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from typing import Callable, Literal
 
 from prefect import flow, get_run_logger, task
@@ -25,12 +29,45 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autoenc.runtime.job_summary import ProgressBar, counts_table, files_table, markdown_report
 from autoenc.runtime.job_settings import DEFAULTS, JobSettings
-from autoenc.runtime.jobs import FileResult, JobPlan, JobReport, Tracking, denoise_files, plan_job
+from autoenc.runtime.jobs import NOT_REACHED, FileResult, JobPlan, JobReport, Tracking, denoise_files, plan_job
 
 
 # Per-file progress for batches that run in this process (the thread runner), by token; a
 # batch on a Dask worker finds nothing here and the flow counts it when it returns.
 _WATCHERS: dict[str, Callable[[FileResult], None]] = {}
+# Set by SIGTERM/SIGINT while a flow runs in this process: batches finish the file in hand and
+# stop, batches not started are not submitted (their files are reported as not reached).
+_STOP = threading.Event()
+
+
+@contextmanager
+def _stop_on_signals():
+    """While the flow runs: SIGTERM / SIGINT set :data:`_STOP`, then reach the handler that was
+    there before (Prefect's engine, which ends the run), so a stopped run is done in seconds
+    instead of after its batches. Only from the main thread (elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _STOP.clear()
+    previous = {}
+
+    def _stop(signum, frame):
+        _STOP.set()
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @task(cache_policy=NO_CACHE)
@@ -42,7 +79,8 @@ def plan_step(models: list[str], input_dir: str, output_dir: str, incremental: b
 @task(cache_policy=NO_CACHE)
 def denoise_batch(models: dict[str, str], input_dir: str, output_dir: str, files: list[str], settings: JobSettings, tracking: Tracking | None, watch: str | None = None) -> list[FileResult]:
     """Denoise one batch of files; bad files come back as failed results, not exceptions."""
-    results = denoise_files(models, input_dir, output_dir, files, settings, tracking, on_file=_WATCHERS.get(watch) if watch else None)
+    stop = importlib.import_module(__name__)._STOP  # looked up, not captured: Dask pickles this function by value
+    results = denoise_files(models, input_dir, output_dir, files, settings, tracking, on_file=_WATCHERS.get(watch) if watch else None, stop=stop)
     logger = get_run_logger()
     for r in results:
         if r.status == "failed":
@@ -55,6 +93,11 @@ def _run_batches(plan: JobPlan, settings: JobSettings, batches: list[list[str]],
     or the flow's own thread pool; a batch whose task crashed reports its files as failed."""
     pending, inflight, results = list(batches), {}, []
     while pending or inflight:
+        if _STOP.is_set() and pending:
+            results += [FileResult(f, "skipped", NOT_REACHED) for b in pending for f in b]
+            pending = []
+            if not inflight:
+                break
         while pending and len(inflight) < window:
             files = pending.pop(0)
             args = dict(models=plan.models, input_dir=str(plan.input_dir), output_dir=str(plan.output_dir), files=files, settings=settings, tracking=plan.tracking, watch=watch)
@@ -133,12 +176,19 @@ def denoise_flow(
     as a dict; when files failed, the run ends in a Failed state carrying that report (visible
     in the UI and to automations), and files and report artifacts are published only when the
     run wrote or failed something, so an idle scheduled run does not bury the last report."""
-    logger = get_run_logger()
-    t0 = time.perf_counter()
-    settings = JobSettings(
+    with _stop_on_signals():
+        return _denoise(models, input_dir, output_dir, files, job, show_progress, JobSettings(
         threads=threads, tile=tile, memory_mb=memory_mb, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
         incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
-    )
+        ))
+
+
+def _denoise(models: list[str], input_dir: str, output_dir: str, files: list[str] | None, job: str | None, show_progress: bool, settings: JobSettings) -> dict:
+    """The body of :func:`denoise_flow`."""
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    incremental, overwrite, state_dir, batch_size = settings.incremental, settings.overwrite, settings.state_dir, settings.batch_size
+    runner, workers, dask_address, report_samples = settings.runner, settings.workers, settings.dask_address, settings.report_samples
     plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir, files, str(flow_run.id))  # the ledger records this flow run's id
     total = len(plan.files)
     logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))

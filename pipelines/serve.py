@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,33 +49,73 @@ def serve_config(config: str | Path) -> int:
             print(f"error: job {job.name}: {exc}", file=sys.stderr)
             return 2
 
-    def _term(signum, frame):  # SIGTERM (docker stop, systemd) shuts down like Ctrl-C
+    stopping = threading.Event()
+
+    def _stop(signum, frame):  # Ctrl-C, and SIGTERM (docker stop, systemd), shut down alike
+        stopping.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "autoenc")  # library logs reach the run logs
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     if os.environ.get("PREFECT_API_URL"):
         log.info("serving %d job(s) on %s", len(cfg.jobs), os.environ["PREFECT_API_URL"])
-        serve_schedule(cfg)
+        try:
+            _serve_until_stopped(cfg, stopping)
+        except KeyboardInterrupt:
+            pass
         return 0
     from pipelines.local_server import LocalServer, ServerError
+    from pipelines.supervise import ServerSupervisor
 
     s = cfg.server
+    server = LocalServer(s.data_dir, s.host, s.port, s.startup_timeout)
+    supervisor = None
     try:
-        with LocalServer(s.data_dir, s.host, s.port, s.startup_timeout) as url:
-            os.environ["PREFECT_API_URL"] = url
-            log.info("serving %d job(s) on %s (UI at %s)", len(cfg.jobs), url, url.removesuffix("/api"))
-            try:
-                serve_schedule(cfg)
-            except KeyboardInterrupt:
-                pass
+        url = server.start()
+        os.environ["PREFECT_API_URL"] = url
+        log.info("serving %d job(s) on %s (UI at %s)", len(cfg.jobs), url, url.removesuffix("/api"))
+        supervisor = ServerSupervisor(server, served_names(cfg)).start()
+        _serve_until_stopped(cfg, stopping)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        server.stop()
     return 0
+
+
+def _serve_until_stopped(cfg: ScheduleConfig, stopping: threading.Event) -> None:
+    """Crash the runs a dead predecessor left holding their slots, then serve until stopped
+    (Prefect's runner takes SIGTERM over and returns; Ctrl-C raises). If serving fails instead
+    (the server went away), wait for the server and serve again."""
+    from pipelines.local_server import healthy
+    from pipelines.supervise import crash_stale_runs
+
+    url = os.environ["PREFECT_API_URL"]
+    while not stopping.is_set():
+        try:
+            crash_stale_runs(served_names(cfg))
+            serve_schedule(cfg)
+            return  # the runner stopped on a signal
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            log.error("serving stopped (%s: %s); serving again once %s answers", type(exc).__name__, exc, url)
+        while not stopping.is_set() and not healthy(url):
+            time.sleep(2)
+
+
+def served_names(cfg: ScheduleConfig) -> list[str]:
+    """The deployments serve registers, as "flow/name"."""
+    from pipelines.denoise import denoise_flow
+
+    return [f"{denoise_flow.name}/{j.name}" for j in cfg.jobs]
 
 
 def deployment(job: JobSpec):

@@ -204,26 +204,109 @@ def test_serve_starts_and_stops_its_own_local_server(tmp_path, gray_model):
     assert "stopped" in out
 
 
-def test_a_killed_serve_leaves_no_server_behind(tmp_path, gray_model):
-    """kill -9 of serve: its Prefect server (in its own session) goes down too, so the next
-    serve can start on the same port."""
+def _pids(match) -> list[int]:
+    """PIDs of this machine's processes whose command line (bytes, NUL-separated) or environment satisfies ``match``."""
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if match((d / "cmdline").read_bytes(), (d / "environ").read_bytes()):
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_serve_survives_crashes_and_stops_in_seconds(tmp_path):
+    """The operator's bad night, with real processes: (1) kill -9 of serve's Prefect server
+    mid-run: serve restarts it on the same port and the run completes; (2) kill -9 of serve and
+    of its flow-run process mid-run (the server goes down with serve): the next serve marks the
+    dead run Crashed, which frees the job's concurrency slot, and the next run does only what
+    was not recorded, so no file is done twice; (3) SIGTERM to serve's process group mid-run
+    (docker stop, systemd): everything is gone within seconds."""
     from pipelines.local_server import free_port, healthy
 
     port = free_port()
-    src = tmp_path / "in"
-    _folder(src, 1)
-    cfg = _write(tmp_path / "schedule.yaml", {"server": {"port": port, "data_dir": str(tmp_path / "server")}, "jobs": [{"name": "orphan", "input_dir": str(src), "output_dir": str(tmp_path / "out"), "models": [str(gray_model)], "cron": "0 3 * * *"}]})
-    env = {k: v for k, v in _env("", tmp_path).items() if k != "PREFECT_API_URL"}
     url = f"http://127.0.0.1:{port}/api"
-    proc = subprocess.Popen([str(BIN / "autoenc"), "serve", str(cfg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+
+    def add(prefix: str, n: int = 40) -> None:  # 512² photos: the shipped model takes a while per file
+        for i in range(n):
+            Image.fromarray(photo(512, 512, 1, seed=i)).save(src / f"{prefix}{i:02d}.png")
+
+    add("a")
+    cfg = _write(tmp_path / "schedule.yaml", {"server": {"port": port, "data_dir": str(tmp_path / "server")}, "jobs": [{"name": "night", "input_dir": str(src), "output_dir": str(dst), "models": ["image-gray"], "cron": "0 3 * * *", "parameters": {"batch_size": 4}}]})
+    env = {k: v for k, v in _env("", tmp_path).items() if k != "PREFECT_API_URL"}
+
+    def serve() -> subprocess.Popen:
+        log = open(tmp_path / "serve.log", "a")
+        proc = subprocess.Popen([str(BIN / "autoenc"), "serve", str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait("the job registered", lambda: healthy(url) and _try(lambda: _api(url, "/deployments/name/denoise/night")), 180, proc)
+        return proc
+
+    def run() -> str:
+        dep = _api(url, "/deployments/name/denoise/night")
+        return _api(url, f"/deployments/{dep['id']}/create_flow_run", {})["id"]
+
+    def state(run_id: str) -> str | None:
+        got = _try(lambda: _api(url, f"/flow_runs/{run_id}"))
+        return got["state"]["type"] if got else None
+
+    def running_with_output(run_id: str, prefix: str) -> bool:
+        return state(run_id) == "RUNNING" and len(list(dst.glob(f"{prefix}*.png"))) >= 2
+
+    def times() -> dict[str, int]:
+        with Ledger(state_dir_for(dst)) as ledger:
+            return {p: ledger.times_done(p) for p in ledger.entries()}
+
+    proc = serve()
     try:
-        _wait("serve's server up", lambda: healthy(url), 120, proc)
-        proc.kill()
+        # 1. The server dies mid-run; serve brings it back and the run completes.
+        first = run()
+        _wait("the first run under way", lambda: running_with_output(first, "a"), 120, proc)
+        server = _pids(lambda cmd, env_: b"server\0start" in cmd and f"--port\0{port}\0".encode() in cmd + b"\0")
+        assert len(server) == 1
+        os.kill(server[0], signal.SIGKILL)
+        _wait("the server restarted and the run completed", lambda: state(first) == "COMPLETED", 180, proc)
+        assert len(list(dst.glob("a*.png"))) == 40
+        # 2. serve and its flow-run process die mid-run; the server goes down with serve.
+        add("b")
+        second = run()
+        _wait("the second run under way", lambda: running_with_output(second, "b"), 120, proc)
+        engine = _pids(lambda cmd, env_: f"PREFECT__FLOW_RUN_ID={second}".encode() in env_)
+        assert engine, "the flow-run process"
+        for pid in [proc.pid, *engine]:
+            os.kill(pid, signal.SIGKILL)
         proc.wait(30)
-        _wait("the orphaned server gone", lambda: not healthy(url, 1.0), 30)
+        _wait("serve's server gone with it", lambda: not healthy(url, 1.0), 30)
+        proc = serve()
+        _wait("the dead run marked Crashed", lambda: state(second) == "CRASHED", 60, proc)
+        third = run()  # not cancelled: the crashed run no longer holds the slot
+        _wait("the next run completed", lambda: state(third) == "COMPLETED", 180, proc)
+        assert len(list(dst.glob("b*.png"))) == 40
+        assert set(times().values()) == {1}, times()  # nothing done twice
+        # 3. SIGTERM to the process group mid-run: out in seconds, nothing left behind.
+        add("c")
+        fourth = run()
+        _wait("the fourth run under way", lambda: running_with_output(fourth, "c"), 120, proc)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        took = time.monotonic() - t0
+        assert proc.returncode == 0 and took < 20, took
+        _wait("no server or flow-run process left", lambda: not _pids(lambda cmd, env_: f"--port\0{port}\0".encode() in cmd + b"\0" or f"PREFECT__FLOW_RUN_ID={fourth}".encode() in env_), 15)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = (tmp_path / "serve.log").read_text()
+    assert "restarting it on" in log and "marked Crashed" in log
+
+
+def _try(fn):
+    try:
+        return fn()
+    except OSError:
+        return None
 
 
 def test_work_pool_deploy_and_worker_run_once(tmp_path, prefect_server, gray_model):
