@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -198,13 +199,34 @@ def _denoise_as_flow(args: argparse.Namespace, settings, input_dir: str, files: 
 
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # no per-task INFO lines on the terminal
-    from pipelines.denoise import denoise_flow
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        # Our own temporary server rather than Prefect's ephemeral one: it is told to die with
+        # this process, so a killed or timed-out run leaves no server holding memory and a port.
+        import tempfile
 
+        from pipelines.local_server import LocalServer, ServerError
+
+        server = LocalServer(tempfile.mkdtemp(prefix="autoenc-prefect-"), port=0, ui=False)
+        try:
+            os.environ["PREFECT_API_URL"] = server.start()
+        except ServerError as exc:
+            print(f"error: could not start a temporary Prefect server: {exc}", file=sys.stderr)
+            return 2
     try:
+        from pipelines.denoise import denoise_flow
+
         state = denoise_flow(args.model, input_dir, args.paths[-1], files=files, **settings.model_dump(), show_progress=not args.quiet and sys.stderr.isatty(), return_state=True)
     except KeyboardInterrupt:
         print("interrupted: the flow run stops; files written so far are kept and a rerun continues", file=sys.stderr)
         return EXIT_INTERRUPTED[signal.SIGINT]
+    except SystemExit as exc:  # SIGTERM while the flow ran
+        print("terminated: the flow run stops; files written so far are kept and a rerun continues", file=sys.stderr)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_INTERRUPTED[signal.SIGTERM]
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.data_dir, ignore_errors=True)
     out = state.result(raise_on_failure=False)
     if not isinstance(out, dict):  # the flow itself crashed
         print(f"error: the denoise flow run ended {state.name}: {out}", file=sys.stderr)
@@ -367,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p)
     p.add_argument("--json", help="also write the job report as JSON to this file ('-': stdout, the summary then goes to stderr)")
     p.add_argument("--dry-run", action="store_true", help="say what would be denoised and why each other file would not; write nothing")
-    p.add_argument("--prefect", action="store_true", help="run as a Prefect flow run even without PREFECT_API_URL (starts a temporary local server, ~10 s)")
+    p.add_argument("--prefect", action="store_true", help="run as a Prefect flow run even without PREFECT_API_URL (starts a temporary local server, ~10 s, that stops with this process)")
     p.set_defaults(fn=_cmd_denoise)
 
     p = sub.add_parser("serve", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="serve scheduled denoise jobs (starts a local Prefect server unless PREFECT_API_URL is set)")

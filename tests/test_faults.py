@@ -204,3 +204,51 @@ def test_a_corrupt_ledger_is_set_aside_and_a_locked_one_named(tmp_path, gray_mod
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_a_killed_prefect_cli_run_leaves_no_server_behind(tmp_path, gray_model):
+    """`autoenc denoise --prefect` without PREFECT_API_URL runs the job as a flow run on a
+    temporary Prefect server it stops at the end; kill -9 of the CLI (a timeout, the OOM killer)
+    takes that server down with it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo(64, 64, 1)).save(src / "a.png")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([str(Path(sys.executable).parent / "autoenc"), "denoise", "--prefect", "--json", "-", "--model", str(gray_model), str(src), str(tmp_path / "done")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and json.loads(done.stdout)["counts"]["written"] == 1, done.stderr[-2000:]
+    assert (tmp_path / "done" / "a.png").is_file()
+    cli = subprocess.Popen([str(Path(sys.executable).parent / "autoenc"), "denoise", "--prefect", "-q", "--model", str(gray_model), str(src), str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def servers() -> list[int]:
+        found = []
+        for d in Path("/proc").glob("[0-9]*"):
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == cli.pid and b"server\0start" in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := servers()) and cli.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found, "the CLI's temporary server never started"
+        cli.kill()
+        cli.wait(10)
+
+        def alive(pid: int) -> bool:
+            try:
+                return b"server\0start" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 15
+        while any(map(alive, found)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(alive, found)), "the temporary server outlived the killed CLI"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
