@@ -19,14 +19,59 @@ REPO = Path(__file__).resolve().parents[1]
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
 
+VOICES = ("the many-voices speech corpus (`autoenc corpus speech`, see `autoenc/voices.py`): Czech dialogue of the game Fish Fillets "
+          "(Debian `fillets-ng-data-cs`, two main actors and many minor characters), the hedgewars voice packs (`hedgewars-data`, 14 voices, "
+          "English, Polish, Russian, Spanish, Ukrainian accents), letters and syllables spoken in ~20 languages (`klettres-data`) and the Asterisk "
+          "English prompts; all resampled to 16 kHz, trimmed of silence, peak-normalised, then speed-perturbed and equalised at random while training. "
+          "Noise: music on hold (Debian `asterisk-moh-opsound-g722`), hedgewars' recorded sound effects, babble of 3-10 other training talkers, and synthetic noises")
 DATA = {
     "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's mate-backgrounds and plasma-workspace-wallpapers; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
 
 
+def _voices(run_dir: Path) -> list[str]:
+    """Per source of the run's manifest: split and minutes of audio."""
+    from autoenc.data import read_manifest, source_of
+
+    minutes: Counter = Counter()
+    split = {}
+    for e in read_manifest(run_dir / "manifest.csv"):
+        frames, rest = e.info.split(" frames @ ")
+        minutes[source_of(e.path)] += int(frames) / int(rest.split(" Hz")[0]) / 60
+        split[source_of(e.path)] = e.split
+    rows = ["| source (voice, pack or language) | split | minutes |", "|---|---|---|"]
+    rows += [f"| {src} | {'validation' if split[src] == 'val' else 'training'} | {m:.1f} |" for src, m in sorted(minutes.items())]
+    total = {k: sum(m for s_, m in minutes.items() if split[s_] == k) for k in ("train", "val")}
+    rows.append(f"| **total** | training {total['train'] / 60:.2f} h, validation {total['val']:.1f} min | |")
+    return rows
+
+
+def _benchmark(path: Path, name: str) -> list[str]:
+    """The held-out benchmark's means (benchmarks/audio_quality.json) for this model and the peers."""
+    d = json.loads(path.read_text())
+    methods = list(d["means"])
+    rows = ["| method | mean SI-SDR dB | mean PESQ-WB | " + " | ".join(f"{k} SI-SDR" for k in d["noises"]) + " | clean input SI-SDR |", "|---|---|---|" + "---|" * len(d["noises"]) + "---|"]
+    for m in methods:
+        per = [sum(r["si_sdr"] for r in d["rows"] if r["method"] == m and r["noise"] == k) / len(d["snrs"]) for k in d["noises"]]
+        clean = next(r["si_sdr"] for r in d["rows"] if r["method"] == m and r["snr"] is None)
+        rows.append(f"| {m} | {d['means'][m][0]:.2f} | {d['means'][m][1]:.2f} | " + " | ".join(f"{v:.2f}" for v in per) + f" | {clean:.1f} |")
+    return [f"`python benchmarks/audio_quality.py` on {len(d['utterances'])} utterances of voices never trained or validated on (Dutch: "
+            f"`fillets-ng-data-nl`), noises at {'/'.join(map(str, d['snrs']))} dB SNR, first 4 s:", "", *rows]
+
+
 def _licences(run_dir: Path, modality: str, cfg: dict) -> list[str]:
     """Licences of the files the run actually read (its manifest), per package."""
+    if modality != "image" and cfg["data"].get("corpus") == "voices":
+        from autoenc.corpus import read_sources, resolve_data_root
+        from autoenc.data import read_manifest
+
+        root = resolve_data_root(None, cfg["data"]["corpus_dir"], modality, "voices")
+        sources = read_sources(root)
+        by = Counter(f"{sources[e.path]['package']}: {sources[e.path]['licence']}" for e in read_manifest(run_dir / "manifest.csv") if e.path in sources)
+        return [f"{n} file(s) from {k}" for k, n in sorted(by.items())] + [
+            "noise: music on hold from `asterisk-moh-opsound-g722` (opsound.org, CC-BY-SA-3.0); sound effects from `hedgewars-data` (GFDL-1.3).",
+            "The weights are a derived work of GPL, GFDL and CC-BY-SA material: keep these attributions."]
     if modality != "image":
         return ["Speech and music: CC-BY-SA-3.0 (Digium / Allison Smith; opsound.org artists). The weights are a derived work: keep this attribution."]
     from autoenc.corpus import read_sources, resolve_data_root
@@ -48,6 +93,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="extra line for the card (e.g. threads used)")
     ap.add_argument("--use-for", required=True, help="which media the model is for (shown by `autoenc models`)")
     ap.add_argument("--limits", default="", help="the card's Limits paragraph (default: the small-corpus caveat)")
+    ap.add_argument("--benchmark", help="audio: benchmarks/audio_quality.json of this model, quoted in the card")
     args = ap.parse_args()
     run = Path(args.run_dir)
     out = REPO / "autoenc/pretrained"
@@ -77,14 +123,20 @@ def main() -> None:
         f"- **Use for:** {args.use_for.rstrip('.')}.",
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
         *([q_line] if q_line else []),
-        f"- **Training data:** {DATA[info.modality]}.",
+        f"- **Training data:** {VOICES if cfg['data'].get('corpus') == 'voices' else DATA[info.modality]}.",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`",
         f"- **Config:** `{args.config}` (config hash `{info.config_hash}`), {metrics.get('epochs_trained', '?')} epochs, best checkpoint from epoch {metrics.get('best_epoch', '?')}.",
-        *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}` (train that run first), then fine-tuned as configured."] if cfg["train"].get("init_from") else []),
+        *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}`"
+           + (" as committed before this model replaced it (see the config's header for the commit)" if str(cfg["train"]["init_from"]).endswith(".onnx") else " (train that run first)")
+           + ", then trained as configured."] if cfg["train"].get("init_from") else []),
         f"- **Reproduce:** `autoenc train {args.config}` then `python scripts/ship_model.py runs/{cfg.get('name', args.name)} {args.name} --config {args.config}`. {args.note}".rstrip(),
         f"- **autoenc** {info.version}, model format {info.format_version}; receptive radius {info.receptive_radius}, size multiple {info.size_multiple}.",
         "",
+        *(["## Voices (split by source: whole voices and languages held out)", "", *_voices(run), "",
+            "The benchmark voices (Dutch: `fillets-ng-data-nl` and klettres Dutch) are in a separate folder and were never trained or validated on.", ""]
+          if cfg["data"].get("corpus") == "voices" else []),
+        *(["## Benchmark on held-out voices", "", *_benchmark(Path(args.benchmark), args.name), ""] if args.benchmark else []),
         "## Validation metrics (held-out files, best checkpoint)",
         "",
         metrics_table(metrics["val"]),
