@@ -82,10 +82,16 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     return [k for k in keep if k]  # an empty name would exclude every unnamed node
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None) -> None:
-    """Write an int8 QDQ copy of ``fp32`` to ``out`` (atomically), calibrated with min/max
-    over ``calibration`` inputs; Conv weights per channel. ``note`` goes into the
-    ``autoenc.quantization`` metadata next to the scheme."""
+AUDIO_PERCENTILE = 99.99  # audio activation ranges: training inputs hold rare huge clicks (crackle, clipping)
+# whose min/max would waste the 8 bits; on the voices speech model's held-out settings min/max
+# cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 cost -0.92 / -0.65 / -0.97 dB.
+
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None, percentile: float | None = None) -> None:
+    """Write an int8 QDQ copy of ``fp32`` to ``out`` (atomically), calibrated over
+    ``calibration`` inputs with min/max, or with the ``percentile`` of each activation's
+    histogram; Conv weights per channel. ``note`` goes into the ``autoenc.quantization``
+    metadata next to the scheme."""
     src = onnx.load(str(fp32))
     name = src.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,14 +99,15 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
         keep = residual_head(src)
         quantize_static(
             str(fp32), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": True},
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": True, **({"CalibPercentile": percentile} if percentile else {})},
         )
         model = onnx.load(str(q))
     del model.metadata_props[:]
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
-    scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, min/max calibration"
+    scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
     info = {"scheme": scheme + ("; residual output head in fp32" if keep else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
@@ -152,7 +159,7 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
         raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
     data = run_data(checkpoint, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
-    quantize_int8(fp32, q, calibration_inputs(data, n_calibration))
+    quantize_int8(fp32, q, calibration_inputs(data, n_calibration), percentile=AUDIO_PERCENTILE if info.modality == "audio" else None)
     delta = val_delta(data, fp32, q)
     # Record the measured effect in the file just written (no second calibration pass).
     model = onnx.load(str(q))
