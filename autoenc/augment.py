@@ -15,8 +15,9 @@ EQ_Q = (0.5, 2.0)
 
 
 def speed_source_length(n: int, speed: float) -> int:
-    """Samples of source audio that become ``n`` samples at ``speed``."""
-    return int(math.ceil(n * speed)) + 16
+    """Samples of source audio that become ``n`` samples at ``speed`` (``n`` at speed 1; else
+    16 more, for the resampling filter's edge)."""
+    return n if speed == 1.0 else int(math.ceil(n * speed)) + 16
 
 
 def draw_speed(lo: float, hi: float, generator: torch.Generator) -> float:

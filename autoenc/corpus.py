@@ -151,10 +151,15 @@ def default_corpus_dir() -> Path:
     return cache_dir() / "corpus" / "photos"
 
 
+def debian_roots(package: str) -> tuple[Path, Path]:
+    """Where a Debian package's files may be: installed (``/``), or extracted by ``make data``
+    (``$AUTOENC_CACHE/debian/<package>``), in that order."""
+    return Path("/"), cache_dir() / "debian" / package
+
+
 def debian_file(package: str, rel: str) -> Path | None:
-    """A file of a Debian package: installed (``/rel``) or extracted by ``make data``
-    (``$AUTOENC_CACHE/debian/<package>/rel``); None if neither."""
-    for root in (Path("/"), cache_dir() / "debian" / package):
+    """A file of a Debian package (see :func:`debian_roots`); None if neither has it."""
+    for root in debian_roots(package):
         if (root / rel).is_file():
             return root / rel
     return None
@@ -314,8 +319,8 @@ def build_music_bank(out_dir: Path | None = None) -> Path:
 
 def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str = "image", corpus: str | None = None) -> Path:
     """The configured clean-data folder, or the default corpus (built if needed): ``corpus``
-    names it for audio ("speech": the Asterisk voice, "voices": many voices, see
-    :mod:`autoenc.voices`); images always use the photo corpus."""
+    names it for audio ("voices": many voices, see :mod:`autoenc.voices`; "asterisk" or None:
+    the one Asterisk voice); images always use the photo corpus."""
     if root is not None:
         root = Path(root).expanduser()
         if not root.is_dir():

@@ -207,7 +207,7 @@ class SegmentPairs(Dataset):
         clip = self.clips[int(torch.multinomial(self.weights, 1, generator=g).item())]
         d = self.data
         speed = draw_speed(*d.speed, g)
-        need = speed_source_length(self.n, speed) if speed != 1.0 else self.n
+        need = speed_source_length(self.n, speed)
         if len(clip) < need:
             clip = torch.nn.functional.pad(clip, (0, need - len(clip)))
         start = int(torch.randint(0, len(clip) - need + 1, (), generator=g))

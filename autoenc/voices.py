@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoenc.corpus import ASTERISK_SPEECH, CorpusMissing, cache_dir
+from autoenc.corpus import ASTERISK_SPEECH, CorpusMissing, cache_dir, debian_roots
 from autoenc.runtime.media import atomic_write
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,17 @@ LICENCES = {
 BENCHMARK_LANGUAGE = "nl"  # held out entirely: the benchmark's voices
 
 
+PROBES = {  # a path pattern each package has (the fillets dubbings share their folders)
+    "fillets-ng-data-cs": f"{FILLETS}/*/cs",
+    "fillets-ng-data-nl": f"{FILLETS}/*/nl",
+    "hedgewars-data": f"{HEDGEWARS}/voices",
+    "klettres-data": KLETTRES,
+}
+
+
 def _package_root(package: str) -> Path | None:
     """Where ``package``'s files are: ``/`` when installed, else its unpacked copy."""
-    probe = {"fillets-ng-data-cs": FILLETS, "fillets-ng-data-nl": FILLETS, "hedgewars-data": HEDGEWARS, "klettres-data": KLETTRES}[package]
-    for root in (Path("/"), cache_dir() / "debian" / package):
-        if (root / probe).is_dir() and (package != "fillets-ng-data-nl" or any((root / FILLETS).glob("*/nl"))) and (package != "fillets-ng-data-cs" or any((root / FILLETS).glob("*/cs"))):
-            return root
-    return None
+    return next((root for root in debian_roots(package) if any(root.glob(PROBES[package]))), None)
 
 
 def _fillets(root: Path, lang: str) -> list[tuple[str, Path]]:
@@ -76,7 +80,8 @@ def _hedgewars(root: Path) -> list[tuple[str, Path]]:
 
 
 def _klettres(root: Path, keep) -> list[tuple[str, Path]]:
-    return [(f"klettres-{f.relative_to(root / KLETTRES).parts[0]}", f) for f in sorted((root / KLETTRES).glob("*/*/*.ogg")) if keep(f.relative_to(root / KLETTRES).parts[0])]
+    """(source, file) per klettres language folder ``<lang>/<alpha|syllab>/*.ogg`` that ``keep(lang)``."""
+    return [(f"klettres-{f.parents[1].name}", f) for f in sorted((root / KLETTRES).glob("*/*/*.ogg")) if keep(f.parents[1].name)]
 
 
 def trimmed(x: np.ndarray, rate: int, floor_db: float = TRIM_DB) -> np.ndarray:

@@ -187,18 +187,17 @@ def _denoise(models: list[str], input_dir: str, output_dir: str, files: list[str
     """The body of :func:`denoise_flow`."""
     logger = get_run_logger()
     t0 = time.perf_counter()
-    incremental, overwrite, state_dir, batch_size = settings.incremental, settings.overwrite, settings.state_dir, settings.batch_size
-    runner, workers, dask_address, report_samples = settings.runner, settings.workers, settings.dask_address, settings.report_samples
-    plan = plan_step(models, input_dir, output_dir, incremental, overwrite, state_dir, files, str(flow_run.id))  # the ledger records this flow run's id
+    s = settings
+    plan = plan_step(models, input_dir, output_dir, s.incremental, s.overwrite, s.state_dir, files, str(flow_run.id))  # the ledger records this flow run's id
     total = len(plan.files)
     logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))
-    batches = [plan.files[i : i + batch_size] for i in range(0, total, batch_size)]
+    batches = [plan.files[i : i + s.batch_size] for i in range(0, total, s.batch_size)]
     progress_id = create_progress_artifact(0.0, key=_key(job, "progress"), description=f"{total} files to denoise") if total else None
-    if runner == "dask" and batches:
+    if s.runner == "dask" and batches:
         from prefect_dask import DaskTaskRunner
 
         on_done, _ = _progress(progress_id, total, show_progress, per_file=False)
-        dask = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
+        dask = DaskTaskRunner(address=s.dask_address) if s.dask_address else DaskTaskRunner(cluster_kwargs={"n_workers": s.workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
         with dask:
             done = _run_batches(plan, settings, batches, len(batches), on_done, dask)
     else:
@@ -207,7 +206,7 @@ def _denoise(models: list[str], input_dir: str, output_dir: str, files: list[str
         if on_file:
             _WATCHERS[token] = on_file
         try:
-            done = _run_batches(plan, settings, batches, max(1, workers), on_done, watch=token if on_file else None)
+            done = _run_batches(plan, settings, batches, max(1, s.workers), on_done, watch=token if on_file else None)
         finally:
             _WATCHERS.pop(token, None)
     report = JobReport(str(plan.input_dir), str(plan.output_dir), plan.models, plan.skipped + done, time.perf_counter() - t0)
@@ -215,7 +214,7 @@ def _denoise(models: list[str], input_dir: str, output_dir: str, files: list[str
     create_table_artifact(counts_table(report), key=_key(job, "counts"), description="files written / unchanged / skipped / failed and throughput")
     if counts["written"] or counts["failed"]:
         create_table_artifact(files_table(report), key=_key(job, "files"), description="every file with its status and reason (failed first)")
-        create_markdown_artifact(markdown_report(report, f"denoise {job or ''}".strip(), report_samples), key=_key(job, "report"), description="summary with before/after pictures")
+        create_markdown_artifact(markdown_report(report, f"denoise {job or ''}".strip(), s.report_samples), key=_key(job, "report"), description="summary with before/after pictures")
     logger.info(report.summary().splitlines()[0])
     out = report.to_dict()
     if counts["failed"]:

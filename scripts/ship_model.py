@@ -101,6 +101,8 @@ def main() -> None:
     dst = out / f"{args.name}.onnx"
     shutil.copyfile(run / "model.onnx", dst)
     info = model_info(dst)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg_name = cfg.get("name", args.name)  # the run folder `autoenc train` makes: runs/<name>
     q_src, q_dst = run / "model-int8.onnx", out / f"{args.name}-int8.onnx"
     q_line = ""
     if q_src.is_file():
@@ -111,9 +113,8 @@ def main() -> None:
         v = q.get("val", {})
         q_line = (f"- **int8:** `{args.name}-int8` ({q_dst.stat().st_size / 1e6:.2f} MB): {q['scheme']}, calibrated on {q['calibration_inputs']} training inputs; "
                   f"mean held-out score {v.get('fp32', float('nan')):.2f} dB fp32 -> {v.get('int8', float('nan')):.2f} dB int8 ({v.get('delta_db', float('nan')):+.3f} dB). "
-                  f"Made by `autoenc quantize {run}/best.pt {run}/model.onnx` (or `autoenc export ... --int8`).")
+                  f"Made by `autoenc quantize runs/{cfg_name}/best.pt runs/{cfg_name}/model.onnx` (or `autoenc export ... --int8`).")
     metrics = json.loads((run / "metrics.json").read_text())
-    cfg = json.loads((run / "config.json").read_text())
     split = metrics["split"]
     lines = [
         f"# Model card: `{args.name}`",
@@ -130,7 +131,7 @@ def main() -> None:
         *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}`"
            + (" as committed before this model replaced it (see the config's header for the commit)" if str(cfg["train"]["init_from"]).endswith(".onnx") else " (train that run first)")
            + ", then trained as configured."] if cfg["train"].get("init_from") else []),
-        f"- **Reproduce:** `autoenc train {args.config}` then `python scripts/ship_model.py runs/{cfg.get('name', args.name)} {args.name} --config {args.config}`. {args.note}".rstrip(),
+        f"- **Reproduce:** `autoenc train {args.config}` then `python scripts/ship_model.py runs/{cfg_name} {args.name} --config {args.config}`. {args.note}".rstrip(),
         f"- **autoenc** {info.version}, model format {info.format_version}; receptive radius {info.receptive_radius}, size multiple {info.size_multiple}.",
         "",
         *(["## Voices (split by source: whole voices and languages held out)", "", *_voices(run), "",
