@@ -83,21 +83,16 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
-    if path.suffix == ".onnx":
-        src = _onnx_source(path)
-        wanted = model.state_dict()
-        missing = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape]
-        if src["model"] != name or missing:
-            raise ValueError(f"train.init_from: {path} ({src['model']}) does not hold every weight of this {name}: {missing[:4]} (an int8 model cannot be a start; use its fp32 twin)")
-        src["state"] = {k: src["state"][k] for k in wanted}
-    else:
-        src = read_checkpoint(path)
-    if src["model"] == name:
-        model.load_state_dict(src["state"])
+    src = _onnx_source(path) if path.suffix == ".onnx" else read_checkpoint(path)
+    wanted = model.state_dict()
+    missing = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape]
+    if src["model"] == name and not missing:
+        model.load_state_dict({k: src["state"][k] for k in wanted})
     elif hasattr(model, "adopt"):
-        model.adopt(src["model"], src["state"])
+        model.adopt(src["model"], src["state"])  # raises ValueError naming what it cannot take
     else:
-        raise ValueError(f"train.init_from: {name} cannot start from a {src['model']} checkpoint")
+        hint = " (an int8 model cannot be a start; use its fp32 twin)" if path.suffix == ".onnx" else ""
+        raise ValueError(f"train.init_from: {name} cannot start from {path} ({src['model']}): it lacks or reshapes {missing[:4]}{hint}")
     log.info("starting from the weights of %s (%s, config %s)", path, src["model"], src.get("config_hash"))
     return {"path": str(path), "model": src["model"], "config_hash": src.get("config_hash"), "epoch": src.get("epoch")}
 

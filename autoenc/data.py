@@ -26,6 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 from autoenc.augment import change_speed, draw_speed, random_eq, speed_source_length
 from autoenc.config import DataConfig, NoiseConfig, RunConfig
 from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
+from autoenc.runtime.noise_level import estimate_sigma
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,21 @@ class PatchPairs(Dataset):
         clean = self.clean_patch(g)
         noisy, _ = synthesize(clean, self.noise, g)
         return noisy, clean
+
+
+def with_noise_level(noisy: torch.Tensor) -> torch.Tensor:
+    """A batch (N, C, H, W) of noisy images with one more plane per image holding its estimated
+    noise level (:func:`estimate_sigma`, the estimator inference uses): the input of a model
+    built with ``noise_level_input``."""
+    levels = [estimate_sigma(x.permute(1, 2, 0).numpy()) for x in noisy]
+    plane = torch.tensor(levels, dtype=noisy.dtype).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[2:])
+    return torch.cat([noisy, plane], dim=1)
+
+
+def model_input(model: torch.nn.Module, noisy: torch.Tensor) -> torch.Tensor:
+    """What ``model`` takes for a batch of ``noisy`` inputs: the batch itself, or with its
+    noise-level plane for a model that takes one."""
+    return with_noise_level(noisy) if getattr(model, "noise_level_input", False) else noisy
 
 
 def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 
 from autoenc.checkpoint import full_history, load_checkpoint
 from autoenc.config import RunConfig
-from autoenc.data import TrainingData, load_split, noise_settings, read_manifest, val_pairs
+from autoenc.data import TrainingData, load_split, model_input, noise_settings, read_manifest, val_pairs
 from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 
 
@@ -27,7 +27,7 @@ def evaluate(model: torch.nn.Module, pairs: dict[str, list[tuple[torch.Tensor, t
     for tag, items in pairs.items():
         acc: dict[str, list[float]] = {}
         for noisy, clean in items:
-            den = model(noisy[None])[0]
+            den = model(model_input(model, noisy[None]))[0]
             if model.modality == "image":
                 c, n, d = (t.permute(1, 2, 0).numpy() for t in (clean, noisy, den.clamp(0, 1)))
                 scores = {"psnr": psnr, "ssim": ssim}

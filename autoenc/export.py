@@ -35,7 +35,8 @@ class ExportError(RuntimeError):
 
 def _probe_input(model: torch.nn.Module, size: int, batch: int = 1) -> torch.Tensor:
     """A random input of edge/length ``size`` shaped for the model's modality."""
-    shape = (batch, model.channels, size) if model.modality == "audio" else (batch, model.channels, size, size)
+    c = getattr(model, "in_channels", model.channels)  # image planes plus any conditioning planes
+    shape = (batch, c, size) if model.modality == "audio" else (batch, c, size, size)
     return torch.rand(*shape)
 
 
@@ -123,7 +124,7 @@ def parity_check(model: torch.nn.Module, blob: bytes, cfg: ExportConfig) -> floa
     sizes = [(n,) for n in cfg.parity_lengths] if model.modality == "audio" else cfg.parity_sizes
     probes = []
     for i, spatial in enumerate(sizes):
-        x = torch.rand(1 + i % 2, model.channels, *spatial, generator=gen)
+        x = torch.rand(1 + i % 2, getattr(model, "in_channels", model.channels), *spatial, generator=gen)
         probes.append(2 * x - 1 if model.modality == "audio" else x)
     return check_parity(model, blob, probes, cfg.atol)
 
@@ -151,6 +152,7 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         metrics=metrics,
         version=__version__,
         format_version=FORMAT_VERSION,
+        noise_level_input=bool(ckpt["kwargs"].get("noise_level_input", False)),
     )
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())

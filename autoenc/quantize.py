@@ -54,8 +54,11 @@ def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
     """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
-    them (seeded) from the run's train split."""
-    return [noisy[None].numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
+    them (seeded) from the run's train split, with the noise-level plane if the model takes one."""
+    from autoenc.data import with_noise_level
+
+    level = data.cfg.model.kwargs.get("noise_level_input", False)
+    return [(with_noise_level(noisy[None]) if level else noisy[None]).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 
 _PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Pad")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from autoenc.checkpoint import pack, read_checkpoint, save_checkpoint, start_from
 from autoenc.config import RunConfig, TrainConfig
-from autoenc.data import TrainingData, read_manifest
+from autoenc.data import TrainingData, model_input, read_manifest
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model
@@ -140,7 +140,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(b[0]), b[1]), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(model_input(model, b[0])), b[1]), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

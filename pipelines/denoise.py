@@ -71,9 +71,9 @@ def _stop_on_signals():
 
 
 @task(cache_policy=NO_CACHE)
-def plan_step(models: list[str], input_dir: str, output_dir: str, incremental: bool, overwrite: bool, state_dir: str | None, files: list[str] | None, run_id: str) -> JobPlan:
+def plan_step(models: list[str], input_dir: str, output_dir: str, settings: JobSettings, files: list[str] | None, run_id: str) -> JobPlan:
     """Refuse an impossible job before touching files; list inputs; drop those already done."""
-    return plan_job(models, input_dir, output_dir, incremental=incremental, overwrite=overwrite, state_dir=state_dir, files=files, run_id=run_id)
+    return plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, run_id=run_id, strength=settings.strength)
 
 
 @task(cache_policy=NO_CACHE)
@@ -151,6 +151,7 @@ def denoise_flow(
     threads: int = _D.threads,
     tile: int = _D.tile,
     memory_mb: int = _D.memory_mb,
+    strength: float = _D.strength,
     max_pixels: int = _D.max_pixels,
     chunk_seconds: float = _D.chunk_seconds,
     min_seconds: float = _D.min_seconds,
@@ -178,7 +179,7 @@ def denoise_flow(
     run wrote or failed something, so an idle scheduled run does not bury the last report."""
     with _stop_on_signals():
         return _denoise(models, input_dir, output_dir, files, job, show_progress, JobSettings(
-        threads=threads, tile=tile, memory_mb=memory_mb, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
+        threads=threads, tile=tile, memory_mb=memory_mb, strength=strength, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
         incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
         ))
 
@@ -188,7 +189,7 @@ def _denoise(models: list[str], input_dir: str, output_dir: str, files: list[str
     logger = get_run_logger()
     t0 = time.perf_counter()
     s = settings
-    plan = plan_step(models, input_dir, output_dir, s.incremental, s.overwrite, s.state_dir, files, str(flow_run.id))  # the ledger records this flow run's id
+    plan = plan_step(models, input_dir, output_dir, s, files, str(flow_run.id))  # the ledger records this flow run's id
     total = len(plan.files)
     logger.info("%d files to denoise, %d unchanged or skipped", total, len(plan.skipped))
     batches = [plan.files[i : i + s.batch_size] for i in range(0, total, s.batch_size)]

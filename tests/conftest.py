@@ -62,8 +62,9 @@ def tiny_config(**data):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)}) if data else cfg
 
 
-def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image", name: str | None = None) -> Path:
-    """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``."""
+def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image", name: str | None = None, **extra) -> Path:
+    """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``;
+    ``extra`` are more constructor kwargs (e.g. ``noise_level_input=True``)."""
     import torch
 
     from autoenc.config import from_dict
@@ -73,7 +74,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
 
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
-    model = get_model(name, channels=channels, width=width, levels=levels)
+    model = get_model(name, channels=channels, width=width, levels=levels, **extra)
     # Make it do something: a non-zero noise head (and colour guide, for plane_unet_dae).
     heads = [model.net.tail, model.guide] if name == "plane_unet_dae" else [model.tail]
     for head in heads:
@@ -82,10 +83,10 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     cfg = from_dict({
         "name": "test", "modality": modality, "data": {"channels": channels},
         "noise": {"mixture": [noise]},
-        "model": {"name": name, "kwargs": {"width": width, "levels": levels}},
+        "model": {"name": name, "kwargs": {"width": width, "levels": levels, **extra}},
     })
     ckpt = out_dir / f"model-c{channels}.pt"
-    save_checkpoint(ckpt, pack(model, {"channels": channels, "width": width, "levels": levels}, cfg, epoch=0, step=0, history=[]))
+    save_checkpoint(ckpt, pack(model, {"channels": channels, "width": width, "levels": levels, **extra}, cfg, epoch=0, step=0, history=[]))
     out = out_dir / f"model-c{channels}.onnx"
     to_onnx(ckpt, out, metrics={"test": True})
     return out

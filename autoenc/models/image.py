@@ -51,13 +51,19 @@ class UNetDAE(ResidualUNet):
         width: feature maps at full resolution; doubled at each level.
         levels: number of stride-2 stages; tiles align to multiples of ``2**levels`` pixels.
         bottleneck_blocks: extra conv layers at the latent resolution.
+        noise_level_input: the input carries one more plane after the image's, filled with the
+            noise level (0..1 scale) that :func:`autoenc.runtime.noise_level.estimate_sigma`
+            gives, times the user's strength (FFDNet-style conditioning, fed by an estimator
+            so the model stays blind to users); the output has ``channels`` planes.
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, bottleneck_blocks: int = 1) -> None:
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, bottleneck_blocks: int = 1, noise_level_input: bool = False) -> None:
         super().__init__()
         self.channels, self.width, self.levels = channels, width, levels
+        self.noise_level_input = noise_level_input
+        self.in_channels = channels + int(noise_level_input)
         widths = [width * 2**i for i in range(levels + 1)]
-        self.head = nn.Sequential(_conv(channels, width), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(_conv(self.in_channels, width), nn.ReLU(inplace=True))
         self.downs = nn.ModuleList(_Down(widths[i], widths[i + 1]) for i in range(levels))
         self.bottleneck = nn.Sequential(
             *[m for _ in range(bottleneck_blocks) for m in (_conv(widths[-1], widths[-1]), nn.ReLU(inplace=True))]
@@ -72,6 +78,20 @@ class UNetDAE(ResidualUNet):
     def size_multiple(self) -> int:
         """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
         return 2**self.levels
+
+    def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
+        """Start from a ``unet_dae`` of the same channels and size without a noise-level input:
+        every weight is taken and the level plane's input weights start at zero, so the model
+        begins exactly as the blind one."""
+        own, head = self.state_dict(), "head.0.weight"
+        odd = [k for k in own if k != head and (k not in state or state[k].shape != own[k].shape)]
+        if model != "unet_dae" or odd or head not in state:
+            raise ValueError(f"unet_dae cannot start from this {model}: it lacks or reshapes {odd[:4] or [head]}")
+        if not self.noise_level_input or state[head].shape[1] != self.channels:
+            raise ValueError(f"unet_dae: the checkpoint's head takes {state[head].shape[1]} planes; only a blind {self.channels}-plane model can be adopted by one with a noise-level input")
+        taken = {k: state[k] for k in own}
+        taken[head] = torch.cat([state[head], torch.zeros_like(state[head][:, :1])], dim=1)
+        self.load_state_dict(taken)
 
 
 @register_model("plane_unet_dae", modality="image")

@@ -1,7 +1,9 @@
 """What the image and audio denoisers share: a residual U-Net's encode/decode/forward.
 
 A subclass builds ``head`` (full-resolution features), ``downs`` (strided stages),
-``bottleneck``, ``ups`` (each ``up(h, skip)``) and ``tail`` (predicts the noise).
+``bottleneck``, ``ups`` (each ``up(h, skip)``) and ``tail`` (predicts the noise). Inputs may
+carry extra conditioning planes after the ``channels`` signal planes (``in_channels`` > ``channels``);
+the noise is subtracted from the signal planes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class ResidualUNet(nn.Module):
         x, skips, h = codes[0], codes[1:-1], codes[-1]
         for up, skip in zip(self.ups, reversed(skips)):
             h = up(h, skip)
+        if getattr(self, "in_channels", self.channels) != self.channels:
+            x = x[:, : self.channels]
         return x - self.tail(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

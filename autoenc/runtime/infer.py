@@ -14,6 +14,10 @@ shipped U-Nets. Before its first image, a denoiser with ``memory_mb`` runs one s
 and measures how much the process grew (onnxruntime's arena keeps what a run needed); the tile
 edge is then the largest whose working memory fits ``memory_mb``, never above ``tile``.
 
+Noise level: a model built with a noise-level input gets one more plane, constant over the
+image, holding :func:`estimate_sigma` of the whole image (not per tile, so tiling stays exact)
+times the caller's ``strength``: above 1 smooths more, below 1 keeps more grain and detail.
+
 Channel rule: a model with as many channels as the image is applied directly. Otherwise each
 image channel is denoised on its own: a 1-channel model runs on R, G, B (or C, M, Y, K)
 separately; a 3-channel model gets a gray plane replicated to RGB and its 3 outputs are averaged.
@@ -27,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autoenc.runtime.job_settings import DEFAULTS
+from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
+from autoenc.runtime.ledger import strength_tag
+from autoenc.runtime.noise_level import estimate_sigma
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -79,12 +85,17 @@ class OnnxDenoiser(OnnxModel):
         tile: largest tile edge in pixels; images larger than this are tiled.
         memory_mb: working-memory budget for the tiles (MB); None keeps ``tile`` as given.
         blend: length in pixels of the cross-fade between tiles.
+        strength: what a model with a noise-level input is told: ``strength`` times the
+            estimated level. Blind models accept only 1.
     """
 
     PROBE = 256  # edge of the tile that measures what a tile pixel costs
 
-    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16) -> None:
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16, strength: float = DEFAULTS.strength) -> None:
         super().__init__(model, threads=threads, modality="image", mem_pattern=False)
+        if strength != 1 and not self.info.noise_level_input:
+            raise ModelError(blind_strength_error(self.path, strength))
+        self.strength = strength
         m = self.info.size_multiple
         self.context = math.ceil(self.info.receptive_radius / m) * m
         self.blend = max(m, math.ceil(blend / m) * m)
@@ -92,6 +103,11 @@ class OnnxDenoiser(OnnxModel):
         self.tile = max(math.ceil(tile / m) * m, self.min_tile)
         self.memory_mb = memory_mb
         self.bytes_per_pixel: dict[int, float] = {}  # by image channel count, once measured
+
+    @property
+    def identity(self) -> str:
+        """The model's identity (see :class:`OnnxModel`) with the strength, which changes outputs."""
+        return super().identity + strength_tag(self.strength)
 
     def fit_tile(self, channels: int) -> int:
         """The tile edge for images of ``channels`` planes under ``memory_mb`` (measured once
@@ -109,25 +125,40 @@ class OnnxDenoiser(OnnxModel):
         edge = int(math.sqrt(self.memory_mb * 2**20 / self.bytes_per_pixel[channels])) // m * m
         return max(self.min_tile, min(self.tile, edge))
 
-    def _apply(self, tile: np.ndarray) -> np.ndarray:
-        """Denoise an (h, w, K) float tile with the channel rule (see module docstring)."""
+    def _apply(self, tile: np.ndarray, level: float = 0.0) -> np.ndarray:
+        """Denoise an (h, w, K) float tile with the channel rule (see module docstring);
+        ``level`` fills the noise-level plane of a model that takes one."""
         k, c = tile.shape[2], self.info.channels
         chw = tile.transpose(2, 0, 1)
         if k == c:
-            return self._run(chw[None])[0].transpose(1, 2, 0)
+            return self._model(chw[None], level)[0].transpose(1, 2, 0)
         if c == 1:
-            return self._run(chw[:, None])[:, 0].transpose(1, 2, 0)
+            return self._model(chw[:, None], level)[:, 0].transpose(1, 2, 0)
         rep = np.repeat(chw[:, None], c, axis=1)  # each plane as a gray "colour" image
-        return self._run(rep).mean(axis=1).transpose(1, 2, 0)
+        return self._model(rep, level).mean(axis=1).transpose(1, 2, 0)
 
-    def denoise(self, planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+    def _model(self, x: np.ndarray, level: float) -> np.ndarray:
+        """One run on an (N, C, h, w) batch, with the noise-level plane appended if the model takes one."""
+        if self.info.noise_level_input:
+            x = np.concatenate([x, np.full((x.shape[0], 1, *x.shape[2:]), level, np.float32)], axis=1)
+        return self._run(x)
+
+    def noise_level(self, planes: np.ndarray, max_value: float = 1.0) -> float:
+        """The estimated noise standard deviation of (H, W, K) planes, on the 0..1 scale."""
+        return estimate_sigma(planes, max_value)
+
+    def denoise(self, planes: np.ndarray, max_value: float = 1.0, *, level: float | None = None) -> np.ndarray:
         """Denoise (H, W, K) planes: an integer array with full scale ``max_value`` returns the
         same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32.
+        A model with a noise-level input is told the strength times ``level`` (the estimate of
+        :meth:`noise_level` when None, on the 0..1 scale); blind models ignore it.
 
         Works one row of tiles at a time: rows of the float accumulator are finalised as soon
         as no later tile reaches them, so extra memory is about ``tile`` rows, whatever H is.
         """
         h, w, k = planes.shape
+        if self.info.noise_level_input:
+            level = self.strength * (self.noise_level(planes, max_value) if level is None else level)
         m = self.info.size_multiple
         tile = self.fit_tile(k) if max(h, w) > self.min_tile else self.tile  # small images: one tile anyway
         ys = tile_spans(h, tile, self.context, self.blend, m)
@@ -147,7 +178,7 @@ class OnnxDenoiser(OnnxModel):
             wy = span_weights((y0, y1), h, self.context, self.blend)
             for (x0, x1), wx_j in zip(xs, wx):
                 tile = planes[y0:y1, x0:x1].astype(np.float32) / max_value
-                acc[y0 - done : y1 - done, x0:x1] += self._apply(tile) * (wy[:, None, None] * wx_j[None, :, None])
+                acc[y0 - done : y1 - done, x0:x1] += self._apply(tile, level or 0.0) * (wy[:, None, None] * wx_j[None, :, None])
             final = ys[i + 1][0] if i + 1 < len(ys) else h
             out[done:final] = self._finish(acc[: final - done], sum_y[done:final], sum_x, max_value, out.dtype)
             acc, done = acc[final - done :], final

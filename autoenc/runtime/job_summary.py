@@ -26,17 +26,18 @@ MAX_TABLE_ROWS = 500  # keeps Prefect's database small on 10k-file jobs; the res
 
 
 def files_table(report: JobReport, limit: int = MAX_TABLE_ROWS) -> list[dict]:
-    """One row per file (path, status, reason, seconds): failed first, then skipped, written,
+    """One row per file (path, status, reason, seconds, and for images the estimated noise std
+    on the 0..255 scale, ``noise_sigma``): failed first, then skipped, written,
     unchanged; at most ``limit`` rows, the last row counting what was left out."""
     order = {"failed": 0, "skipped": 1, "written": 2, "unchanged": 3}
     rows = [
-        {"path": r.path, "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 3)}
+        {"path": r.path, "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 3), "noise_sigma": r.noise_sigma}
         for r in sorted(report.results, key=lambda r: (order[r.status], r.path))
     ]
     if len(rows) > limit:
         left = rows[limit - 1 :]
         kinds = {s: sum(1 for r in left if r["status"] == s) for s in order}
-        rows = rows[: limit - 1] + [{"path": f"... {len(left)} more", "status": ", ".join(f"{n} {s}" for s, n in kinds.items() if n), "reason": "see the JSON report", "seconds": 0.0}]
+        rows = rows[: limit - 1] + [{"path": f"... {len(left)} more", "status": ", ".join(f"{n} {s}" for s, n in kinds.items() if n), "reason": "see the JSON report", "seconds": 0.0, "noise_sigma": None}]
     return rows
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from autoenc.runtime.job_settings import DEFAULTS, JobSettings
+from autoenc.runtime.job_settings import DEFAULTS, JobSettings, blind_strength_error
 from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, LedgerError, check_ledger, file_sha256, model_identity, process_alive
 from autoenc.runtime.media import MediaError, check_regular, is_own_host, modality_of, temp_owner
 from autoenc.runtime.session import ModelError, OnnxModel
@@ -46,6 +46,7 @@ class FileResult:
     seconds: float = 0.0
     pixels: int = 0  # images: H * W processed
     audio_seconds: float = 0.0  # audio: duration processed
+    noise_sigma: float | None = None  # images: the estimated noise level (std, 0..255 scale) of the input
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,9 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
-    """Refuse a job that cannot run (missing/unusable model, two models of one modality,
+def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None, *, strength: float = 1.0) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
+    """Refuse a job that cannot run (missing/unusable model, two models of one modality, a
+    ``strength`` other than 1 for a blind image model,
     missing input folder, an output that exists but is not a folder, output inside input or
     the reverse) before any file is touched. With an explicit ``files`` list (relative to
     ``input_dir``) nothing is walked, so the folders may nest; each file must exist and no
@@ -125,8 +127,10 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
         info = loaded.info
         if info.modality in by_modality:
             raise JobError(f"two {info.modality} models given: {by_modality[info.modality]} and {model}")
+        if info.modality == "image" and strength != 1 and not info.noise_level_input:
+            raise JobError(blind_strength_error(model, strength))
         by_modality[info.modality] = str(loaded.path)
-        ids[info.modality] = model_identity(info.model, loaded.path)
+        ids[info.modality] = model_identity(info.model, loaded.path, strength if info.modality == "image" else 1.0)
     if not by_modality:
         raise JobError("no model given")
     return src, dst, by_modality, ids
@@ -262,6 +266,7 @@ def plan_job(
     lease_seconds: float = 900.0,
     files: list[str] | None = None,
     sweep: bool = True,
+    strength: float = 1.0,
 ) -> JobPlan:
     """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
     are not followed (reported as skipped); other file types, and files of a modality with no
@@ -269,8 +274,9 @@ def plan_job(
     denoised with the same model (same size and mtime, output still present) come back as
     "unchanged" unless ``overwrite``; the batches hash the rest. ``files`` (relative to
     ``input_dir``) names the inputs instead of walking the folder. ``sweep`` removes temp files
-    a dead run left (a dry run passes False: it changes nothing)."""
-    src, dst, by_modality, ids = check_job(models, input_dir, output_dir, files)
+    a dead run left (a dry run passes False: it changes nothing). ``strength`` is the image
+    denoising strength (part of the model identity the ledger keeps)."""
+    src, dst, by_modality, ids = check_job(models, input_dir, output_dir, files, strength=strength)
     files, skipped = list_inputs(src, set(by_modality)) if files is None else pick_inputs(src, files, set(by_modality))
     other = sorted({m for r in skipped if (m := modality_of(r.path)) and m not in by_modality and "model was given" in r.reason})
     if not files and other:
@@ -313,23 +319,25 @@ def _denoiser(modality: str, model: str, settings: JobSettings):
     if modality == "image":
         from autoenc.runtime.infer import OnnxDenoiser
 
-        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile, memory_mb=settings.memory_mb)
+        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile, memory_mb=settings.memory_mb, strength=settings.strength)
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     return OnnxAudioDenoiser(model, threads=settings.threads, chunk_seconds=settings.chunk_seconds)
 
 
-def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSettings) -> tuple[str, int, float]:
-    """Denoise one file; returns (note, pixels, audio seconds). Raises MediaError/OSError."""
+def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSettings) -> tuple[str, int, float, float | None]:
+    """Denoise one file; returns (note, pixels, audio seconds, estimated noise std on the
+    0..255 scale for images). Raises MediaError/OSError."""
     if modality == "image":
         from autoenc.runtime.media import read_image, write_image
 
         data = read_image(src, max_pixels=settings.max_pixels)
-        write_image(out_path, data, den.denoise(data.planes, data.max_value))
+        level = den.noise_level(data.planes, data.max_value)
+        write_image(out_path, data, den.denoise(data.planes, data.max_value, level=level))
         h, w, _ = data.planes.shape
-        return data.note, h * w, 0.0
+        return data.note, h * w, 0.0, round(255 * level, 2)
     seconds = den.denoise_file(src, out_path, min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)
-    return "", 0, seconds
+    return "", 0, seconds, None
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -414,7 +422,7 @@ def denoise_files(
                     denoisers[kind] = _denoiser(kind, models[kind], settings)
                     if tracking is not None and denoisers[kind].identity != tracking.model_ids[kind]:
                         log.warning("%s model %s changed since the job was planned (%s, now %s): its outputs are recorded as made by the new one", kind, models[kind], tracking.model_ids[kind], denoisers[kind].identity)
-                note, pixels, secs = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
+                note, pixels, secs, sigma = _denoise_one(denoisers[kind], kind, src / rel, out_path, settings)
                 if ledger is not None:  # the identity of the bytes that made this output, not the planned one
                     try:
                         ledger.record(rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest, model_id=denoisers[kind].identity, output_size=out_path.stat().st_size, run_id=tracking.run_id)
@@ -426,7 +434,7 @@ def denoise_files(
                 log.warning("failed %s: %s", rel, reason)
                 done(FileResult(rel, "failed", reason, time.perf_counter() - t0))
                 continue
-            done(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs))
+            done(FileResult(rel, "written", note, time.perf_counter() - t0, pixels, secs, sigma))
             log.debug("wrote %s (%.2fs)", rel, results[-1].seconds)  # per-file successes stay out of Prefect's log table
     finally:
         if ledger is not None:
@@ -524,5 +532,5 @@ def denoise_dir(
     ``input_dir``; ``overrides`` change single settings, e.g. ``overwrite=True``."""
     if overrides:
         settings = JobSettings(**{**settings.model_dump(), **overrides})
-    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files)
+    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, strength=settings.strength)
     return run_plan(plan, settings)

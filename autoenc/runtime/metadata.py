@@ -7,7 +7,7 @@ an incompatible format version before any file is touched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from typing import Any
 
 from autoenc import FORMAT_VERSION
@@ -28,6 +28,7 @@ class ModelInfo:
     metrics: Any  # validation metrics (JSON)
     version: str  # autoenc version that exported it
     format_version: int
+    noise_level_input: bool = False  # images: the input has one more plane, the estimated noise level (autoenc.runtime.noise_level)
 
     def to_props(self) -> dict[str, str]:
         """Flatten to the string->string map ONNX ``metadata_props`` holds."""
@@ -47,6 +48,8 @@ class ModelInfo:
         fields: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             raw = props.get(PREFIX + name)
+            if raw is None and cls.__dataclass_fields__[name].default is not MISSING:
+                continue  # added after format 1 was fixed: older models keep the default
             if raw is None:
                 raise ValueError(f"model metadata lacks {PREFIX + name}")
             fields[name] = raw if name in ("modality", "model", "config_hash", "version") else json.loads(raw)

@@ -1,0 +1,129 @@
+"""Noise-level estimation and conditioning: the torch-free estimator, models that take the
+estimate as an extra input plane (trained, exported, quantised, tiled), ``strength``, and the
+estimate in a job's per-file results."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from autoenc.runtime.noise_level import estimate_sigma
+from conftest import REPO, make_model_file, photo, runtime_ops
+
+
+def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(np.round(clean.astype(np.float64) + rng.normal(0, sigma, clean.shape)), 0, 255).astype(np.uint8)
+
+
+def _clean(h: int = 256, w: int = 320) -> np.ndarray:
+    """A noise-free uint8 RGB picture: smooth shading, a checkerboard of hard edges, fine stripes."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 0.45 + 0.25 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 0.2 * ((xx // 24 + yy // 24) % 2) + 0.05 * np.sin(xx / 2.5)
+    return (np.stack([base * (0.8 + 0.1 * c) for c in range(3)], axis=2) * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [5, 15, 30])
+def test_estimate_reads_white_noise_through_texture_and_8_bits(sigma):
+    clean = _clean()
+    noisy = _noisy(clean, sigma)
+    est = 255 * estimate_sigma(noisy, 255)
+    assert abs(est - sigma) < 0.1 * sigma + 0.5, est
+    assert 255 * estimate_sigma(clean, 255) < 1.0  # edges and stripes are not noise
+    assert estimate_sigma(noisy.astype(np.float32) / 255) == pytest.approx(estimate_sigma(noisy, 255), rel=1e-5)
+    assert estimate_sigma(noisy[..., 0], 255) == pytest.approx(estimate_sigma(noisy[..., :1], 255))
+    assert estimate_sigma(np.zeros((1, 5, 3), np.uint8), 255) == 0.0
+
+
+def test_level_model_starts_as_the_blind_one_and_learns_to_use_the_level():
+    from autoenc.models import get_model
+
+    torch.manual_seed(0)
+    blind = get_model("unet_dae", channels=1, width=8, levels=2)
+    torch.nn.init.normal_(blind.tail.weight, std=0.05)
+    cond = get_model("unet_dae", channels=1, width=8, levels=2, noise_level_input=True)
+    cond.adopt("unet_dae", blind.state_dict())
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        ref = blind(x)
+        for level in (0.0, 0.2):
+            assert torch.allclose(cond(torch.cat([x, torch.full_like(x, level)], 1)), ref, atol=1e-6)
+        cond.head[0].weight[:, 1:].normal_(std=0.5)
+        a, b = (cond(torch.cat([x, torch.full_like(x, v)], 1)) for v in (0.0, 0.2))
+    assert a.shape == x.shape and (a - b).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="lacks or reshapes"):
+        get_model("unet_dae", channels=1, width=16, levels=2, noise_level_input=True).adopt("unet_dae", blind.state_dict())
+
+
+def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):
+    from autoenc.config import load
+    from autoenc.data import TrainingData, ingest, read_manifest
+    from autoenc.export import to_onnx
+    from autoenc.quantize import calibration_inputs, quantize_int8
+    from autoenc.runtime.infer import OnnxDenoiser
+    from autoenc.runtime.metadata import ModelInfo
+    from autoenc.train import fit
+
+    root = tmp_path / "photos"
+    for src in ("a", "b"):
+        (root / src).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(photo(72, 80, 3, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.channels=3", "data.patches_per_epoch=32",
+                                                  "train.epochs=1", "model.kwargs.noise_level_input=true"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    info = to_onnx(best, run / "model.onnx")
+    assert info.noise_level_input and info.channels == 3
+    props = {p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}
+    assert json.loads(props["autoenc.noise_level_input"]) is True and ModelInfo.from_props(props).noise_level_input
+
+    data = TrainingData(cfg, root, read_manifest(run / "manifest.csv"))
+    calib = calibration_inputs(data, 4)
+    assert calib[0].shape[1] == 4 and np.ptp(calib[0][0, 3]) == 0 and calib[0][0, 3, 0, 0] == pytest.approx(estimate_sigma(calib[0][0, :3].transpose(1, 2, 0)))
+    quantize_int8(run / "model.onnx", run / "q.onnx", calib)
+    ops = runtime_ops(run / "q.onnx", tmp_path)
+    assert ops["QLinearConv"] >= 8 and ops["Conv"] + ops["FusedConv"] == 1, ops
+
+    img = _noisy(photo(150, 170, 3, seed=5), 20)
+    whole = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None)
+    tiled = OnnxDenoiser(run / "model.onnx", tile=64, memory_mb=None)
+    a = whole.denoise(img.astype(np.float32) / 255)
+    assert np.abs(a - tiled.denoise(img.astype(np.float32) / 255)).max() < 1e-4  # one level per image, not per tile
+    strong = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None, strength=2.0)
+    level = whole.noise_level(img, 255)
+    assert level == pytest.approx(20 / 255, rel=0.15)
+    assert np.array_equal(strong.denoise(img, 255, level=level), whole.denoise(img, 255, level=2 * level))
+    assert not np.array_equal(strong.denoise(img, 255), whole.denoise(img, 255))
+    assert strong.identity == whole.identity + "@strength2"
+
+
+def test_strength_reaches_jobs_and_is_part_of_the_ledger_identity(tmp_path, gray_model):
+    from autoenc.runtime.job_summary import files_table
+    from autoenc.runtime.jobs import JobError, check_job, denoise_dir
+    from autoenc.runtime.session import ModelError
+    from autoenc.runtime.infer import OnnxDenoiser
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i, sigma in enumerate((0, 10, 30)):
+        Image.fromarray(_noisy(_clean(64, 80)[..., 0], sigma, seed=i)).save(src / f"s{sigma}.png")
+    with pytest.raises(JobError, match="needs a model with a noise-level input"):
+        check_job(gray_model, src, dst, strength=2)
+    with pytest.raises(ModelError, match="is blind"):
+        OnnxDenoiser(gray_model, strength=0.5)
+    report = denoise_dir(gray_model, src, dst)  # blind model: the estimate is still reported
+    sigmas = {r.path: r.noise_sigma for r in report.results}
+    assert sigmas["s0.png"] < 1 < 8 < sigmas["s10.png"] < 12 < 26 < sigmas["s30.png"] < 34, sigmas
+    assert {r["path"]: r["noise_sigma"] for r in files_table(report)} == sigmas
+
+    level_model = make_model_file(tmp_path, channels=1, noise_level_input=True, noise_scale=0.1)
+    first = denoise_dir(level_model, src, tmp_path / "out2", strength=1.5)
+    assert first.counts()["written"] == 3
+    assert denoise_dir(level_model, src, tmp_path / "out2", strength=1.5).counts()["unchanged"] == 3
+    again = denoise_dir(level_model, src, tmp_path / "out2")  # another strength makes other outputs: redone
+    assert again.counts()["written"] == 3
