@@ -54,8 +54,31 @@ def test_level_model_starts_as_the_blind_one_and_learns_to_use_the_level():
         cond.head[0].weight[:, 1:].normal_(std=0.5)
         a, b = (cond(torch.cat([x, torch.full_like(x, v)], 1)) for v in (0.0, 0.2))
     assert a.shape == x.shape and (a - b).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="lacks or reshapes"):
-        get_model("unet_dae", channels=1, width=16, levels=2, noise_level_input=True).adopt("unet_dae", blind.state_dict())
+    with pytest.raises(ValueError, match="cannot start from"):
+        get_model("unet_dae", channels=1, width=4, levels=2).adopt("unet_dae", blind.state_dict())  # narrower
+    with pytest.raises(ValueError, match="cannot start from"):
+        get_model("unet_dae", channels=1, width=16, levels=3).adopt("unet_dae", blind.state_dict())  # deeper
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-3])
+def test_a_wider_model_starts_as_the_narrow_one(monkeypatch, noise):
+    from autoenc.models import get_model
+    from autoenc.models.image import UNetDAE
+
+    torch.manual_seed(0)
+    narrow = get_model("unet_dae", channels=3, width=8, levels=3, bottleneck_blocks=2)
+    for m in narrow.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.1)
+            torch.nn.init.normal_(m.bias, std=0.05)
+    monkeypatch.setattr(UNetDAE, "WIDEN_NOISE", noise)
+    wide = get_model("unet_dae", channels=3, width=12, levels=3, bottleneck_blocks=2, noise_level_input=True)
+    wide.adopt("unet_dae", narrow.state_dict())
+    x = torch.rand(2, 3, 64, 48)
+    with torch.no_grad():
+        ref, got = narrow(x), wide(torch.cat([x, torch.full_like(x[:, :1], 0.1)], 1))
+    err = (got - ref).abs().max().item()
+    assert err < 1e-5 if noise == 0 else 1e-5 < err < 0.1 * (ref - x).abs().mean().item()  # copies that can grow apart
 
 
 def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):

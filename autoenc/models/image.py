@@ -74,24 +74,66 @@ class UNetDAE(ResidualUNet):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    WIDEN_NOISE = 1e-3  # widening (adopt): noise on the copied weights, relative to each layer's weight std
+
     @property
     def size_multiple(self) -> int:
         """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
         return 2**self.levels
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
-        """Start from a ``unet_dae`` of the same channels and size without a noise-level input:
-        every weight is taken and the level plane's input weights start at zero, so the model
-        begins exactly as the blind one."""
-        own, head = self.state_dict(), "head.0.weight"
-        odd = [k for k in own if k != head and (k not in state or state[k].shape != own[k].shape)]
-        if model != "unet_dae" or odd or head not in state:
-            raise ValueError(f"unet_dae cannot start from this {model}: it lacks or reshapes {odd[:4] or [head]}")
-        if not self.noise_level_input or state[head].shape[1] != self.channels:
-            raise ValueError(f"unet_dae: the checkpoint's head takes {state[head].shape[1]} planes; only a blind {self.channels}-plane model can be adopted by one with a noise-level input")
-        taken = {k: state[k] for k in own}
-        taken[head] = torch.cat([state[head], torch.zeros_like(state[head][:, :1])], dim=1)
+        """Start from a trained ``unet_dae`` of the same channels, levels and bottleneck that is
+        as wide or narrower, with or without a noise-level input, so the model begins computing
+        exactly what the old one did:
+
+        - a missing noise-level plane gets zero input weights;
+        - wider (Net2Net, Chen et al. 2016): each new feature map copies an old one (the first
+          ones in order, the rest drawn), every conv reading a copied map divides its weights
+          by the number of copies, and a little noise (1e-3 of each layer's weight scale, seeded)
+          lets the copies grow apart in training.
+        """
+        head = "head.0.weight"
+        if model != "unet_dae" or head not in state:
+            raise ValueError(f"unet_dae cannot start from a {model} checkpoint")
+        old_width, old_in = state[head].shape[0], state[head].shape[1]
+        blocks = sum(isinstance(m, nn.Conv2d) for m in self.bottleneck)
+        like = UNetDAE(self.channels, old_width, self.levels, blocks, noise_level_input=old_in > self.channels).state_dict()
+        odd = [k for k in like if k not in state or state[k].shape != like[k].shape]
+        if odd or old_width > self.width or old_in not in (self.channels, self.in_channels):
+            raise ValueError(f"unet_dae cannot start from this {model}: it lacks or reshapes {odd[:4]} (width {old_width}, {old_in} input planes; this one: width {self.width}, {self.in_channels} planes, {self.levels} levels, {blocks} bottleneck convs)")
+        gen = torch.Generator().manual_seed(0)
+        maps: dict = {}
+        for k in range(self.levels + 1):
+            new, old = self.width * 2**k, old_width * 2**k
+            idx = torch.cat([torch.arange(old), torch.randint(0, old, (new - old,), generator=gen)])
+            maps[k] = (idx, torch.bincount(idx, minlength=old).float())
+            maps["cat", k] = (torch.cat([idx, idx + old]), torch.cat([maps[k][1], maps[k][1]]))
+        maps["in"] = (torch.arange(old_in), torch.ones(old_in))
+        maps["out"] = (torch.arange(self.channels), torch.ones(self.channels))
+        taken = {}
+        for name, (src, dst) in self._conv_spaces().items():
+            (gi, ci), (go, _) = maps[src], maps[dst]
+            w = state[name + ".weight"][go][:, gi] / ci[gi].view(1, -1, 1, 1)
+            if old_width < self.width:
+                w = w + self.WIDEN_NOISE * state[name + ".weight"].std() * torch.randn(w.shape, generator=gen)
+            if src == "in" and w.shape[1] < self.in_channels:  # the noise-level plane: no say yet
+                w = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+            taken[name + ".weight"], taken[name + ".bias"] = w, state[name + ".bias"][go]
         self.load_state_dict(taken)
+
+    def _conv_spaces(self) -> dict[str, tuple]:
+        """Each conv's (input, output) feature space: a level k, ("cat", k) for [upsampled, skip]
+        at level k, "in" for the input planes, "out" for the predicted noise."""
+        top = self.levels
+        out = {"head.0": ("in", 0), "tail": (0, "out")}
+        for i in range(self.levels):
+            out[f"downs.{i}.body.0"], out[f"downs.{i}.body.2"] = (i, i + 1), (i + 1, i + 1)
+            j, lvl = i, self.levels - 1 - i  # ups run from the coarsest level
+            out[f"ups.{j}.up"], out[f"ups.{j}.body.0"], out[f"ups.{j}.body.2"] = (lvl + 1, lvl), (("cat", lvl), lvl), (lvl, lvl)
+        for name, m in self.bottleneck.named_children():
+            if isinstance(m, nn.Conv2d):
+                out[f"bottleneck.{name}"] = (top, top)
+        return out
 
 
 @register_model("plane_unet_dae", modality="image")
