@@ -127,7 +127,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
             raise JobError("give an input (a folder, or one or more files) and an output folder")
         settings = from_args(args)
         input_dir, files = split_inputs(inputs)
-        plan = plan_job(args.model, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, sweep=not args.dry_run, strength=settings.strength)
+        plan = plan_job(args.model, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, sweep=not args.dry_run, strength=settings.strength, ensemble=settings.ensemble)
     except (JobError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN

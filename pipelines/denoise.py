@@ -73,7 +73,7 @@ def _stop_on_signals():
 @task(cache_policy=NO_CACHE)
 def plan_step(models: list[str], input_dir: str, output_dir: str, settings: JobSettings, files: list[str] | None, run_id: str) -> JobPlan:
     """Refuse an impossible job before touching files; list inputs; drop those already done."""
-    return plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, run_id=run_id, strength=settings.strength)
+    return plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, run_id=run_id, strength=settings.strength, ensemble=settings.ensemble)
 
 
 @task(cache_policy=NO_CACHE)
@@ -152,6 +152,7 @@ def denoise_flow(
     tile: int = _D.tile,
     memory_mb: int = _D.memory_mb,
     strength: float = _D.strength,
+    ensemble: bool = _D.ensemble,
     max_pixels: int = _D.max_pixels,
     chunk_seconds: float = _D.chunk_seconds,
     min_seconds: float = _D.min_seconds,
@@ -179,7 +180,7 @@ def denoise_flow(
     run wrote or failed something, so an idle scheduled run does not bury the last report."""
     with _stop_on_signals():
         return _denoise(models, input_dir, output_dir, files, job, show_progress, JobSettings(
-        threads=threads, tile=tile, memory_mb=memory_mb, strength=strength, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
+        threads=threads, tile=tile, memory_mb=memory_mb, strength=strength, ensemble=ensemble, max_pixels=max_pixels, chunk_seconds=chunk_seconds, min_seconds=min_seconds, max_seconds=max_seconds, batch_size=batch_size,
         incremental=incremental, overwrite=overwrite, state_dir=state_dir, runner=runner, workers=workers, dask_address=dask_address, report_samples=report_samples,
         ))
 

@@ -40,7 +40,7 @@ def serve_config(config: str | Path) -> int:
     for job in cfg.jobs:  # a bad model or folder layout is refused now, not at 3 a.m.
         try:
             if Path(job.input_dir).is_dir():
-                check_job(job.models, job.input_dir, job.output_dir, strength=job.parameters.strength)
+                check_job(job.models, job.input_dir, job.output_dir, strength=job.parameters.strength, ensemble=job.parameters.ensemble)
             else:
                 for m in job.models:
                     OnnxModel(m, threads=1)

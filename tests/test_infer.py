@@ -42,6 +42,23 @@ def test_tiled_equals_whole_image(gray_model, color_model, channels):
     assert np.abs(as_int.astype(int) - (whole * 255 + 0.5).astype(int)).max() <= 1
 
 
+def test_ensemble_is_flip_rotation_equivariant_and_tiles_exactly(gray_model, color_model):
+    img = photo(203, 157, channels=3).astype(np.float32) / 255  # not a multiple of the size multiple: padded
+    whole = OnnxDenoiser(color_model, tile=4096, memory_mb=None, ensemble=True)
+    tiled = OnnxDenoiser(color_model, tile=64, memory_mb=None, ensemble=True)
+    a = whole.denoise(img)
+    assert a.shape == img.shape
+    np.testing.assert_allclose(tiled.denoise(img), a, atol=1e-4)
+    plain = OnnxDenoiser(color_model, tile=4096, memory_mb=None).denoise(img)
+    assert np.abs(a - plain).max() > 1e-3  # the average of 8 is not the plain output
+    sq = photo(96, 128, channels=1)[..., None].astype(np.float32) / 255  # on the grid: exactly equivariant
+    ens = OnnxDenoiser(gray_model, tile=4096, memory_mb=None, ensemble=True)
+    ref = ens.denoise(sq)
+    np.testing.assert_allclose(ens.denoise(np.ascontiguousarray(np.rot90(sq))), np.rot90(ref), atol=1e-5)
+    np.testing.assert_allclose(ens.denoise(np.ascontiguousarray(sq[:, ::-1])), ref[:, ::-1], atol=1e-5)
+    assert ens.identity == OnnxDenoiser(gray_model).identity + "+ensemble"
+
+
 def test_channel_rules(gray_model, color_model):
     rgb = photo(64, 64, channels=3)
     gray = photo(64, 64, channels=1)[..., None]

@@ -150,3 +150,4 @@ def test_strength_reaches_jobs_and_is_part_of_the_ledger_identity(tmp_path, gray
     assert denoise_dir(level_model, src, tmp_path / "out2", strength=1.5).counts()["unchanged"] == 3
     again = denoise_dir(level_model, src, tmp_path / "out2")  # another strength makes other outputs: redone
     assert again.counts()["written"] == 3
+    assert denoise_dir(level_model, src, tmp_path / "out2", ensemble=True).counts()["written"] == 3  # so does the ensemble

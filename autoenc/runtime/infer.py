@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
-from autoenc.runtime.ledger import strength_tag
+from autoenc.runtime.ledger import settings_tag
 from autoenc.runtime.noise_level import estimate_sigma
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
@@ -87,15 +87,18 @@ class OnnxDenoiser(OnnxModel):
         blend: length in pixels of the cross-fade between tiles.
         strength: what a model with a noise-level input is told: ``strength`` times the
             estimated level. Blind models accept only 1.
+        ensemble: average the model over the 8 flips/rotations of each tile. The image is first
+            padded (edge) to a multiple of the model's size multiple, so every transformed tile
+            sits on the model's grid and tiled output still equals whole-image output.
     """
 
     PROBE = 256  # edge of the tile that measures what a tile pixel costs
 
-    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16, strength: float = DEFAULTS.strength) -> None:
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16, strength: float = DEFAULTS.strength, ensemble: bool = DEFAULTS.ensemble) -> None:
         super().__init__(model, threads=threads, modality="image", mem_pattern=False)
         if strength != 1 and not self.info.noise_level_input:
             raise ModelError(blind_strength_error(self.path, strength))
-        self.strength = strength
+        self.strength, self.ensemble = strength, ensemble
         m = self.info.size_multiple
         self.context = math.ceil(self.info.receptive_radius / m) * m
         self.blend = max(m, math.ceil(blend / m) * m)
@@ -106,8 +109,8 @@ class OnnxDenoiser(OnnxModel):
 
     @property
     def identity(self) -> str:
-        """The model's identity (see :class:`OnnxModel`) with the strength, which changes outputs."""
-        return super().identity + strength_tag(self.strength)
+        """The model's identity (see :class:`OnnxModel`) with the settings that change outputs."""
+        return super().identity + settings_tag(self.strength, self.ensemble)
 
     def fit_tile(self, channels: int) -> int:
         """The tile edge for images of ``channels`` planes under ``memory_mb`` (measured once
@@ -126,8 +129,20 @@ class OnnxDenoiser(OnnxModel):
         return max(self.min_tile, min(self.tile, edge))
 
     def _apply(self, tile: np.ndarray, level: float = 0.0) -> np.ndarray:
-        """Denoise an (h, w, K) float tile with the channel rule (see module docstring);
-        ``level`` fills the noise-level plane of a model that takes one."""
+        """Denoise an (h, w, K) float tile with the channel rule (see module docstring), or the
+        mean over its 8 flips/rotations with ``ensemble``; ``level`` fills the noise-level plane
+        of a model that takes one."""
+        if not self.ensemble:
+            return self._apply_once(tile, level)
+        acc = np.zeros(tile.shape, np.float32)
+        for k in range(4):
+            for flip in (False, True):
+                t = np.rot90(tile, k)[:, ::-1] if flip else np.rot90(tile, k)
+                y = self._apply_once(np.ascontiguousarray(t), level)
+                acc += np.rot90(y[:, ::-1] if flip else y, -k)
+        return acc / 8
+
+    def _apply_once(self, tile: np.ndarray, level: float) -> np.ndarray:
         k, c = tile.shape[2], self.info.channels
         chw = tile.transpose(2, 0, 1)
         if k == c:
@@ -156,9 +171,17 @@ class OnnxDenoiser(OnnxModel):
         Works one row of tiles at a time: rows of the float accumulator are finalised as soon
         as no later tile reaches them, so extra memory is about ``tile`` rows, whatever H is.
         """
+        told = self.strength * (self.noise_level(planes, max_value) if level is None else level) if self.info.noise_level_input else 0.0
+        h, w, _ = planes.shape
+        m = self.info.size_multiple
+        if self.ensemble and (h % m or w % m):  # every flipped/rotated tile on the model's grid
+            padded = np.pad(planes, ((0, -h % m), (0, -w % m), (0, 0)), mode="edge")
+            return self._tiled(padded, max_value, told)[:h, :w]
+        return self._tiled(planes, max_value, told)
+
+    def _tiled(self, planes: np.ndarray, max_value: float, level: float) -> np.ndarray:
+        """:meth:`denoise` of planes, told ``level``, tile by tile."""
         h, w, k = planes.shape
-        if self.info.noise_level_input:
-            level = self.strength * (self.noise_level(planes, max_value) if level is None else level)
         m = self.info.size_multiple
         tile = self.fit_tile(k) if max(h, w) > self.min_tile else self.tile  # small images: one tile anyway
         ys = tile_spans(h, tile, self.context, self.blend, m)
@@ -178,7 +201,7 @@ class OnnxDenoiser(OnnxModel):
             wy = span_weights((y0, y1), h, self.context, self.blend)
             for (x0, x1), wx_j in zip(xs, wx):
                 tile = planes[y0:y1, x0:x1].astype(np.float32) / max_value
-                acc[y0 - done : y1 - done, x0:x1] += self._apply(tile, level or 0.0) * (wy[:, None, None] * wx_j[None, :, None])
+                acc[y0 - done : y1 - done, x0:x1] += self._apply(tile, level) * (wy[:, None, None] * wx_j[None, :, None])
             final = ys[i + 1][0] if i + 1 < len(ys) else h
             out[done:final] = self._finish(acc[: final - done], sum_y[done:final], sum_x, max_value, out.dtype)
             acc, done = acc[final - done :], final

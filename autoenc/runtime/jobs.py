@@ -92,7 +92,7 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None, *, strength: float = 1.0) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
+def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None, *, strength: float = 1.0, ensemble: bool = False) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
     """Refuse a job that cannot run (missing/unusable model, two models of one modality, a
     ``strength`` other than 1 for a blind image model,
     missing input folder, an output that exists but is not a folder, output inside input or
@@ -130,7 +130,7 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
         if info.modality == "image" and strength != 1 and not info.noise_level_input:
             raise JobError(blind_strength_error(model, strength))
         by_modality[info.modality] = str(loaded.path)
-        ids[info.modality] = model_identity(info.model, loaded.path, strength if info.modality == "image" else 1.0)
+        ids[info.modality] = model_identity(info.model, loaded.path, *((strength, ensemble) if info.modality == "image" else ()))
     if not by_modality:
         raise JobError("no model given")
     return src, dst, by_modality, ids
@@ -267,6 +267,7 @@ def plan_job(
     files: list[str] | None = None,
     sweep: bool = True,
     strength: float = 1.0,
+    ensemble: bool = False,
 ) -> JobPlan:
     """:func:`check_job`, then list the inputs. Symlinks that resolve outside the input folder
     are not followed (reported as skipped); other file types, and files of a modality with no
@@ -274,9 +275,9 @@ def plan_job(
     denoised with the same model (same size and mtime, output still present) come back as
     "unchanged" unless ``overwrite``; the batches hash the rest. ``files`` (relative to
     ``input_dir``) names the inputs instead of walking the folder. ``sweep`` removes temp files
-    a dead run left (a dry run passes False: it changes nothing). ``strength`` is the image
-    denoising strength (part of the model identity the ledger keeps)."""
-    src, dst, by_modality, ids = check_job(models, input_dir, output_dir, files, strength=strength)
+    a dead run left (a dry run passes False: it changes nothing). ``strength`` and ``ensemble``
+    are the image settings that change outputs (part of the model identity the ledger keeps)."""
+    src, dst, by_modality, ids = check_job(models, input_dir, output_dir, files, strength=strength, ensemble=ensemble)
     files, skipped = list_inputs(src, set(by_modality)) if files is None else pick_inputs(src, files, set(by_modality))
     other = sorted({m for r in skipped if (m := modality_of(r.path)) and m not in by_modality and "model was given" in r.reason})
     if not files and other:
@@ -319,7 +320,7 @@ def _denoiser(modality: str, model: str, settings: JobSettings):
     if modality == "image":
         from autoenc.runtime.infer import OnnxDenoiser
 
-        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile, memory_mb=settings.memory_mb, strength=settings.strength)
+        return OnnxDenoiser(model, threads=settings.threads, tile=settings.tile, memory_mb=settings.memory_mb, strength=settings.strength, ensemble=settings.ensemble)
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     return OnnxAudioDenoiser(model, threads=settings.threads, chunk_seconds=settings.chunk_seconds)
@@ -532,5 +533,5 @@ def denoise_dir(
     ``input_dir``; ``overrides`` change single settings, e.g. ``overwrite=True``."""
     if overrides:
         settings = JobSettings(**{**settings.model_dump(), **overrides})
-    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, strength=settings.strength)
+    plan = plan_job(models, input_dir, output_dir, incremental=settings.incremental, overwrite=settings.overwrite, state_dir=settings.state_dir, files=files, strength=settings.strength, ensemble=settings.ensemble)
     return run_plan(plan, settings)

@@ -50,16 +50,17 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def model_identity(name: str, path: str | Path, strength: float = 1.0) -> str:
+def model_identity(name: str, path: str | Path, strength: float = 1.0, ensemble: bool = False) -> str:
     """``<registry name>:<first 16 hex of the .onnx sha256>``: retraining or re-exporting a
-    model changes it, copying or renaming the file does not; a denoising strength other than 1
-    (which changes the outputs) is part of it (:func:`strength_tag`)."""
-    return f"{name}:{file_sha256(path)[:16]}{strength_tag(strength)}"
+    model changes it, copying or renaming the file does not; image settings that change the
+    outputs are part of it (:func:`settings_tag`)."""
+    return f"{name}:{file_sha256(path)[:16]}{settings_tag(strength, ensemble)}"
 
 
-def strength_tag(strength: float) -> str:
-    """What a denoising strength adds to a model identity: nothing at 1, else ``@strength<K>``."""
-    return "" if strength == 1 else f"@strength{strength:g}"
+def settings_tag(strength: float = 1.0, ensemble: bool = False) -> str:
+    """What image settings add to a model identity: ``@strength<K>`` for a strength other than
+    1, ``+ensemble`` for the flip/rotation ensemble; nothing for the defaults."""
+    return ("" if strength == 1 else f"@strength{strength:g}") + ("+ensemble" if ensemble else "")
 
 
 def _pid_start(pid: int) -> int | None:
