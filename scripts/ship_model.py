@@ -60,6 +60,19 @@ def _benchmark(path: Path, name: str) -> list[str]:
             f"`fillets-ng-data-nl`), noises at {'/'.join(map(str, d['snrs']))} dB SNR, first 4 s:", "", *rows]
 
 
+def _image_benchmark(path: Path) -> list[str]:
+    """PSNR per sigma and method from a benchmarks/image_quality.py JSON, one column per method."""
+    d = json.loads(path.read_text())
+    methods = list(dict.fromkeys(r["method"] for r in d["rows"] if r["sigma"] > 0))
+    sigmas = sorted({r["sigma"] for r in d["rows"]})
+    psnr = {(r["sigma"], r["method"]): r["psnr"] for r in d["rows"]}
+    rows = ["| σ | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for sg in sigmas:
+        rows.append(f"| {'0 (clean input)' if sg == 0 else f'{sg:g}'} | " + " | ".join(f"{psnr[sg, m]:.2f}" if (sg, m) in psnr else "" for m in methods) + " |")
+    return [f"`python benchmarks/image_quality.py{' --color' if d['color'] else ''}` on {len(d['files'])} crops ({d['megapixels']:.2f} MP) of the `palapeli-data` photos, "
+            "a package never trained or validated on; Gaussian noise saved as 8-bit; PSNR dB; the baselines are told the true σ:", "", *rows]
+
+
 def _licences(run_dir: Path, modality: str, cfg: dict) -> list[str]:
     """Licences of the files the run actually read (its manifest), per package."""
     if modality != "image" and cfg["data"].get("corpus") == "voices":
@@ -93,7 +106,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="extra line for the card (e.g. threads used)")
     ap.add_argument("--use-for", required=True, help="which media the model is for (shown by `autoenc models`)")
     ap.add_argument("--limits", default="", help="the card's Limits paragraph (default: the small-corpus caveat)")
-    ap.add_argument("--benchmark", help="audio: benchmarks/audio_quality.json of this model, quoted in the card")
+    ap.add_argument("--benchmark", help="benchmarks/audio_quality.json or image_quality*.json with this model, quoted in the card")
     args = ap.parse_args()
     run = Path(args.run_dir)
     out = REPO / "autoenc/pretrained"
@@ -126,7 +139,8 @@ def main() -> None:
         *([q_line] if q_line else []),
         f"- **Training data:** {VOICES if cfg['data'].get('corpus') == 'voices' else DATA[info.modality]}.",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
-        f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`",
+        (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file, times `--strength`):** `{json.dumps(cfg['noise'])}`"
+         if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
         f"- **Config:** `{args.config}` (config hash `{info.config_hash}`), {metrics.get('epochs_trained', '?')} epochs, best checkpoint from epoch {metrics.get('best_epoch', '?')}.",
         *([f"- **Starts from:** the weights of `{cfg['train']['init_from']}`"
            + (" as committed before this model replaced it (see the config's header for the commit)" if str(cfg["train"]["init_from"]).endswith(".onnx") else " (train that run first)")
@@ -137,7 +151,8 @@ def main() -> None:
         *(["## Voices (split by source: whole voices and languages held out)", "", *_voices(run), "",
             "The benchmark voices (Dutch: `fillets-ng-data-nl` and klettres Dutch) are in a separate folder and were never trained or validated on.", ""]
           if cfg["data"].get("corpus") == "voices" else []),
-        *(["## Benchmark on held-out voices", "", *_benchmark(Path(args.benchmark), args.name), ""] if args.benchmark else []),
+        *(["## Benchmark on held-out voices", "", *_benchmark(Path(args.benchmark), args.name), ""] if args.benchmark and info.modality == "audio" else []),
+        *(["## Benchmark on held-out photos", "", *_image_benchmark(Path(args.benchmark)), ""] if args.benchmark and info.modality == "image" else []),
         "## Validation metrics (held-out files, best checkpoint)",
         "",
         metrics_table(metrics["val"]),
