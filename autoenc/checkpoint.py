@@ -71,7 +71,10 @@ def _onnx_source(path: Path) -> dict[str, Any]:
     meta = {p.key: p.value for p in graph.metadata_props}
     if "autoenc.model" not in meta:
         raise ValueError(f"train.init_from: {path} is not an autoenc model (no autoenc.model metadata)")
-    state = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.graph.initializer}
+    if "autoenc.quantization" in meta:
+        raise ValueError(f"train.init_from: {path} is an int8 model and cannot be a start; use its fp32 twin")
+    # Parameters are the initializers named like module attributes; the exporter adds constants (val_2, ...).
+    state = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.graph.initializer if t.name.endswith((".weight", ".bias"))}
     return {"model": meta["autoenc.model"], "state": state, "config_hash": meta.get("autoenc.config_hash")}
 
 
@@ -85,14 +88,13 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
     src = _onnx_source(path) if path.suffix == ".onnx" else read_checkpoint(path)
     wanted = model.state_dict()
-    missing = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape]
-    if src["model"] == name and not missing:
-        model.load_state_dict({k: src["state"][k] for k in wanted})
+    odd = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape] + sorted(set(src["state"]) - set(wanted))
+    if src["model"] == name and not odd:
+        model.load_state_dict(src["state"])
     elif hasattr(model, "adopt"):
         model.adopt(src["model"], src["state"])  # raises ValueError naming what it cannot take
     else:
-        hint = " (an int8 model cannot be a start; use its fp32 twin)" if path.suffix == ".onnx" else ""
-        raise ValueError(f"train.init_from: {name} cannot start from {path} ({src['model']}): it lacks or reshapes {missing[:4]}{hint}")
+        raise ValueError(f"train.init_from: {name} cannot start from {path} ({src['model']}): it lacks, reshapes or adds {odd[:4]}")
     log.info("starting from the weights of %s (%s, config %s)", path, src["model"], src.get("config_hash"))
     return {"path": str(path), "model": src["model"], "config_hash": src.get("config_hash"), "epoch": src.get("epoch")}
 

@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from autoenc import FORMAT_VERSION, __version__
+from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, __version__
 from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
@@ -151,8 +151,8 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         config_hash=ckpt["config_hash"],
         metrics=metrics,
         version=__version__,
-        format_version=FORMAT_VERSION,
-        noise_level_input=bool(ckpt["kwargs"].get("noise_level_input", False)),
+        format_version=NOISE_LEVEL_FORMAT if getattr(model, "noise_level_input", False) else FORMAT_VERSION,
+        noise_level_input=bool(getattr(model, "noise_level_input", False)),
     )
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())

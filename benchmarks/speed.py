@@ -117,7 +117,7 @@ def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dic
     model = torch_twin(name, fp32)
     c = model.channels
     size, tiled = args.size, args.tiled_size
-    x = np.random.default_rng(0).random((1, c, size, size), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, getattr(model, "in_channels", c), size, size), dtype=np.float32)  # with any noise-level plane
     planes = np.random.default_rng(1).random((tiled, tiled, c), dtype=np.float32)
     macs_px = conv_macs(model, torch.from_numpy(x)) / (size * size)
     mp, mp_tiled = size * size / 1e6, tiled * tiled / 1e6

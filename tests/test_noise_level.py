@@ -101,7 +101,7 @@ def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):
     ingest(root, cfg.data, run / "manifest.csv")
     best = fit(cfg, root, run / "manifest.csv", run)
     info = to_onnx(best, run / "model.onnx")
-    assert info.noise_level_input and info.channels == 3
+    assert info.noise_level_input and info.channels == 3 and info.format_version == 2  # older runtimes (format 1) refuse it
     props = {p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}
     assert json.loads(props["autoenc.noise_level_input"]) is True and ModelInfo.from_props(props).noise_level_input
 
@@ -109,6 +109,15 @@ def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):
     calib = calibration_inputs(data, 4)
     assert calib[0].shape[1] == 4 and np.ptp(calib[0][0, 3]) == 0 and calib[0][0, 3, 0, 0] == pytest.approx(estimate_sigma(calib[0][0, :3].transpose(1, 2, 0)))
     quantize_int8(run / "model.onnx", run / "q.onnx", calib)
+    from autoenc.checkpoint import start_from
+    from autoenc.models import get_model
+
+    with pytest.raises(ValueError, match="fp32 twin"):
+        start_from(get_model("unet_dae", channels=3, width=8, levels=2, noise_level_input=True), "unet_dae", run / "q.onnx")
+    again = get_model("unet_dae", channels=3, width=8, levels=2, noise_level_input=True)
+    start_from(again, "unet_dae", run / "model.onnx")  # the fp32 export is a start
+    with pytest.raises(ValueError, match="cannot start from"):
+        start_from(get_model("unet_dae", channels=3, width=8, levels=2, noise_level_input=True, bottleneck_blocks=0), "unet_dae", best)  # would drop weights
     ops = runtime_ops(run / "q.onnx", tmp_path)
     assert ops["QLinearConv"] >= 8 and ops["Conv"] + ops["FusedConv"] == 1, ops
 
@@ -122,7 +131,7 @@ def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):
     assert level == pytest.approx(20 / 255, rel=0.15)
     assert np.array_equal(strong.denoise(img, 255, level=level), whole.denoise(img, 255, level=2 * level))
     assert not np.array_equal(strong.denoise(img, 255), whole.denoise(img, 255))
-    assert strong.identity == whole.identity + "@strength2"
+    assert strong.identity == whole.identity + "@strength2.0"
 
 
 def test_strength_reaches_jobs_and_is_part_of_the_ledger_identity(tmp_path, gray_model):
@@ -145,6 +154,11 @@ def test_strength_reaches_jobs_and_is_part_of_the_ledger_identity(tmp_path, gray
     assert {r["path"]: r["noise_sigma"] for r in files_table(report)} == sigmas
 
     level_model = make_model_file(tmp_path, channels=1, noise_level_input=True, noise_scale=0.1)
+    rgb = np.stack([_noisy(_clean(64, 80)[..., 0], s, seed=s) for s in (5, 10, 30)], axis=2)
+    den = OnnxDenoiser(level_model, memory_mb=None)
+    per_plane = np.concatenate([den.denoise(rgb[..., i : i + 1], 255) for i in range(3)], axis=2)
+    assert np.array_equal(den.denoise(rgb, 255), per_plane)  # each plane is told its own level
+    assert not np.array_equal(den.denoise(rgb, 255, level=den.noise_level(rgb, 255)), per_plane)
     first = denoise_dir(level_model, src, tmp_path / "out2", strength=1.5)
     assert first.counts()["written"] == 3
     assert denoise_dir(level_model, src, tmp_path / "out2", strength=1.5).counts()["unchanged"] == 3

@@ -98,7 +98,7 @@ class UNetDAE(ResidualUNet):
         old_width, old_in = state[head].shape[0], state[head].shape[1]
         blocks = sum(isinstance(m, nn.Conv2d) for m in self.bottleneck)
         like = UNetDAE(self.channels, old_width, self.levels, blocks, noise_level_input=old_in > self.channels).state_dict()
-        odd = [k for k in like if k not in state or state[k].shape != like[k].shape]
+        odd = [k for k in like if k not in state or state[k].shape != like[k].shape] + sorted(set(state) - set(like))
         if odd or old_width > self.width or old_in not in (self.channels, self.in_channels):
             raise ValueError(f"unet_dae cannot start from this {model}: it lacks or reshapes {odd[:4]} (width {old_width}, {old_in} input planes; this one: width {self.width}, {self.in_channels} planes, {self.levels} levels, {blocks} bottleneck convs)")
         gen = torch.Generator().manual_seed(0)
@@ -128,7 +128,8 @@ class UNetDAE(ResidualUNet):
         out = {"head.0": ("in", 0), "tail": (0, "out")}
         for i in range(self.levels):
             out[f"downs.{i}.body.0"], out[f"downs.{i}.body.2"] = (i, i + 1), (i + 1, i + 1)
-            j, lvl = i, self.levels - 1 - i  # ups run from the coarsest level
+        for j in range(self.levels):
+            lvl = self.levels - 1 - j  # ups run from the coarsest level
             out[f"ups.{j}.up"], out[f"ups.{j}.body.0"], out[f"ups.{j}.body.2"] = (lvl + 1, lvl), (("cat", lvl), lvl), (lvl, lvl)
         for name, m in self.bottleneck.named_children():
             if isinstance(m, nn.Conv2d):
@@ -168,8 +169,10 @@ class PlaneUNetDAE(nn.Module):
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
         """Start from a trained gray ``unet_dae`` checkpoint's weights (the guide stays zero)."""
-        if model != "unet_dae":
-            raise ValueError(f"plane_unet_dae can start from a unet_dae checkpoint, not {model!r}")
+        own = self.net.state_dict()
+        odd = [k for k in own if k not in state or state[k].shape != own[k].shape] + sorted(set(state) - set(own))
+        if model != "unet_dae" or odd:
+            raise ValueError(f"plane_unet_dae can start from a gray unet_dae of its size, not this {model} (it lacks, reshapes or adds {odd[:4]})")
         self.net.load_state_dict(state)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:

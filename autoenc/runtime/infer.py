@@ -15,8 +15,9 @@ and measures how much the process grew (onnxruntime's arena keeps what a run nee
 edge is then the largest whose working memory fits ``memory_mb``, never above ``tile``.
 
 Noise level: a model built with a noise-level input gets one more plane, constant over the
-image, holding :func:`estimate_sigma` of the whole image (not per tile, so tiling stays exact)
-times the caller's ``strength``: above 1 smooths more, below 1 keeps more grain and detail.
+image, holding :func:`estimate_sigma` of the whole image (not per tile, so tiling stays exact;
+per plane when a gray model runs on each plane of a colour image) times the caller's
+``strength``: above 1 smooths more, below 1 keeps more grain and detail.
 
 Channel rule: a model with as many channels as the image is applied directly. Otherwise each
 image channel is denoised on its own: a 1-channel model runs on R, G, B (or C, M, Y, K)
@@ -33,7 +34,7 @@ import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
 from autoenc.runtime.ledger import settings_tag
-from autoenc.runtime.noise_level import estimate_sigma
+from autoenc.runtime.noise_level import estimate_sigma, plane_sigmas
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -128,7 +129,7 @@ class OnnxDenoiser(OnnxModel):
         edge = int(math.sqrt(self.memory_mb * 2**20 / self.bytes_per_pixel[channels])) // m * m
         return max(self.min_tile, min(self.tile, edge))
 
-    def _apply(self, tile: np.ndarray, level: float = 0.0) -> np.ndarray:
+    def _apply(self, tile: np.ndarray, level: float | np.ndarray = 0.0) -> np.ndarray:
         """Denoise an (h, w, K) float tile with the channel rule (see module docstring), or the
         mean over its 8 flips/rotations with ``ensemble``; ``level`` fills the noise-level plane
         of a model that takes one."""
@@ -142,7 +143,7 @@ class OnnxDenoiser(OnnxModel):
                 acc += np.rot90(y[:, ::-1] if flip else y, -k)
         return acc / 8
 
-    def _apply_once(self, tile: np.ndarray, level: float) -> np.ndarray:
+    def _apply_once(self, tile: np.ndarray, level: float | np.ndarray) -> np.ndarray:
         k, c = tile.shape[2], self.info.channels
         chw = tile.transpose(2, 0, 1)
         if k == c:
@@ -152,10 +153,12 @@ class OnnxDenoiser(OnnxModel):
         rep = np.repeat(chw[:, None], c, axis=1)  # each plane as a gray "colour" image
         return self._model(rep, level).mean(axis=1).transpose(1, 2, 0)
 
-    def _model(self, x: np.ndarray, level: float) -> np.ndarray:
-        """One run on an (N, C, h, w) batch, with the noise-level plane appended if the model takes one."""
+    def _model(self, x: np.ndarray, level: float | np.ndarray) -> np.ndarray:
+        """One run on an (N, C, h, w) batch, with the noise-level plane appended if the model
+        takes one (``level``: one value, or one per batch item)."""
         if self.info.noise_level_input:
-            x = np.concatenate([x, np.full((x.shape[0], 1, *x.shape[2:]), level, np.float32)], axis=1)
+            plane = np.broadcast_to(np.asarray(level, np.float32).reshape(-1, 1, 1, 1), (x.shape[0], 1, *x.shape[2:]))
+            x = np.concatenate([x, plane], axis=1)
         return self._run(x)
 
     def noise_level(self, planes: np.ndarray, max_value: float = 1.0) -> float:
@@ -165,21 +168,27 @@ class OnnxDenoiser(OnnxModel):
     def denoise(self, planes: np.ndarray, max_value: float = 1.0, *, level: float | None = None) -> np.ndarray:
         """Denoise (H, W, K) planes: an integer array with full scale ``max_value`` returns the
         same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32.
-        A model with a noise-level input is told the strength times ``level`` (the estimate of
-        :meth:`noise_level` when None, on the 0..1 scale); blind models ignore it.
+        A model with a noise-level input is told the strength times ``level`` (on the 0..1
+        scale; when None, the image's estimate, per plane for a gray model on several planes);
+        blind models ignore it.
 
         Works one row of tiles at a time: rows of the float accumulator are finalised as soon
         as no later tile reaches them, so extra memory is about ``tile`` rows, whatever H is.
         """
-        told = self.strength * (self.noise_level(planes, max_value) if level is None else level) if self.info.noise_level_input else 0.0
-        h, w, _ = planes.shape
+        h, w, k = planes.shape
+        told: float | np.ndarray = 0.0
+        if self.info.noise_level_input and level is not None:
+            told = self.strength * level
+        elif self.info.noise_level_input:
+            per_plane = self.info.channels == 1 and k > 1
+            told = self.strength * (plane_sigmas(planes, max_value) if per_plane else self.noise_level(planes, max_value))
         m = self.info.size_multiple
         if self.ensemble and (h % m or w % m):  # every flipped/rotated tile on the model's grid
             padded = np.pad(planes, ((0, -h % m), (0, -w % m), (0, 0)), mode="edge")
             return self._tiled(padded, max_value, told)[:h, :w]
         return self._tiled(planes, max_value, told)
 
-    def _tiled(self, planes: np.ndarray, max_value: float, level: float) -> np.ndarray:
+    def _tiled(self, planes: np.ndarray, max_value: float, level: float | np.ndarray) -> np.ndarray:
         """:meth:`denoise` of planes, told ``level``, tile by tile."""
         h, w, k = planes.shape
         m = self.info.size_multiple

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from autoenc.runtime.job_settings import DEFAULTS, JobSettings, blind_strength_error
-from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, LedgerError, check_ledger, file_sha256, model_identity, process_alive
+from autoenc.runtime.ledger import STATE_DIRNAME, Ledger, LedgerError, check_ledger, file_sha256, process_alive, settings_tag
 from autoenc.runtime.media import MediaError, check_regular, is_own_host, modality_of, temp_owner
 from autoenc.runtime.session import ModelError, OnnxModel
 
@@ -92,6 +92,13 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def refuse_blind_strength(info, model: str | Path, strength: float) -> None:
+    """Raise :class:`JobError` for a blind image model (``info``: its :class:`ModelInfo`) asked
+    for a strength other than 1: it has no noise level to scale."""
+    if info.modality == "image" and strength != 1 and not info.noise_level_input:
+        raise JobError(blind_strength_error(model, strength))
+
+
 def check_job(models: str | Path | list[str | Path], input_dir: str | Path, output_dir: str | Path, files: list[str] | None = None, *, strength: float = 1.0, ensemble: bool = False) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
     """Refuse a job that cannot run (missing/unusable model, two models of one modality, a
     ``strength`` other than 1 for a blind image model,
@@ -127,10 +134,9 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
         info = loaded.info
         if info.modality in by_modality:
             raise JobError(f"two {info.modality} models given: {by_modality[info.modality]} and {model}")
-        if info.modality == "image" and strength != 1 and not info.noise_level_input:
-            raise JobError(blind_strength_error(model, strength))
+        refuse_blind_strength(info, model, strength)
         by_modality[info.modality] = str(loaded.path)
-        ids[info.modality] = model_identity(info.model, loaded.path, *((strength, ensemble) if info.modality == "image" else ()))
+        ids[info.modality] = loaded.identity + (settings_tag(strength, ensemble) if info.modality == "image" else "")
     if not by_modality:
         raise JobError("no model given")
     return src, dst, by_modality, ids
@@ -334,7 +340,7 @@ def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSet
 
         data = read_image(src, max_pixels=settings.max_pixels)
         level = den.noise_level(data.planes, data.max_value)
-        write_image(out_path, data, den.denoise(data.planes, data.max_value, level=level))
+        write_image(out_path, data, den.denoise(data.planes, data.max_value))
         h, w, _ = data.planes.shape
         return data.note, h * w, 0.0, round(255 * level, 2)
     seconds = den.denoise_file(src, out_path, min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)

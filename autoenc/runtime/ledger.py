@@ -50,17 +50,12 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def model_identity(name: str, path: str | Path, strength: float = 1.0, ensemble: bool = False) -> str:
-    """``<registry name>:<first 16 hex of the .onnx sha256>``: retraining or re-exporting a
-    model changes it, copying or renaming the file does not; image settings that change the
-    outputs are part of it (:func:`settings_tag`)."""
-    return f"{name}:{file_sha256(path)[:16]}{settings_tag(strength, ensemble)}"
-
-
 def settings_tag(strength: float = 1.0, ensemble: bool = False) -> str:
-    """What image settings add to a model identity: ``@strength<K>`` for a strength other than
-    1, ``+ensemble`` for the flip/rotation ensemble; nothing for the defaults."""
-    return ("" if strength == 1 else f"@strength{strength:g}") + ("+ensemble" if ensemble else "")
+    """What image settings that change the outputs add to a model identity
+    (``<registry name>:<first 16 hex of the .onnx sha256>``, :attr:`OnnxModel.identity`):
+    ``@strength<K>`` for a strength other than 1 (K exactly, as Python writes the float),
+    ``+ensemble`` for the flip/rotation ensemble; nothing for the defaults."""
+    return ("" if strength == 1 else f"@strength{float(strength)!r}") + ("+ensemble" if ensemble else "")
 
 
 def _pid_start(pid: int) -> int | None:

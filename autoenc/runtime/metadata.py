@@ -10,7 +10,7 @@ import json
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from autoenc import FORMAT_VERSION
+from autoenc import READ_FORMATS
 
 PREFIX = "autoenc."
 
@@ -43,8 +43,8 @@ class ModelInfo:
         if PREFIX + "format_version" not in props:
             raise ValueError("not an autoenc model (no autoenc.* metadata)")
         fv = int(props[PREFIX + "format_version"])
-        if fv != FORMAT_VERSION:
-            raise ValueError(f"model format version {fv} is not supported (this autoenc reads {FORMAT_VERSION})")
+        if fv not in READ_FORMATS:
+            raise ValueError(f"model format version {fv} is not supported (this autoenc reads {', '.join(map(str, READ_FORMATS))})")
         fields: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             raw = props.get(PREFIX + name)

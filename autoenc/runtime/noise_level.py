@@ -17,22 +17,30 @@ from __future__ import annotations
 import numpy as np
 
 MAD_TO_SIGMA = 0.6745  # median |x| of a standard normal
-MAX_SAMPLES = 1 << 21  # diagonal details used per plane at most (a strided subset of a large image)
+MAX_SAMPLES = 1 << 20  # diagonal details used per plane at most (whole 2x2 blocks of a strided grid on larger images)
 
 
 def estimate_sigma(planes: np.ndarray, max_value: float = 1.0) -> float:
     """Noise standard deviation of an (H, W) or (H, W, K) image whose full scale is
-    ``max_value``, on the 0..1 scale (multiply by 255 for 8-bit levels). Integer images are
-    converted only in the blocks used. Images under 2x2 pixels give 0."""
+    ``max_value``, on the 0..1 scale (multiply by 255 for 8-bit levels). One plane at a time
+    and only the blocks used are converted to float (about 16 MB at most). Images under 2x2
+    pixels give 0."""
+    return float(np.mean(plane_sigmas(planes, max_value)))
+
+
+def plane_sigmas(planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+    """:func:`estimate_sigma` of each plane of an (H, W) or (H, W, K) image: shape (K,)."""
     x = np.asarray(planes)
-    if x.ndim == 2:
-        x = x[..., None]
+    x = x[..., None] if x.ndim == 2 else x
     h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     if h == 0 or w == 0:
-        return 0.0
+        return np.zeros(x.shape[2])
     step = 1
-    while (h // (2 * step)) * (w // (2 * step)) > MAX_SAMPLES:  # whole 2x2 blocks, every step-th row/column of blocks
+    while (h // (2 * step)) * (w // (2 * step)) > MAX_SAMPLES:  # every step-th row and column of blocks
         step += 1
-    blocks = x[:h, :w].reshape(h // 2, 2, w // 2, 2, -1)[::step, :, ::step].astype(np.float32) / np.float32(max_value)
-    hh = (blocks[:, 0, :, 0] - blocks[:, 0, :, 1] - blocks[:, 1, :, 0] + blocks[:, 1, :, 1]) / 2
-    return float(np.mean(np.median(np.abs(hh.reshape(-1, hh.shape[-1])), axis=0)) / MAD_TO_SIGMA)
+    out = []
+    for k in range(x.shape[2]):
+        corner = lambda dy, dx: x[dy:h:2 * step, dx:w:2 * step, k].astype(np.float32)  # noqa: E731
+        hh = (corner(0, 0) - corner(0, 1) - corner(1, 0) + corner(1, 1)) / 2
+        out.append(float(np.median(np.abs(hh))) / MAD_TO_SIGMA / max_value)
+    return np.array(out)
