@@ -253,9 +253,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if not models:
         print("no shipped models in this installation")
         return 0
-    print(f"{'name':<18} {'modality':<8} {'ch':>2} {'MB':>5}  use for")
+    print(f"{'name':<18} {'modality':<8} {'ch':>2} {'MB':>5} {'strength':<8}  use for")
     for m in models:
-        print(f"{m['name']:<18} {m['modality']:<8} {m['channels']:>2} {m['bytes'] / 1e6:>5.2f}  {m['use_for'] or '-'}")
+        print(f"{m['name']:<18} {m['modality']:<8} {m['channels']:>2} {m['bytes'] / 1e6:>5.2f} {'yes' if m['noise_level_input'] else '-':<8}  {m['use_for'] or '-'}")
     print("\nmodel cards (data, licences, split, held-out scores): " + ", ".join(sorted({Path(m["card"]).name for m in models if m["card"]})) + f" in {Path(models[0]['path']).parent}")
     return 0
 
