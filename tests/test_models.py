@@ -110,5 +110,5 @@ def test_plane_model_starts_as_the_gray_model_per_plane():
         out = plane(x)
         assert torch.allclose(plane(torch.roll(x, 1, dims=1)), torch.roll(out, 1, dims=1), atol=1e-5)
         assert torch.allclose(plane(x[1:]), out[1:], atol=1e-5)
-    with pytest.raises(ValueError, match="unet_dae checkpoint"):
+    with pytest.raises(ValueError, match="gray unet_dae of its size"):
         plane.adopt("unet1d_dae", {})
