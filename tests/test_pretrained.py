@@ -12,7 +12,7 @@ from autoenc.metrics import psnr
 from autoenc.runtime.session import PRETRAINED_DIR, shipped_models
 from conftest import runtime_ops
 
-EXPECTED = {"image-gray": ("image", 1), "image-color": ("image", 3), "photo": ("image", 3), "speech": ("audio", 1)}
+EXPECTED = {"image-gray": ("image", 1), "image-gray-fast": ("image", 1), "image-color": ("image", 3), "photo": ("image", 3), "speech": ("audio", 1)}
 
 
 def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
@@ -22,7 +22,7 @@ def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
         for n in (name, f"{name}-int8"):
             m = listed[n]
             assert (m["modality"], m["channels"]) == (modality, channels)
-            assert m["bytes"] < 5.5e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")
+            assert m["bytes"] < 8e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")  # the width-24 image-gray is 7.5 MB in fp32
         card = (PRETRAINED_DIR / f"{name}.md").read_text()
         for section in ("Training data", "Split", "Noise it was trained on", "Reproduce", "Validation metrics", "Licences"):
             assert section in card, (name, section)
@@ -46,7 +46,7 @@ def test_shipped_int8_is_integer_at_runtime_and_records_its_effect(name, tmp_pat
     assert val["white-snr_db40/int8"] >= 30, val
 
 
-@pytest.mark.parametrize("name", ["image-gray", "image-color"])
+@pytest.mark.parametrize("name", ["image-gray", "image-gray-fast", "image-color"])
 def test_shipped_image_models_denoise_blind(name, corpus_dir):
     from PIL import Image
 
