@@ -34,7 +34,7 @@ import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
 from autoenc.runtime.ledger import settings_tag
-from autoenc.runtime.noise_level import estimate_sigma, plane_sigmas
+from autoenc.runtime.noise_level import plane_sigmas
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -161,27 +161,27 @@ class OnnxDenoiser(OnnxModel):
             x = np.concatenate([x, plane], axis=1)
         return self._run(x)
 
-    def noise_level(self, planes: np.ndarray, max_value: float = 1.0) -> float:
-        """The estimated noise standard deviation of (H, W, K) planes, on the 0..1 scale."""
-        return estimate_sigma(planes, max_value)
+    def noise_level(self, planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+        """The estimated noise standard deviation of each of the (H, W, K) planes, on the 0..1
+        scale (shape (K,); their mean is the image's :func:`estimate_sigma`)."""
+        return plane_sigmas(planes, max_value)
 
-    def denoise(self, planes: np.ndarray, max_value: float = 1.0, *, level: float | None = None) -> np.ndarray:
+    def denoise(self, planes: np.ndarray, max_value: float = 1.0, *, level: float | np.ndarray | None = None) -> np.ndarray:
         """Denoise (H, W, K) planes: an integer array with full scale ``max_value`` returns the
         same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32.
         A model with a noise-level input is told the strength times ``level`` (on the 0..1
-        scale; when None, the image's estimate, per plane for a gray model on several planes);
-        blind models ignore it.
+        scale: one value, or one per plane as :meth:`noise_level` gives, which it computes when
+        None); a gray model on several planes gets each plane's, others the planes' mean.
+        Blind models ignore it.
 
         Works one row of tiles at a time: rows of the float accumulator are finalised as soon
         as no later tile reaches them, so extra memory is about ``tile`` rows, whatever H is.
         """
         h, w, k = planes.shape
         told: float | np.ndarray = 0.0
-        if self.info.noise_level_input and level is not None:
-            told = self.strength * level
-        elif self.info.noise_level_input:
-            per_plane = self.info.channels == 1 and k > 1
-            told = self.strength * (plane_sigmas(planes, max_value) if per_plane else self.noise_level(planes, max_value))
+        if self.info.noise_level_input:
+            levels = np.broadcast_to(np.asarray(self.noise_level(planes, max_value) if level is None else level, np.float64), (k,))
+            told = self.strength * (levels if self.info.channels == 1 and k > 1 else float(levels.mean()))
         m = self.info.size_multiple
         if self.ensemble and (h % m or w % m):  # every flipped/rotated tile on the model's grid
             padded = np.pad(planes, ((0, -h % m), (0, -w % m), (0, 0)), mode="edge")

@@ -339,10 +339,10 @@ def _denoise_one(den, modality: str, src: Path, out_path: Path, settings: JobSet
         from autoenc.runtime.media import read_image, write_image
 
         data = read_image(src, max_pixels=settings.max_pixels)
-        level = den.noise_level(data.planes, data.max_value)
-        write_image(out_path, data, den.denoise(data.planes, data.max_value))
+        levels = den.noise_level(data.planes, data.max_value)  # estimated once: reported, and told to a model that takes it
+        write_image(out_path, data, den.denoise(data.planes, data.max_value, level=levels))
         h, w, _ = data.planes.shape
-        return data.note, h * w, 0.0, round(255 * level, 2)
+        return data.note, h * w, 0.0, round(255 * float(levels.mean()), 2)
     seconds = den.denoise_file(src, out_path, min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)
     return "", 0, seconds, None
 
