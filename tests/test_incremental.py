@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from autoenc.runtime.jobs import denoise_dir, state_dir_for
-from autoenc.runtime.ledger import Ledger
+from autoenc.runtime.ledger import Ledger, check_ledger
 from conftest import REPO, output_files, photo
 
 
@@ -68,6 +69,36 @@ def test_claims_block_live_runs_and_expire_for_dead_ones(tmp_path, gray_model):
         assert ledger.claims() == {"a/img1.png": "live-run"}
         ledger.release(["a/img1.png"], "live-run")
     assert {r.path: r.status for r in denoise_dir(gray_model, src, dst).results}["a/img1.png"] == "written"
+
+
+def _open_new_ledger(state: str, go, results) -> None:
+    while not go.is_set():
+        pass
+    try:
+        check_ledger(state, timeout=10)
+        with Ledger(state, timeout=10) as ledger:
+            ledger.claim(["x"], str(os.getpid()), 60)
+        results.put("ok")
+    except Exception as exc:  # the test reports what went wrong
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_ledger_together_all_get_it(tmp_path):
+    """Processes that create the same ledger at the same instant wait for each other instead
+    of one failing at once with "locked" (SQLite skips its busy wait for the WAL switch)."""
+    ctx = multiprocessing.get_context("fork")
+    answers = []
+    for i in range(24):
+        go, results = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_open_new_ledger, args=(str(tmp_path / f"s{i}"), go, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        time.sleep(0.05)
+        go.set()
+        answers += [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join()
+    assert answers == ["ok"] * len(answers), [a for a in answers if a != "ok"][:3]
 
 
 def test_overlapping_runs_write_each_file_once(tmp_path, gray_model):
