@@ -12,6 +12,7 @@ IMAGE_MODELS = [n for n in list_models() if model_modality(n) == "image"]
 # Small constructor kwargs for every registered model (the test below checks none is missing).
 SMALL = {
     "unet_dae": {"channels": 3, "width": 8, "levels": 2}, "plane_unet_dae": {"channels": 3, "width": 8, "levels": 2},
+    "opponent_unet_dae": {"channels": 3, "width": 8, "levels": 2},
     "unet1d_dae": {"channels": 1, "width": 8, "levels": 3},
     "ae_dense": {"latent": 8, "hidden": 64}, "ae_conv": {"latent": 8, "width": 8}, "ae_overcomplete": {"latent": 1024, "hidden": 128},
     "ae_sparse": {"latent": 64, "hidden": 64}, "vae_dense": {"latent": 4, "hidden": 64}, "vae_conv": {"latent": 4, "width": 8},
@@ -66,6 +67,10 @@ def test_registry_lists_and_refuses_unknown():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_and_encode_decode(name, channels):
     torch.manual_seed(0)
+    if name == "opponent_unet_dae" and channels != 3:
+        with pytest.raises(ValueError, match="RGB"):
+            get_model(name, channels=channels)
+        return
     m = get_model(name, channels=channels, width=8, levels=2).eval()
     for h, w in [(32, 32), (97, 131), (5, 7)]:
         x = torch.rand(2, channels, h, w)
@@ -82,8 +87,9 @@ def test_shapes_and_encode_decode(name, channels):
 def test_loss_falls_in_a_few_steps(name):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    m = get_model(name, channels=1, width=8, levels=2)
-    clean = torch.rand(8, 1, 32, 32, generator=g).cumsum(-1) / 32  # smooth ramps
+    c = 3 if name == "opponent_unet_dae" else 1
+    m = get_model(name, channels=c, width=8, levels=2)
+    clean = torch.rand(8, c, 32, 32, generator=g).cumsum(-1) / 32  # smooth ramps
     noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
     losses = train_steps(m, (noisy, clean), lambda b: torch.nn.functional.mse_loss(m(b[0]), b[1]), steps=30, lr=3e-3, per_epoch=1)
     assert losses[-1] < 0.5 * losses[0]
@@ -112,3 +118,33 @@ def test_plane_model_starts_as_the_gray_model_per_plane():
         assert torch.allclose(plane(x[1:]), out[1:], atol=1e-5)
     with pytest.raises(ValueError, match="gray unet_dae of its size"):
         plane.adopt("unet1d_dae", {})
+
+
+def test_opponent_model_starts_as_the_gray_model_on_luminance_and_chrominance():
+    """Adopted from a narrower gray unet_dae with a level input, the opponent model computes
+    the gray model on Y, C1, C2 (each told the RGB level times its row norm) mapped back to RGB;
+    its guide then lets each plane see the others."""
+    from autoenc.models.opponent import OPPONENT, OPPONENT_OFFSET
+
+    torch.manual_seed(0)
+    gray = get_model("unet_dae", channels=1, width=8, levels=2, bottleneck_blocks=1, noise_level_input=True).eval()
+    for p in gray.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    wide = get_model("opponent_unet_dae", channels=3, width=12, levels=2, bottleneck_blocks=1, noise_level_input=True).eval()
+    wide.net.WIDEN_NOISE = 0.0  # exact widening, so the comparison is tight
+    wide.adopt("unet_dae", gray.state_dict())
+    m, off = torch.tensor(OPPONENT), torch.tensor(OPPONENT_OFFSET).view(1, 3, 1, 1)
+    assert torch.allclose(m @ m.T, torch.diag((m * m).sum(1)))  # orthogonal rows: RGB noise stays independent
+    x = torch.cat([torch.rand(2, 3, 33, 47), torch.full((2, 1, 33, 47), 0.1)], dim=1)
+    with torch.inference_mode():
+        opp = torch.einsum("op,nphw->nohw", m, x[:, :3]) + off
+        planes = [gray(torch.cat([opp[:, p : p + 1], x[:, 3:] * m[p].norm()], dim=1)) for p in range(3)]
+        expected = torch.einsum("op,nphw->nohw", torch.linalg.inv(m), torch.cat(planes, dim=1) - off)
+        assert torch.allclose(wide(x), expected, atol=1e-5)
+        torch.nn.init.normal_(wide.guide.weight, std=0.1)
+        y = x.clone()
+        y[:, 1] += 0.2  # G moves C2 and Y; C1 = (R - B) / 2 sees it only through the guide
+        before, after = wide.encode(x)[1].reshape(2, 3, 12, 33, 47), wide.encode(y)[1].reshape(2, 3, 12, 33, 47)
+        assert not torch.allclose(before[:, 1], after[:, 1], atol=1e-4)
+    with pytest.raises(ValueError, match="gray unet_dae"):
+        wide.adopt("plane_unet_dae", {})

@@ -1,0 +1,112 @@
+"""Colour denoiser in an opponent colour space: luminance and two chrominance planes.
+
+CBM3D's trick, made trainable: RGB goes through a fixed linear map with orthogonal rows,
+
+    Y  = (R + G + B) / 3,   C1 = (R - B) / 2 + 1/2,   C2 = (R - 2G + B) / 4 + 1/2,
+
+so noise that is independent across R, G, B with deviation sigma stays independent across
+Y, C1, C2, with deviations sigma times each row's norm (0.577, 0.707, 0.612); all three planes
+stay on 0..1 like a gray photo. Most of the picture's detail lands in Y and the chrominance
+planes are smooth, so a gray denoiser run on each of them removes more noise than run on R, G
+and B. A gray ``unet_dae`` (shared across the three planes) does that here, plus:
+
+- a noise-level plane per opponent plane: the RGB level the runtime estimates, times that
+  plane's row norm (when built with ``noise_level_input``);
+- a zero-initialised *guide* conv with separate weights per plane that lets each plane see all
+  three noisy opponent planes (luminance edges tell the chrominance where to keep detail);
+- the output ``x - noise``, where the RGB noise is the inverse map of the three planes'
+  predicted noise, folded into one conv over the planes' features (the residual head that int8
+  keeps in fp32).
+
+With the guide at zero it is exactly the gray model run on Y, C1 and C2, so it starts from a
+trained gray ``unet_dae`` (``train.init_from``; narrower ones are widened) and is fine-tuned on
+colour photos.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoenc.models.image import UNetDAE, _conv
+from autoenc.models.registry import register_model
+
+# Rows: Y, C1, C2 from R, G, B (orthogonal rows, so independent RGB noise stays independent).
+OPPONENT = ((1 / 3, 1 / 3, 1 / 3), (1 / 2, 0.0, -1 / 2), (1 / 4, -1 / 2, 1 / 4))
+OPPONENT_OFFSET = (0.0, 0.5, 0.5)  # keeps each plane on 0..1
+
+
+@register_model("opponent_unet_dae", modality="image")
+class OpponentUNetDAE(nn.Module):
+    """RGB denoiser: a gray U-Net on the luminance and chrominance planes (see module docstring).
+    ``encode`` returns ``[x, skip_0, ..., latent]`` with the three planes in the batch
+    dimension (N*3, ...).
+
+    Args:
+        channels: must be 3 (RGB).
+        width, levels, bottleneck_blocks: of the shared gray U-Net (see ``unet_dae``).
+        noise_level_input: the input carries a fourth plane with the estimated RGB noise level
+            (0..1 scale), as for ``unet_dae``.
+    """
+
+    def __init__(self, channels: int = 3, width: int = 16, levels: int = 2, bottleneck_blocks: int = 1, noise_level_input: bool = False) -> None:
+        super().__init__()
+        if channels != 3:
+            raise ValueError(f"opponent_unet_dae denoises RGB (3 channels), not {channels}")
+        self.channels, self.width, self.levels = channels, width, levels
+        self.noise_level_input = noise_level_input
+        self.in_channels = channels + int(noise_level_input)
+        self.net = UNetDAE(1, width, levels, bottleneck_blocks, noise_level_input=noise_level_input)
+        self.guide = _conv(channels, channels * width)
+        nn.init.zeros_(self.guide.weight)
+        nn.init.zeros_(self.guide.bias)
+        m = torch.tensor(OPPONENT)
+        self.register_buffer("to_opponent", m.view(3, 3, 1, 1), persistent=False)
+        self.register_buffer("opponent_offset", torch.tensor(OPPONENT_OFFSET), persistent=False)
+        self.register_buffer("from_opponent", torch.linalg.inv(m), persistent=False)
+        self.register_buffer("plane_gain", m.norm(dim=1).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def size_multiple(self) -> int:
+        """Tile origins aligned to this many pixels keep tiled output equal to whole-image output."""
+        return self.net.size_multiple
+
+    def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
+        """Start from a trained gray ``unet_dae`` (as wide or narrower, with or without a
+        noise-level input: :meth:`UNetDAE.adopt`); the guide stays zero."""
+        if model != "unet_dae":
+            raise ValueError(f"opponent_unet_dae starts from a gray unet_dae, not a {model}")
+        self.net.adopt(model, state)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[x, skip_0, ..., latent]``: ``x`` as given (N, C', H, W), the rest per opponent
+        plane (N*3, ...)."""
+        b, _, h, w = x.shape
+        opp = F.conv2d(x[:, :3], self.to_opponent, self.opponent_offset)
+        planes = opp.reshape(b * 3, 1, h, w)
+        if self.noise_level_input:
+            levels = (x[:, 3:4] * self.plane_gain).reshape(b * 3, 1, h, w)
+            planes = torch.cat([planes, levels], dim=1)
+        net = self.net
+        guide = self.guide(opp).reshape(b * 3, self.width, h, w)
+        feats = [x, F.relu(net.head[0](planes) + guide)]
+        for down in net.downs:
+            feats.append(down(feats[-1]))
+        feats[-1] = net.bottleneck(feats[-1])
+        return feats
+
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """The clean RGB estimate (N, 3, H, W): ``x`` minus the inverse-mapped plane noise."""
+        x, skips, h = codes[0], codes[1:-1], codes[-1]
+        for up, skip in zip(self.net.ups, reversed(skips)):
+            h = up(h, skip)
+        b, _, hh, ww = x.shape
+        feats = h.reshape(b, 3 * self.width, hh, ww)  # plane p's features at [p*width, (p+1)*width)
+        tail = self.net.tail
+        weight = torch.einsum("op,jkl->opjkl", self.from_opponent, tail.weight[0]).reshape(3, 3 * self.width, *tail.weight.shape[2:])
+        bias = self.from_opponent.sum(dim=1) * tail.bias[0]
+        return x[:, :3] - F.conv2d(feats, weight, bias, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
