@@ -88,6 +88,10 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
     src = _onnx_source(path) if path.suffix == ".onnx" else read_checkpoint(path)
     wanted = model.state_dict()
+    if path.suffix == ".onnx":  # the exporter's optimizer drops all-zero conv biases
+        for k in wanted:
+            if k.endswith(".bias") and k not in src["state"] and k[: -len("bias")] + "weight" in src["state"]:
+                src["state"][k] = torch.zeros_like(wanted[k])
     odd = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape] + sorted(set(src["state"]) - set(wanted))
     if src["model"] == name and not odd:
         model.load_state_dict(src["state"])

@@ -148,3 +148,16 @@ def test_opponent_model_starts_as_the_gray_model_on_luminance_and_chrominance():
         assert not torch.allclose(before[:, 1], after[:, 1], atol=1e-4)
     with pytest.raises(ValueError, match="gray unet_dae"):
         wide.adopt("plane_unet_dae", {})
+
+
+def test_opponent_model_continues_from_its_onnx_export(tmp_path):
+    """train.init_from an exported opponent model gives back every weight, including the
+    all-zero biases (untrained guide and noise head) that the exporter drops."""
+    from autoenc.checkpoint import start_from
+    from conftest import make_model_file
+
+    path = make_model_file(tmp_path, channels=3, width=8, levels=2, name="opponent_unet_dae", noise_level_input=True)
+    source = torch.load(path.with_suffix(".pt"), weights_only=False)["state"]
+    again = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True)
+    assert start_from(again, "opponent_unet_dae", path)["model"] == "opponent_unet_dae"
+    assert all(torch.equal(v, source[k]) for k, v in again.state_dict().items())

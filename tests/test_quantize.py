@@ -14,7 +14,7 @@ from autoenc.quantize import quantize_int8, residual_head
 from conftest import make_model_file, runtime_ops
 
 
-@pytest.mark.parametrize("modality,name,channels", [("image", "unet_dae", 1), ("image", "plane_unet_dae", 3), ("audio", "unet1d_dae", 1)])
+@pytest.mark.parametrize("modality,name,channels", [("image", "unet_dae", 1), ("image", "plane_unet_dae", 3), ("image", "opponent_unet_dae", 3), ("audio", "unet1d_dae", 1)])
 def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     fp32 = make_model_file(tmp_path, modality=modality, name=name, channels=channels)
     shape = (1, channels, 64, 64) if modality == "image" else (1, 1, 4096)
@@ -26,9 +26,10 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     convs = {n.name for n in graph.node if n.op_type == "Conv"}
     kept = residual_head(onnx.load(str(fp32)))
     kept_convs = [n for n in kept if n in convs]
-    assert len(kept_convs) == 1 and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
+    head = 2 if name == "opponent_unet_dae" else 1  # its head maps the planes' noise to RGB with one more conv
+    assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
-    assert ops["Conv"] + ops["FusedConv"] == 1 and ops["QLinearConv"] == len(convs) - 1, ops
+    assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}
     assert ModelInfo.from_props(props).modality == modality

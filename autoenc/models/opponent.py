@@ -14,9 +14,8 @@ and B. A gray ``unet_dae`` (shared across the three planes) does that here, plus
   plane's row norm (when built with ``noise_level_input``);
 - a zero-initialised *guide* conv with separate weights per plane that lets each plane see all
   three noisy opponent planes (luminance edges tell the chrominance where to keep detail);
-- the output ``x - noise``, where the RGB noise is the inverse map of the three planes'
-  predicted noise, folded into one conv over the planes' features (the residual head that int8
-  keeps in fp32).
+- the output ``x - noise``, where the RGB noise is the inverse map (a fixed 1x1 conv) of the
+  three planes' predicted noise; int8 keeps both convs of that head in fp32.
 
 With the guide at zero it is exactly the gray model run on Y, C1 and C2, so it starts from a
 trained gray ``unet_dae`` (``train.init_from``; narrower ones are widened) and is fine-tuned on
@@ -102,11 +101,8 @@ class OpponentUNetDAE(nn.Module):
         for up, skip in zip(self.net.ups, reversed(skips)):
             h = up(h, skip)
         b, _, hh, ww = x.shape
-        feats = h.reshape(b, 3 * self.width, hh, ww)  # plane p's features at [p*width, (p+1)*width)
-        tail = self.net.tail
-        weight = torch.einsum("op,jkl->opjkl", self.from_opponent, tail.weight[0]).reshape(3, 3 * self.width, *tail.weight.shape[2:])
-        bias = self.from_opponent.sum(dim=1) * tail.bias[0]
-        return x[:, :3] - F.conv2d(feats, weight, bias, padding=1)
+        noise = self.net.tail(h).reshape(b, 3, hh, ww)  # each opponent plane's predicted noise
+        return x[:, :3] - F.conv2d(noise, self.from_opponent.view(3, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
