@@ -67,7 +67,9 @@ def _onnx_source(path: Path) -> dict[str, Any]:
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path))
+    from autoenc.weight_storage import as_fp32
+
+    graph = as_fp32(onnx.load(str(path)))
     meta = {p.key: p.value for p in graph.metadata_props}
     if "autoenc.model" not in meta:
         raise ValueError(f"train.init_from: {path} is not an autoenc model (no autoenc.model metadata)")

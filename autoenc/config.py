@@ -259,6 +259,7 @@ class ExportConfig(Frozen):
     parity_sizes: list[tuple[int, int]] = [(64, 64), (97, 131), (128, 96)]  # images: H, W
     parity_lengths: list[int] = [4000, 12345, 16000]  # audio: samples
     atol: float = 1e-4  # max abs difference on the 0..1 scale
+    weights: Literal["fp16", "fp32"] = "fp16"  # how the .onnx stores parameters: fp16 halves the file, same float32 compute (autoenc.weight_storage)
 
 
 class RunConfig(Frozen):
@@ -298,7 +299,7 @@ class RunConfig(Frozen):
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

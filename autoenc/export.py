@@ -3,7 +3,9 @@
 The file has no external data, dynamic batch/height/width, and ``autoenc.*`` metadata
 (:class:`autoenc.runtime.metadata.ModelInfo`). Before it is written, onnxruntime runs it on several
 sizes (odd ones included) and compares with torch eager: a mismatch raises
-:class:`ExportError` and nothing is written.
+:class:`ExportError` and nothing is written. Parameters are stored as float16 and cast to float32
+when onnxruntime loads the file (``export.weights``, :mod:`autoenc.weight_storage`): half the
+file, the same float32 compute; parity is then checked against torch with the rounded weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
 from autoenc.checkpoint import load_checkpoint
+from autoenc.weight_storage import store_fp16
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,18 @@ def parity_check(model: torch.nn.Module, blob: bytes, cfg: ExportConfig) -> floa
     return check_parity(model, blob, probes, cfg.atol)
 
 
+def as_stored(model: torch.nn.Module, weights: str) -> torch.nn.Module:
+    """``model`` as an export storing its parameters in ``weights`` ("fp16" or "fp32") computes:
+    a copy with each parameter rounded to float16 and back, or ``model`` itself."""
+    if weights == "fp32":
+        return model
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.copy_(p.half().float())
+    return twin
+
+
 def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -> ModelInfo:
     """Export ``checkpoint`` to ``out_path`` (atomically, only after parity passes)."""
     model, ckpt = load_checkpoint(checkpoint)
@@ -157,9 +172,11 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())
     proto.producer_name = "autoenc"
+    if cfg.export.weights == "fp16":
+        proto = store_fp16(proto)
     onnx.checker.check_model(proto)
     blob = proto.SerializeToString()
-    worst = parity_check(model, blob, cfg.export)
+    worst = parity_check(as_stored(model, cfg.export.weights), blob, cfg.export)
     atomic_write(out_path, lambda f: f.write(blob))
     log.info("exported %s -> %s (%.0f KB, parity max abs diff %.1e)", checkpoint, out_path, len(blob) / 1024, worst)
     return info

@@ -25,6 +25,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from autoenc.runtime.media import atomic_write
+from autoenc.weight_storage import as_fp32
 
 if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
     from autoenc.data import TrainingData
@@ -101,13 +102,14 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     ``calibration`` inputs with min/max, or with the ``percentile`` of each activation's
     histogram; Conv weights per channel. ``note`` goes into the ``autoenc.quantization``
     metadata next to the scheme."""
-    src = onnx.load(str(fp32))
+    src = as_fp32(onnx.load(str(fp32)))  # the quantizer wants float32 weight initializers
     name = src.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
-        q = Path(tmp) / "q.onnx"
+        plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
+        onnx.save(src, str(plain))
         keep = residual_head(src)
         quantize_static(
-            str(fp32), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
+            str(plain), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": True, **({"CalibPercentile": percentile} if percentile else {})},

@@ -8,7 +8,7 @@ import torch
 
 from autoenc import FORMAT_VERSION, __version__
 from autoenc.config import ExportConfig
-from autoenc.export import ExportError, parity_check, receptive_radius
+from autoenc.export import ExportError, as_stored, parity_check, receptive_radius, to_onnx
 from autoenc.runtime.metadata import ModelInfo
 from autoenc.models import get_model
 from autoenc.checkpoint import load_checkpoint
@@ -32,12 +32,46 @@ def test_single_file_with_metadata_and_dynamic_axes(gray_model):
 @pytest.mark.parametrize("shape", [(1, 1, 97, 131), (3, 1, 64, 40), (1, 1, 9, 11)])
 def test_onnxruntime_matches_torch(gray_model, shape):
     model, _ = load_checkpoint(gray_model.with_suffix(".pt"))
+    model = as_stored(model, ExportConfig().weights)
     x = torch.rand(*shape)
     with torch.no_grad():
         ref = model(x).numpy()
     got = ort.InferenceSession(str(gray_model)).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert not np.allclose(ref, x.numpy(), atol=1e-3)  # the model is not the identity
+
+
+def test_weights_are_stored_fp16_and_run_as_fp32(gray_model, tmp_path):
+    """The default export stores parameters as float16 (about half the bytes) behind casts that
+    onnxruntime folds at load, so it runs the float32 graph; its outputs equal the float32-stored
+    export of the same weights rounded to float16, and the weights read back by name."""
+    from conftest import runtime_ops
+
+    from autoenc.config import from_dict
+    from autoenc.checkpoint import read_checkpoint, save_checkpoint
+    from autoenc.weight_storage import FP16_SUFFIX, as_fp32
+
+    ckpt = read_checkpoint(gray_model.with_suffix(".pt"))
+    plain = {**ckpt, "config": from_dict(ckpt["config"]).model_dump(mode="json") | {"export": {"weights": "fp32"}}}
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    to_onnx(tmp_path / "plain.pt", tmp_path / "plain.onnx", metrics={})
+    half, full = onnx.load(str(gray_model)), onnx.load(str(tmp_path / "plain.onnx"))
+    assert any(t.name.endswith(FP16_SUFFIX) and t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    assert not any(t.name.endswith(FP16_SUFFIX) for t in full.graph.initializer)
+    payload = lambda m: sum(t.ByteSize() for t in m.graph.initializer)  # noqa: E731
+    assert payload(half) < 0.55 * payload(full) and gray_model.stat().st_size < (tmp_path / "plain.onnx").stat().st_size
+    assert runtime_ops(gray_model, tmp_path)["Cast"] == 0  # folded into float32 constants
+    x = torch.rand(2, 1, 67, 45).numpy()
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    rounded = as_fp32(half)
+    onnx.save(rounded, str(tmp_path / "rounded.onnx"))
+    np.testing.assert_allclose(run(gray_model), run(tmp_path / "rounded.onnx"), atol=1e-6)
+    assert 0 < np.abs(run(gray_model) - run(tmp_path / "plain.onnx")).max() < 1e-3  # only the rounding
+    from autoenc.checkpoint import start_from
+
+    again = get_model("unet_dae", channels=1, width=8, levels=2)
+    start_from(again, "unet_dae", gray_model)  # train.init_from reads the rounded weights by name
+    assert all(torch.equal(v, ckpt["state"][k].half().float()) for k, v in again.state_dict().items())
 
 
 def test_parity_mismatch_is_an_error(gray_model):
