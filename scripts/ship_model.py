@@ -13,11 +13,14 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import onnx
+
 
 REPO = Path(__file__).resolve().parents[1]
 
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
+from autoenc.weight_storage import is_fp16_stored
 
 VOICES = ("the many-voices speech corpus (`autoenc corpus speech`, see `autoenc/voices.py`): Czech dialogue of the game Fish Fillets "
           "(Debian `fillets-ng-data-cs`, two main actors and many minor characters), the hedgewars voice packs (`hedgewars-data`, 14 voices, "
@@ -119,8 +122,6 @@ def main() -> None:
     q_src, q_dst = run / "model-int8.onnx", out / f"{args.name}-int8.onnx"
     q_line = ""
     if q_src.is_file():
-        import onnx
-
         shutil.copyfile(q_src, q_dst)
         q = json.loads({p.key: p.value for p in onnx.load(str(q_dst)).metadata_props}["autoenc.quantization"])
         v = q.get("val", {})
@@ -133,7 +134,7 @@ def main() -> None:
         f"# Model card: `{args.name}`",
         "",
         f"- **What:** {info.modality} denoiser, registry model `{info.model}`, {metrics.get('params', '?')} parameters, {info.channels} channel(s)"
-        + (f", {info.sample_rate} Hz" if info.modality == "audio" else "") + f"; ONNX file {dst.stat().st_size / 1e6:.2f} MB (fp32).",
+        + (f", {info.sample_rate} Hz" if info.modality == "audio" else "") + f"; ONNX file {dst.stat().st_size / 1e6:.2f} MB ({'fp32 compute, weights stored as fp16' if is_fp16_stored(onnx.load(str(dst))) else 'fp32'}).",
         f"- **Use for:** {args.use_for.rstrip('.')}.",
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
         *([q_line] if q_line else []),
