@@ -25,7 +25,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from autoenc.runtime.media import atomic_write
-from autoenc.weight_storage import as_fp32
+from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 
 if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
     from autoenc.data import TrainingData
@@ -92,6 +92,14 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     return [k for k in keep if k]  # an empty name would exclude every unnamed node
 
 
+def fixed_maps(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that apply a fixed (not learned) map held in a float constant of 3 or
+    more values: opponent_unet_dae's colour transform and its per-plane noise-level gains. They
+    stay fp32: cheap (a few multiply-adds per pixel), and int8 would round the map itself."""
+    consts = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and not t.name.endswith(PARAMETER_SUFFIXES) and int(np.prod(t.dims)) >= 3}
+    return [n.name for n in model.graph.node if n.name and n.op_type in ("Conv", "Mul") and any(i in consts for i in n.input)]
+
+
 CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the rarest 0.01 %, whose min/max would waste the 8 bits:
 # audio training inputs hold rare huge clicks (crackle, clipping): on the voices speech model's
 # held-out settings min/max cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 cost
@@ -111,7 +119,8 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     with tempfile.TemporaryDirectory() as tmp:
         plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
         onnx.save(src, str(plain))
-        keep = residual_head(src)
+        fixed = fixed_maps(src)
+        keep = residual_head(src) + [n for n in fixed if n not in residual_head(src)]
         quantize_static(
             str(plain), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -123,7 +132,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if keep else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if keep else "") + ("; fixed colour maps in fp32" if fixed else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.quantize import quantize_int8, residual_head
+from autoenc.quantize import fixed_maps, quantize_int8, residual_head
 from conftest import make_model_file, runtime_ops
 
 
@@ -24,9 +24,10 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
 
     graph = onnx.load(str(fp32)).graph
     convs = {n.name for n in graph.node if n.op_type == "Conv"}
-    kept = residual_head(onnx.load(str(fp32)))
+    plain = onnx.load(str(fp32))
+    kept = residual_head(plain) + [n for n in fixed_maps(plain) if n not in residual_head(plain)]
     kept_convs = [n for n in kept if n in convs]
-    head = 2 if name == "opponent_unet_dae" else 1  # its head maps the planes' noise to RGB with one more conv
+    head = 3 if name == "opponent_unet_dae" else 1  # its head maps the planes' noise to RGB with one more conv; its input map stays fp32 too
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
