@@ -100,7 +100,7 @@ def methods(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", action="append", help="a shipped model name or .onnx file, repeatable (default: image-gray, image-gray-fast and their int8 twins; with --color image-color, its int8, image-gray and image-gray-fast)")
+    ap.add_argument("--model", action="append", help="a shipped model name or .onnx file, repeatable (default: image-gray, image-gray-fast and their int8 twins; with --color image-color, its int8, image-color-fast and image-gray)")
     ap.add_argument("--sigmas", default="0,15,25,50", help="0 = clean input (models only: how much they change it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bm3d", action="store_true")
@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--color", action="store_true", help="the RGB crops against CBM3D and colour FFDNet, NL-means and TV")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/image_quality.json"))
     args = ap.parse_args()
-    args.model = args.model or (["image-color", "image-color-int8", "image-gray", "image-gray-fast"] if args.color else ["image-gray", "image-gray-int8", "image-gray-fast", "image-gray-fast-int8"])
+    args.model = args.model or (["image-color", "image-color-int8", "image-color-fast", "image-gray"] if args.color else ["image-gray", "image-gray-int8", "image-gray-fast", "image-gray-fast-int8"])
     photos = held_out(args.color)
     mp = sum(c.shape[0] * c.shape[1] for c in photos.values()) / 1e6
     rows = []

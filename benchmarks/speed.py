@@ -38,7 +38,7 @@ from autoenc.config import load
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.models import build_model
 from autoenc.runtime.session import resolve_model
-from autoenc.weight_storage import as_fp32
+from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 from image_speed import _time, machine
 
 log = logging.getLogger("speed")
@@ -97,7 +97,7 @@ def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module:
     cfg = load(REPO / "configs" / f"{name}.yaml")
     model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1).eval()
     n_torch = sum(p.numel() for p in model.parameters())
-    n_onnx = sum(int(np.prod(t.dims)) for t in as_fp32(onnx.load(str(onnx_path))).graph.initializer if len(t.dims) > 0 and t.data_type == onnx.TensorProto.FLOAT)
+    n_onnx = sum(int(np.prod(t.dims)) for t in as_fp32(onnx.load(str(onnx_path))).graph.initializer if t.name.endswith(PARAMETER_SUFFIXES))
     if n_torch != n_onnx:
         raise SystemExit(f"configs/{name}.yaml builds {n_torch} parameters but {onnx_path} holds {n_onnx}: not the same architecture")
     return model
