@@ -82,7 +82,8 @@ def _onnx_source(path: Path) -> dict[str, Any]:
 
 def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
     """Load trained weights into ``model`` (registry ``name``) before training: from a checkpoint,
-    or from an exported fp32 ``.onnx`` model (its initializers carry the parameter names). The
+    or from an exported fp32-compute ``.onnx`` model (its initializers carry the parameter names;
+    fp16-stored ones are read back as fp32; not an int8 twin). The
     same model loads strictly, another one only through the model's ``adopt``. Returns what the
     new checkpoint records about its origin."""
     path = Path(path)
@@ -90,10 +91,11 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
     src = _onnx_source(path) if path.suffix == ".onnx" else read_checkpoint(path)
     wanted = model.state_dict()
-    if path.suffix == ".onnx":  # the exporter's optimizer drops all-zero conv biases
-        for k in wanted:
-            if k.endswith(".bias") and k not in src["state"] and k[: -len("bias")] + "weight" in src["state"]:
-                src["state"][k] = torch.zeros_like(wanted[k])
+    if path.suffix == ".onnx":  # the exporter's optimizer drops all-zero biases: give them back, shaped like the source
+        for k, w in list(src["state"].items()):
+            bias = k[: -len("weight")] + "bias"
+            if k.endswith(".weight") and bias not in src["state"] and any(t == bias or t.endswith("." + bias) for t in wanted):
+                src["state"][bias] = torch.zeros(w.shape[0], dtype=w.dtype)
     odd = [k for k in wanted if k not in src["state"] or src["state"][k].shape != wanted[k].shape] + sorted(set(src["state"]) - set(wanted))
     if src["model"] == name and not odd:
         model.load_state_dict(src["state"])

@@ -119,8 +119,8 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     with tempfile.TemporaryDirectory() as tmp:
         plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
         onnx.save(src, str(plain))
-        fixed = fixed_maps(src)
-        keep = residual_head(src) + [n for n in fixed if n not in residual_head(src)]
+        fixed, head = fixed_maps(src), residual_head(src)
+        keep = head + [n for n in fixed if n not in head]
         quantize_static(
             str(plain), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

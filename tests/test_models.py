@@ -161,3 +161,8 @@ def test_opponent_model_continues_from_its_onnx_export(tmp_path):
     again = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True)
     assert start_from(again, "opponent_unet_dae", path)["model"] == "opponent_unet_dae"
     assert all(torch.equal(v, source[k].half().float()) for k, v in again.state_dict().items())  # as stored: fp16
+    # A narrower gray export (its untrained noise-head bias dropped) starts a wider opponent model.
+    gray = make_model_file(tmp_path, channels=1, width=8, levels=2, noise_level_input=True)
+    wide = get_model("opponent_unet_dae", channels=3, width=12, levels=2, noise_level_input=True)
+    assert start_from(wide, "opponent_unet_dae", gray)["model"] == "unet_dae"
+    assert torch.count_nonzero(wide.net.tail.bias) == 0 and torch.count_nonzero(wide.net.tail.weight) > 0
