@@ -181,12 +181,7 @@ class PlaneUNetDAE(nn.Module):
         planes = x.reshape(b * c, 1, h, w)
         # Plane i of image n sees channels (i, i+1, ...) mod C of image n.
         order = torch.stack([torch.roll(x, -i, dims=1) for i in range(c)], dim=1).reshape(b * c, c, h, w)
-        net = self.net
-        feats = [x, F.relu(net.head[0](planes) + self.guide(order))]
-        for down in net.downs:
-            feats.append(down(feats[-1]))
-        feats[-1] = net.bottleneck(feats[-1])
-        return feats
+        return [x, *self.net.descend(F.relu(self.net.head[0](planes) + self.guide(order)))]
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """The clean estimate (N, C, H, W): each plane minus its predicted noise."""

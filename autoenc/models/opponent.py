@@ -87,19 +87,12 @@ class OpponentUNetDAE(nn.Module):
         if self.noise_level_input:
             levels = (x[:, 3:4] * self.plane_gain).reshape(b * 3, 1, h, w)
             planes = torch.cat([planes, levels], dim=1)
-        net = self.net
         guide = self.guide(opp).reshape(b * 3, self.width, h, w)
-        feats = [x, F.relu(net.head[0](planes) + guide)]
-        for down in net.downs:
-            feats.append(down(feats[-1]))
-        feats[-1] = net.bottleneck(feats[-1])
-        return feats
+        return [x, *self.net.descend(F.relu(self.net.head[0](planes) + guide))]
 
     def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """The clean RGB estimate (N, 3, H, W): ``x`` minus the inverse-mapped plane noise."""
-        x, skips, h = codes[0], codes[1:-1], codes[-1]
-        for up, skip in zip(self.net.ups, reversed(skips)):
-            h = up(h, skip)
+        x, h = codes[0], self.net.ascend(codes[1:-1], codes[-1])
         b, _, hh, ww = x.shape
         noise = self.net.tail(h).reshape(b, 3, hh, ww)  # each opponent plane's predicted noise
         return x[:, :3] - F.conv2d(noise, self.from_opponent.view(3, 3, 1, 1))

@@ -13,19 +13,29 @@ from torch import nn
 
 
 class ResidualUNet(nn.Module):
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return ``[x, skip_0, ..., skip_{L-1}, latent]``; the latent is the coarsest features."""
-        feats = [x, self.head(x)]
+    def descend(self, top: torch.Tensor) -> list[torch.Tensor]:
+        """``[skip_0, ..., skip_{L-1}, latent]`` from the full-resolution features ``top``
+        (what ``head`` gives; the colour models add their guide first)."""
+        feats = [top]
         for down in self.downs:
             feats.append(down(feats[-1]))
         feats[-1] = self.bottleneck(feats[-1])
         return feats
 
-    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
-        """Decode latent + skips into the clean estimate ``x - predicted_noise``."""
-        x, skips, h = codes[0], codes[1:-1], codes[-1]
+    def ascend(self, skips: list[torch.Tensor], latent: torch.Tensor) -> torch.Tensor:
+        """The full-resolution features the noise head reads, from the latent and the skips."""
+        h = latent
         for up, skip in zip(self.ups, reversed(skips)):
             h = up(h, skip)
+        return h
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return ``[x, skip_0, ..., skip_{L-1}, latent]``; the latent is the coarsest features."""
+        return [x, *self.descend(self.head(x))]
+
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """Decode latent + skips into the clean estimate ``x - predicted_noise``."""
+        x, h = codes[0], self.ascend(codes[1:-1], codes[-1])
         if getattr(self, "in_channels", self.channels) != self.channels:
             x = x[:, : self.channels]
         return x - self.tail(h)
