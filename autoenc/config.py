@@ -245,6 +245,7 @@ class TrainConfig(Frozen):
     grad_clip: float | None = 1.0
     num_threads: int | None = None  # torch intra-op threads; None keeps torch's default
     init_from: Path | None = None  # fine-tune: start from this checkpoint's weights (same model, or one it can adopt); relative to the working directory, like data.root
+    quantization_aware: bool = False  # train each conv as its int8 twin will compute (autoenc/qat.py): a short fine-tune from init_from before `autoenc quantize`
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
 
@@ -299,7 +300,7 @@ class RunConfig(Frozen):
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

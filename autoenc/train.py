@@ -22,6 +22,7 @@ from autoenc.data import TrainingData, model_input, read_manifest
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model
+from autoenc.qat import quantization_aware
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         log.warning("--resume: no %s, starting from scratch", last_path)
     if cfg.train.init_from and step == 0:
         init_from = start_from(model, cfg.model.name, cfg.train.init_from)
+    if cfg.train.quantization_aware:  # ranges calibrated on the weights training starts (or resumes) from
+        quantization_aware(model, data, cfg.export.opset)
     ema = None
     if cfg.train.ema_decay:
         resumed = resume and last_path.exists()
