@@ -134,27 +134,6 @@ def fp32_input_path(model: onnx.ModelProto, head: list[str]) -> int:
     return bypassed
 
 
-def repair_input_path(int8: str | Path) -> int:
-    """Apply :func:`fp32_input_path` to an int8 file written before it existed (no new
-    calibration: the convs and their ranges are unchanged), in place and atomically; its
-    ``autoenc.quantization`` note says so, and its recorded held-out change moves to
-    ``val_before_fp32_input_path`` (re-measure it). Returns how many Q/DQ pairs were bypassed."""
-    model = onnx.load(str(int8))
-    prop = next((p for p in model.metadata_props if p.key == "autoenc.quantization"), None)
-    if prop is None:
-        raise ValueError(f"{int8} is not an int8 model made by autoenc")
-    info = json.loads(prop.value)
-    bypassed = fp32_input_path(model, info["fp32_nodes"])
-    if bypassed:
-        info["scheme"] += "; input to the output's x - noise in fp32"
-        if "val" in info:
-            info["val_before_fp32_input_path"] = info.pop("val")
-        prop.value = json.dumps(info)
-        blob = model.SerializeToString()
-        atomic_write(int8, lambda f: f.write(blob))
-    return bypassed
-
-
 CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the rarest 0.01 %, whose min/max would waste the 8 bits:
 # audio training inputs hold rare huge clicks (crackle, clipping): on the voices speech model's
 # held-out settings min/max cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 cost

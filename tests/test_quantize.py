@@ -48,24 +48,3 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
     a, b = run(fp32), run(tmp_path / "q.onnx")
     assert np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 0.01
-
-
-def test_repair_gives_an_older_int8_file_the_fp32_input_path(tmp_path, monkeypatch):
-    import autoenc.quantize as Q
-    from autoenc.quantize import repair_input_path
-
-    fp32 = make_model_file(tmp_path, modality="audio", name="unet1d_dae", channels=1)
-    rng = np.random.default_rng(1)
-    smooth = lambda: (np.cumsum(rng.random((1, 1, 4096), dtype=np.float32), axis=-1) / 4096 - 0.5).astype(np.float32)  # noqa: E731
-    calib = [smooth() for _ in range(8)]
-    quantize_int8(fp32, tmp_path / "new.onnx", calib)
-    monkeypatch.setattr(Q, "fp32_input_path", lambda model, head: 0)  # how int8 files were written before
-    quantize_int8(fp32, tmp_path / "old.onnx", calib, {"val": {"delta_db": -1.0}})
-    monkeypatch.undo()
-    assert repair_input_path(tmp_path / "new.onnx") == 0
-    assert repair_input_path(tmp_path / "old.onnx") == 1 and repair_input_path(tmp_path / "old.onnx") == 0
-    x = 2 * smooth()
-    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
-    assert np.array_equal(run(tmp_path / "old.onnx"), run(tmp_path / "new.onnx"))
-    note = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "old.onnx")).metadata_props}["autoenc.quantization"])
-    assert "val" not in note and note["val_before_fp32_input_path"] == {"delta_db": -1.0} and "x - noise in fp32" in note["scheme"]
