@@ -100,40 +100,6 @@ def fixed_maps(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.name and n.op_type in ("Conv", "Mul") and any(i in consts for i in n.input)]
 
 
-def fp32_input_path(model: onnx.ModelProto, head: list[str]) -> int:
-    """Give the head's ``x - noise`` the input itself, not its 8-bit copy: onnxruntime's QDQ
-    quantizer puts a Q/DQ pair on every consumer of a quantised tensor, excluded nodes included,
-    so the input reached the final Sub rounded to 256 levels over the calibrated input range
-    and clipped to it. For 8-bit images that range is about 0..1 and the rounding nearly
-    lossless, but audio came out as 8-bit audio clipped at the calibration percentile. Rewires,
-    in place, the Sub's inputs (through any pass-through ops, e.g. the Slice that drops a
-    noise-level plane) past DequantizeLinear(QuantizeLinear(t)) to ``t`` and drops the Q/DQ
-    nodes left unused; returns how many pairs were bypassed."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    bypassed = 0
-    todo = [(n, i) for n in model.graph.node if n.name in head and n.op_type in ("Sub", "Add") for i in range(len(n.input))]
-    while todo:
-        node, i = todo.pop()
-        src = producer.get(node.input[i])
-        if src is not None and src.op_type == "DequantizeLinear" and producer.get(src.input[0]) is not None and producer[src.input[0]].op_type == "QuantizeLinear":
-            node.input[i] = producer[src.input[0]].input[0]
-            bypassed += 1
-            src = producer.get(node.input[i])
-        if src is not None and src.op_type in _PASS_THROUGH:
-            todo.append((src, 0))
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    while True:  # drop the Q/DQ nodes that now feed nothing
-        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    for t in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(t)
-    return bypassed
-
-
 CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the rarest 0.01 %, whose min/max would waste the 8 bits:
 # audio training inputs hold rare huge clicks (crackle, clipping): on the voices speech model's
 # held-out settings min/max cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 cost
@@ -162,12 +128,11 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": True, **({"CalibPercentile": percentile} if percentile else {})},
         )
         model = onnx.load(str(q))
-    bypassed = fp32_input_path(model, head)
     del model.metadata_props[:]
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if keep else "") + ("; input to the output's x - noise in fp32" if bypassed else "") + ("; fixed colour maps in fp32" if fixed else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if keep else "") + ("; fixed colour maps in fp32" if fixed else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))
