@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 WEIGHT_QMAX = 127  # symmetric int8 weights: -127..127 (onnxruntime's symmetric range)
 QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a quantised initializer: <name>_quantized
+INPUT = "<input>"  # conv_ranges' key for the graph input's own range
 
 
 Range = tuple[float, int]  # (scale, zero point) of a uint8 activation
@@ -50,12 +51,15 @@ Range = tuple[float, int]  # (scale, zero point) of a uint8 activation
 def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
     """For each quantised Conv of a QDQ model: its weight's name in the fp32 model (the torch
     parameter name) -> the (scale, zero point) of its input and of its output (None where the
-    output is not quantised: it feeds an fp32 node)."""
+    output is not quantised: it feeds an fp32 node). Under the key :data:`INPUT` (where the
+    graph's input is quantised): the input's range, output None."""
     init = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     producer = {o: n for n in int8.graph.node for o in n.output}
     quantizer = {n.input[0]: n for n in int8.graph.node if n.op_type == "QuantizeLinear"}
     qparams = lambda q: (float(init[q.input[1]]), int(init[q.input[2]]))  # noqa: E731
     out: dict[str, tuple[Range, Range | None]] = {}
+    if int8.graph.input[0].name in quantizer:
+        out[INPUT] = (qparams(quantizer[int8.graph.input[0].name]), None)
     for node in int8.graph.node:
         if node.op_type != "Conv":
             continue
@@ -84,18 +88,27 @@ def _quantized_forward(conv: torch.nn.Conv2d | torch.nn.Conv1d, inp: Range, outp
     return types.MethodType(forward, conv)
 
 
+def _quantized_input(model: torch.nn.Module, args: tuple, r: Range) -> tuple:
+    return (_fake_quant(args[0], r), *args[1:])
+
+
 def attach(model: torch.nn.Module, ranges: dict[str, tuple[Range, Range | None]]) -> list[str]:
     """Make each Conv of ``model`` named in ``ranges`` (by its weight, see
-    :func:`conv_ranges`) compute as its int8 twin will; returns the module names."""
+    :func:`conv_ranges`) compute as its int8 twin will, and the model see its input as the int8
+    model does (8-bit, where it quantises the input: its ``x - noise`` starts from that too);
+    returns the module names."""
+    detach(model)
     done = []
     for name, module in model.named_modules():
         key = f"{name}.weight"
         if key in ranges and isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
             module.forward = _quantized_forward(module, *ranges[key])
             done.append(name)
-    missing = set(ranges) - {f"{n}.weight" for n in done}
+    missing = set(ranges) - {f"{n}.weight" for n in done} - {INPUT}
     if missing:
         raise ValueError(f"quantised convs not found in the torch model: {sorted(missing)}")
+    if INPUT in ranges:
+        model._qat_input = model.register_forward_pre_hook(lambda m, args, r=ranges[INPUT][0]: _quantized_input(m, args, r))
     return done
 
 
@@ -103,6 +116,9 @@ def detach(model: torch.nn.Module) -> None:
     """Undo :func:`attach`: every module computes in fp32 again."""
     for module in model.modules():
         module.__dict__.pop("forward", None)
+    handle = model.__dict__.pop("_qat_input", None)
+    if handle is not None:
+        handle.remove()
 
 
 def calibrated_ranges(model: torch.nn.Module, data: TrainingData, opset: int) -> dict[str, tuple[Range, Range | None]]:
