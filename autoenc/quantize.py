@@ -173,10 +173,12 @@ def val_delta(data: TrainingData, fp32: str | Path, int8: str | Path) -> dict[st
     return out
 
 
-def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64) -> tuple[Path, dict[str, float]]:
+def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64, against: str | Path | None = None) -> tuple[Path, dict[str, float]]:
     """Write ``<fp32 stem>-int8.onnx`` beside ``fp32`` (exported from ``checkpoint``), calibrated
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
-    metadata; returns (int8 path, :func:`val_delta` result)."""
+    metadata; returns (int8 path, :func:`val_delta` result). ``against``: the fp32 model the
+    twin stands in for, when it is not ``fp32`` (a quantization-aware fine-tune's start, see
+    :mod:`autoenc.qat`): the change is measured against it, on the same held-out pairs."""
     from autoenc.checkpoint import read_checkpoint
     from autoenc.runtime.metadata import ModelInfo
 
@@ -189,8 +191,12 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64)
         raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
     data = run_data(checkpoint, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
-    quantize_int8(fp32, q, calibration_inputs(data, n_calibration), percentile=CALIBRATION_PERCENTILE)
-    delta = val_delta(data, fp32, q)
+    train = ckpt["config"].get("train", {})
+    note = {"quantization_aware_from": str(train.get("init_from"))} if train.get("quantization_aware") else {}
+    if against is not None:
+        note["against"] = str(against)
+    quantize_int8(fp32, q, calibration_inputs(data, n_calibration), note=note, percentile=CALIBRATION_PERCENTILE)
+    delta = val_delta(data, against if against is not None else fp32, q)
     # Record the measured effect in the file just written (no second calibration pass).
     model = onnx.load(str(q))
     prop = next(p for p in model.metadata_props if p.key == "autoenc.quantization")

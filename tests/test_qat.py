@@ -2,6 +2,8 @@
 onnxruntime's int8 twin computes (so training sees the int8 error), leaves the state dict
 alone, detaches back to fp32 exactly, and a quantization-aware fine-tune runs through ``fit``."""
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -15,7 +17,8 @@ from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.export import _export_bytes
 from autoenc.models import get_model
-from autoenc.quantize import quantize_int8
+from autoenc.export import to_onnx
+from autoenc.quantize import int8_twin, quantize_int8, run_data, val_delta
 from autoenc.train import fit
 from conftest import REPO, photo
 
@@ -61,13 +64,13 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
         (root / src).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(photo(72, 80, 1, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
-    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1"])
+    base = ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1", f"data.root={root}"]
+    cfg = load(REPO / "configs/tiny-image.yaml", base)
     run = tmp_path / "run"
     ingest(root, cfg.data, run / "manifest.csv")
     start = fit(cfg, root, run / "manifest.csv", run)
-    qcfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1",
-                                                   f"train.init_from={start}", "train.quantization_aware=true", "train.lr=1e-4"])
-    assert qcfg.hash() != cfg.hash() and cfg.hash() == load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1", "train.quantization_aware=false"]).hash()  # the default leaves old hashes alone
+    qcfg = load(REPO / "configs/tiny-image.yaml", [*base, f"train.init_from={start}", "train.quantization_aware=true", "train.lr=1e-4"])
+    assert qcfg.hash() != cfg.hash() and cfg.hash() == load(REPO / "configs/tiny-image.yaml", [*base, "train.quantization_aware=false"]).hash()  # the default leaves old hashes alone
     qrun = tmp_path / "qrun"
     ingest(root, qcfg.data, qrun / "manifest.csv")
     best = read_checkpoint(fit(qcfg, root, qrun / "manifest.csv", qrun))
@@ -75,3 +78,12 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
     assert set(best["state"]) == set(before["state"])  # plain weights: exported and quantised as usual
     assert any(not torch.equal(best["state"][k], before["state"][k]) for k in before["state"])
     assert best["config"]["train"]["quantization_aware"] is True
+
+    # Its int8 twin stands in for the start model: the held-out change is measured against that.
+    to_onnx(start, tmp_path / "start.onnx")
+    to_onnx(qrun / "best.pt", qrun / "model.onnx")
+    q, delta = int8_twin(qrun / "best.pt", qrun / "model.onnx", n_calibration=8, against=tmp_path / "start.onnx")
+    note = json.loads({p.key: p.value for p in onnx.load(str(q)).metadata_props}["autoenc.quantization"])
+    assert note["quantization_aware_from"] == str(start) and note["against"] == str(tmp_path / "start.onnx") and note["val"] == delta
+    own = val_delta(run_data(qrun / "best.pt", best), qrun / "model.onnx", q)
+    assert delta["int8"] == pytest.approx(own["int8"]) and delta["fp32"] != pytest.approx(own["fp32"], abs=1e-6)
