@@ -155,6 +155,18 @@ def photo(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.nda
     return arr[..., 0] if channels == 1 else arr
 
 
+def photo_sources(root: Path, per_source: int, channels: int) -> Path:
+    """``root`` with two photo sources, ``a`` and ``b`` (``per_source`` synthetic 72x80 photos
+    each; hold ``b`` out with ``data.val_sources=[b]``); returns ``root``."""
+    from PIL import Image
+
+    for src in ("a", "b"):
+        (root / src).mkdir(parents=True)
+        for i in range(per_source):
+            Image.fromarray(photo(72, 80, channels, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    return root
+
+
 def runtime_ops(path: Path, tmp_path: Path):
     """Op types of the graph onnxruntime actually runs (after its QDQ fusions)."""
     import collections

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from autoenc.runtime.noise_level import estimate_sigma
-from conftest import REPO, make_model_file, photo, runtime_ops
+from conftest import REPO, make_model_file, photo, photo_sources, runtime_ops
 
 
 def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
@@ -90,11 +90,7 @@ def test_trained_level_model_exports_quantises_and_tiles_exactly(tmp_path):
     from autoenc.runtime.metadata import ModelInfo
     from autoenc.train import fit
 
-    root = tmp_path / "photos"
-    for src in ("a", "b"):
-        (root / src).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(photo(72, 80, 3, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    root = photo_sources(tmp_path / "photos", 2, 3)
     cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.channels=3", "data.patches_per_epoch=32",
                                                   "train.epochs=1", "model.kwargs.noise_level_input=true"])
     run = tmp_path / "run"

@@ -9,7 +9,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 
 from autoenc import qat
 from autoenc.checkpoint import read_checkpoint
@@ -20,7 +19,7 @@ from autoenc.models import get_model
 from autoenc.export import to_onnx
 from autoenc.quantize import int8_twin, quantize_int8, run_data, val_delta
 from autoenc.train import fit
-from conftest import REPO, photo
+from conftest import REPO, photo_sources
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -59,11 +58,7 @@ def test_fake_quantized_model_computes_what_the_int8_model_computes(tmp_path, na
 
 
 def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
-    root = tmp_path / "photos"
-    for src in ("a", "b"):
-        (root / src).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(photo(72, 80, 1, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    root = photo_sources(tmp_path / "photos", 3, 1)
     base = ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1", f"data.root={root}"]
     cfg = load(REPO / "configs/tiny-image.yaml", base)
     run = tmp_path / "run"

@@ -4,14 +4,13 @@ import math
 
 import pytest
 import torch
-from PIL import Image
 
 from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.losses import psnr_loss
 from autoenc.train import Ema, fit
-from conftest import REPO, photo
+from conftest import REPO, photo_sources
 
 
 def test_psnr_loss_weighs_each_sample_by_its_own_error():
@@ -39,11 +38,7 @@ def test_ema_averages_and_warms_up():
 
 @pytest.mark.parametrize("loss", ["psnr"])
 def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
-    root = tmp_path / "photos"
-    for src in ("a", "b"):
-        (root / src).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(photo(72, 80, 1, seed=i + 10 * (src == "b"))).save(root / src / f"p{i}.png")
+    root = photo_sources(tmp_path / "photos", 3, 1)
     cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64",
                                                   "train.ema_decay=0.9", f"train.loss={loss}", "train.epochs=2"])
     run = tmp_path / "run"
