@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="the checkpoint MODEL was exported from (its run folder holds the manifest)")
     p.add_argument("model", help="the exported fp32 .onnx")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
-    p.add_argument("--against", help="the fp32 .onnx the int8 twin stands in for, if not MODEL (after a quantization-aware fine-tune: the model it started from); the held-out change is measured against it")
+    p.add_argument("--against", help="the fp32 .onnx the int8 twin stands in for, if not MODEL (after a quantization-aware fine-tune: the model it started from, the default where train.init_from is an .onnx); the held-out change is measured against it")
     p.set_defaults(fn=_cmd_quantize)
 
     p = sub.add_parser("denoise", parents=[common], help="denoise a folder, or files, into an output folder (onnxruntime only; images and audio)",

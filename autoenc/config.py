@@ -248,6 +248,12 @@ class TrainConfig(Frozen):
     quantization_aware: bool = False  # train each conv as its int8 twin will compute (autoenc/qat.py): a short fine-tune from init_from before `autoenc quantize`
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
+    @model_validator(mode="after")
+    def _quantization_aware_needs_a_start(self) -> "TrainConfig":
+        if self.quantization_aware and self.init_from is None:
+            raise ValueError("train.quantization_aware fine-tunes a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
+        return self
+
 
 class EvalConfig(Frozen):
     """Validation noise settings; empty means 'the training noise'."""

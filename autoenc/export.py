@@ -70,7 +70,7 @@ def receptive_radius(model: torch.nn.Module) -> int:
         size *= 2
 
 
-def _export_bytes(model: torch.nn.Module, opset: int) -> bytes:
+def export_bytes(model: torch.nn.Module, opset: int) -> bytes:
     """Export a denoiser with its dynamic axes; returns the single-file model bytes."""
     if model.modality == "audio":
         x = _probe_input(model, 4 * model.size_multiple, batch=2)
@@ -152,7 +152,7 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
     if metrics is None and ckpt.get("history"):
         metrics = max(ckpt["history"], key=lambda h: h["score"])["val"]
     try:
-        blob = _export_bytes(model, cfg.export.opset)
+        blob = export_bytes(model, cfg.export.opset)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
     info = ModelInfo(

@@ -178,7 +178,8 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64,
     on ``n_calibration`` training inputs, with its measured held-out change recorded in the
     metadata; returns (int8 path, :func:`val_delta` result). ``against``: the fp32 model the
     twin stands in for, when it is not ``fp32`` (a quantization-aware fine-tune's start, see
-    :mod:`autoenc.qat`): the change is measured against it, on the same held-out pairs."""
+    :mod:`autoenc.qat`; by default that start where it is an fp32 .onnx): the change is
+    measured against it, on the same held-out pairs."""
     from autoenc.checkpoint import read_checkpoint
     from autoenc.runtime.metadata import ModelInfo
 
@@ -189,10 +190,21 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64,
     ckpt = read_checkpoint(checkpoint)  # read once; the run's data once, below
     if info.config_hash != ckpt.get("config_hash"):
         raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
+    train = ckpt["config"].get("train", {})
+    start = train.get("init_from") if train.get("quantization_aware") else None
+    if against is None and start is not None and str(start).endswith(".onnx"):
+        against = start  # a quantization-aware fine-tune's twin stands in for the model it started from
+    if against is not None:
+        ref = onnx.load(str(against), load_external_data=False)
+        props = {p.key: p.value for p in ref.metadata_props}
+        theirs = ModelInfo.from_props(props)
+        if "autoenc.quantization" in props or (theirs.modality, theirs.channels) != (info.modality, info.channels):
+            raise ValueError(f"--against {against}: needs an fp32 {info.modality} model with {info.channels} channel(s) like {fp32}")
+    elif start is not None:
+        log.warning("%s was fine-tuned quantization-aware from %s; its int8 change is measured against its own fp32 export (give --against the fp32 model it stands in for)", checkpoint, start)
     data = run_data(checkpoint, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
-    train = ckpt["config"].get("train", {})
-    note = {"quantization_aware_from": str(train.get("init_from"))} if train.get("quantization_aware") else {}
+    note = {"quantization_aware_from": str(start)} if start is not None else {}
     if against is not None:
         note["against"] = str(against)
     quantize_int8(fp32, q, calibration_inputs(data, n_calibration), note=note, percentile=CALIBRATION_PERCENTILE)

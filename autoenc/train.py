@@ -131,8 +131,9 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         log.warning("--resume: no %s, starting from scratch", last_path)
     if cfg.train.init_from and step == 0:
         init_from = start_from(model, cfg.model.name, cfg.train.init_from)
-    if cfg.train.quantization_aware:  # ranges calibrated on the weights training starts (or resumes) from
-        quantization_aware(model, data, cfg.export.opset)
+    qat_ranges = None
+    if cfg.train.quantization_aware:  # ranges calibrated on the weights training starts from, kept for a resume
+        qat_ranges = quantization_aware(model, data, cfg.export.opset, ckpt.get("qat_ranges") if resume and last_path.exists() else None)
     ema = None
     if cfg.train.ema_decay:
         resumed = resume and last_path.exists()
@@ -156,6 +157,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             model, {"channels": ch, **cfg.model.kwargs}, cfg,
             raw_state=raw_state, ema_updates=ema.updates if ema is not None else 0, optimizer=opt.state_dict(),
             epoch=epoch, step=step, history=history, best_score=max(best, val_score), resume_hash=cfg.resume_hash(), init_from=init_from,
+            **({"qat_ranges": qat_ranges} if qat_ranges is not None else {}),
         )
         if val_score > best:
             best = val_score

@@ -14,9 +14,8 @@ from autoenc import qat
 from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import ingest
-from autoenc.export import _export_bytes
+from autoenc.export import export_bytes, to_onnx
 from autoenc.models import get_model
-from autoenc.export import to_onnx
 from autoenc.quantize import int8_twin, quantize_int8, run_data, val_delta
 from autoenc.train import fit
 from conftest import REPO, photo_sources
@@ -33,7 +32,7 @@ def test_fake_quantized_model_computes_what_the_int8_model_computes(tmp_path, na
     heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail]
     for head in heads:  # a model that does something (untrained heads start at zero)
         torch.nn.init.normal_(head.weight, std=0.1)
-    (tmp_path / "fp32.onnx").write_bytes(_export_bytes(model, 18))
+    (tmp_path / "fp32.onnx").write_bytes(export_bytes(model, 18))
     rng = np.random.default_rng(0)
     # Calibrated on inputs of half the test input's range: the int8 model clips (a systematic
     # error, as where high noise meets ranges set by typical inputs), not only rounds.
@@ -50,14 +49,23 @@ def test_fake_quantized_model_computes_what_the_int8_model_computes(tmp_path, na
         state = {k: v.clone() for k, v in model.state_dict().items()}
         names = qat.attach(model, ranges)
         fake = model(torch.from_numpy(x)).numpy()
-        assert names and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # weights untouched
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # weights untouched
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    quantised = {t.name.removesuffix("_quantized") for t in q.graph.initializer if t.name.endswith(".weight_quantized")}
+    assert {f"{n}.weight" for n in names} == quantised  # every conv the int8 model quantises, no other
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in q.graph.initializer}
+    for n in names:  # the weights it trains with are exactly the int8 model's
+        w = dict(model.named_modules())[n].weight.detach()
+        scale = init[f"{n}.weight_scale"].reshape(-1, *([1] * (w.dim() - 1)))
+        assert np.array_equal(qat._fake_quant_weight(w).numpy(), init[f"{n}.weight_quantized"].astype(np.float32) * scale)
+    with torch.no_grad():
         qat.detach(model)
         assert np.array_equal(model(torch.from_numpy(x)).numpy(), fp32)  # back to fp32 exactly
     int8_error, left = np.abs(int8 - fp32).mean(), np.abs(int8 - fake).mean()
     assert int8_error > 0 and left < 0.3 * int8_error, (int8_error, left)  # the fake-quantised model carries most of the int8 error
 
 
-def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
+def test_quantization_aware_fine_tune_runs_through_fit(tmp_path, caplog):
     root = photo_sources(tmp_path / "photos", 3, 1)
     base = ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1", f"data.root={root}"]
     cfg = load(REPO / "configs/tiny-image.yaml", base)
@@ -68,13 +76,17 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
     assert qcfg.hash() != cfg.hash() and cfg.hash() == load(REPO / "configs/tiny-image.yaml", [*base, "train.quantization_aware=false"]).hash()  # the default leaves old hashes alone
     qrun = tmp_path / "qrun"
     ingest(root, qcfg.data, qrun / "manifest.csv")
-    best = read_checkpoint(fit(qcfg, root, qrun / "manifest.csv", qrun))
+    with caplog.at_level("INFO", logger="autoenc.qat"):
+        best = read_checkpoint(fit(qcfg, root, qrun / "manifest.csv", qrun))
+    assert any("convs train as int8" in r.message for r in caplog.records)
+    assert set(best["qat_ranges"]) >= {"head.0.weight"}  # kept for a resume
     before = read_checkpoint(start)
     assert set(best["state"]) == set(before["state"])  # plain weights: exported and quantised as usual
     assert any(not torch.equal(best["state"][k], before["state"][k]) for k in before["state"])
     assert best["config"]["train"]["quantization_aware"] is True
 
-    # Its int8 twin stands in for the start model: the held-out change is measured against that.
+    # Its int8 twin stands in for the start model: the held-out change is measured against that
+    # (given, or by default where the fine-tune started from an .onnx).
     to_onnx(start, tmp_path / "start.onnx")
     to_onnx(qrun / "best.pt", qrun / "model.onnx")
     q, delta = int8_twin(qrun / "best.pt", qrun / "model.onnx", n_calibration=8, against=tmp_path / "start.onnx")
@@ -82,3 +94,5 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path):
     assert note["quantization_aware_from"] == str(start) and note["against"] == str(tmp_path / "start.onnx") and note["val"] == delta
     own = val_delta(run_data(qrun / "best.pt", best), qrun / "model.onnx", q)
     assert delta["int8"] == pytest.approx(own["int8"]) and delta["fp32"] != pytest.approx(own["fp32"], abs=1e-6)
+    with pytest.raises(ValueError, match="needs an fp32 image model with 1"):
+        int8_twin(qrun / "best.pt", qrun / "model.onnx", n_calibration=8, against=q)
