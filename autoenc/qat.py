@@ -105,18 +105,19 @@ def attach(model: torch.nn.Module, ranges: dict[str, tuple[Range, Range | None]]
     model does (8-bit, where it quantises the input: its ``x - noise`` starts from that too);
     returns the module names."""
     detach(model)
-    done = []
+    done, convs = [], []
     for name, module in model.named_modules():
         key = f"{name}.weight"
         if key in ranges and isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
             module.forward = _quantized_forward(module, *ranges[key])
             done.append(name)
+            convs.append(module)
     missing = set(ranges) - {f"{n}.weight" for n in done} - {INPUT}
     if missing:
         raise ValueError(f"quantised convs not found in the torch model: {sorted(missing)}")
     if INPUT in ranges:
         model._qat_input = model.register_forward_pre_hook(lambda m, args, r=ranges[INPUT][0]: _quantized_input(args, r))
-    model._qat_convs = [module for name, module in model.named_modules() if name in done]
+    model._qat_convs = convs
     return done
 
 
@@ -131,7 +132,7 @@ def detach(model: torch.nn.Module) -> None:
 
 def calibrated_ranges(model: torch.nn.Module, data: TrainingData, opset: int) -> dict[str, tuple[Range, Range | None]]:
     """Export ``model`` as it is now, quantise it as its int8 twin would be (same calibration
-    inputs from the training split, same percentile) and read back its Convs' input ranges."""
+    inputs from the training split, same percentile) and read back its Convs' input and output ranges (:func:`conv_ranges`)."""
     from autoenc.export import export_bytes
     from autoenc.quantize import CALIBRATION_PERCENTILE, calibration_inputs, quantize_int8
 

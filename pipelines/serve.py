@@ -29,7 +29,7 @@ def serve_config(config: str | Path) -> int:
     (2 with a message on stderr when it cannot start)."""
     from autoenc.runtime.jobs import JobError, check_job, refuse_blind_strength
     from autoenc.runtime.schedule import load_schedule
-    from autoenc.runtime.session import ModelError, OnnxModel
+    from autoenc.runtime.session import ModelError, model_info
     from autoenc.runtime.typed_config import ConfigError
 
     try:
@@ -43,7 +43,7 @@ def serve_config(config: str | Path) -> int:
                 check_job(job.models, job.input_dir, job.output_dir, strength=job.parameters.strength, ensemble=job.parameters.ensemble)
             else:
                 for m in job.models:
-                    refuse_blind_strength(OnnxModel(m, threads=1).info, m, job.parameters.strength)
+                    refuse_blind_strength(model_info(m), m, job.parameters.strength)
                 log.warning("job %s: input folder %s does not exist yet; its runs fail until it does", job.name, job.input_dir)
         except (JobError, ModelError) as exc:
             print(f"error: job {job.name}: {exc}", file=sys.stderr)

@@ -128,7 +128,7 @@ def check_job(models: str | Path | list[str | Path], input_dir: str | Path, outp
     ids: dict[str, str] = {}
     for model in models if isinstance(models, list) else [models]:
         try:
-            loaded = OnnxModel(model, threads=1)
+            loaded = OnnxModel(model, threads=1, check_int8=False)  # metadata and identity only: the job's denoiser checks int8 when it loads
         except ModelError as exc:
             raise JobError(str(exc)) from None
         info = loaded.info

@@ -107,7 +107,6 @@ class OnnxModel:
             multiply uint8 by int8 in 16-bit pairs that saturate: on an AVX2-only EPYC
             image-gray-fast-int8 came out 7 dB below its fp32 model (26.5 against 33.8 dB on a
             sigma 25 photo crop), its unfused graph within 0.1 dB.
-        int8_fused: after loading, False where an int8 model runs unfused for that reason.
     """
 
     def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None, mem_pattern: bool = True, check_int8: bool = True) -> None:
@@ -123,21 +122,21 @@ class OnnxModel:
             self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"cannot load model {self.path}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
         try:
-            self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
+            self.info = ModelInfo.from_props(meta)
         except (ValueError, TypeError) as exc:
             raise ModelError(f"model {self.path}: {exc}") from None
         if modality is not None and self.info.modality != modality:
             raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
         self.input_name = self.session.get_inputs()[0].name
-        self.int8_fused = True
-        if check_int8 and "autoenc.quantization" in self.session.get_modelmeta().custom_metadata_map:
+        if check_int8 and "autoenc.quantization" in meta:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             reference = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
             agreement = int8_agreement_db(self.session, reference, self.info)
             if agreement < INT8_AGREEMENT_DB:
                 log.warning("%s: this CPU's int8 kernels disagree with the model (%.1f dB on a probe, under %.0f dB; x86 without VNNI saturates uint8 x int8 pairs): running its graph unfused, correct but slower; its fp32 model is faster here", self.path.name, agreement, INT8_AGREEMENT_DB)
-                self.session, self.int8_fused = reference, False
+                self.session = reference
 
     @property
     def identity(self) -> str:
