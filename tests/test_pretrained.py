@@ -101,7 +101,8 @@ def test_shipped_int8_as_loaded_computes_what_its_graph_says_on_this_cpu(name):
     with its own unfused Q/DQ graph, by running fused where the kernels agree and unfused where not."""
     import onnxruntime as ort
 
-    from autoenc.runtime.session import INT8_AGREEMENT_DB, OnnxModel, int8_agreement_db
+    from autoenc.runtime.int8_kernels import INT8_AGREEMENT_DB, int8_agreement_db
+    from autoenc.runtime.session import OnnxModel
 
     model = OnnxModel(f"{name}-int8")
     opts = ort.SessionOptions()
