@@ -7,17 +7,15 @@ wrong modality is refused here, before any input file is touched.
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from autoenc.runtime.int8_kernels import INT8_AGREEMENT_DB, int8_agreement_db
+from autoenc.runtime.int8_kernels import int8_session
 from autoenc.runtime.metadata import ModelInfo
 
 PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"  # autoenc/pretrained
-log = logging.getLogger(__name__)
 
 
 class ModelError(Exception):
@@ -76,11 +74,11 @@ class OnnxModel:
             shape; without the pattern their peak memory was 0.6-0.7x (image-gray, 792 px
             tiles of a 4000x3000 photo: 0.99 GB against 1.60 GB) at the same speed.
         check_int8: for an int8 model, check on a probe that this CPU's fused integer kernels
-            compute what the model's Q/DQ graph says (:func:`int8_agreement_db`); where they do
-            not, run the graph unfused (correct, slower) and warn. x86 CPUs without VNNI
-            multiply uint8 by int8 in 16-bit pairs that saturate: on an AVX2-only EPYC
-            image-gray-fast-int8 came out 7 dB below its fp32 model (26.5 against 33.8 dB on a
-            sigma 25 photo crop), its unfused graph within 0.1 dB.
+            compute what the model's Q/DQ graph says, and run it the fastest way that does
+            (:func:`autoenc.runtime.int8_kernels.int8_session`; ``int8_kernels`` says which).
+            x86 CPUs without VNNI multiply uint8 by int8 in 16-bit pairs that saturate: on an
+            AVX2-only EPYC image-gray-fast-int8 came out 7 dB below its fp32 model (26.5 against
+            33.8 dB on a sigma 25 photo crop); with its weights as uint8 it computes its graph.
     """
 
     def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None, mem_pattern: bool = True, check_int8: bool = True) -> None:
@@ -104,13 +102,9 @@ class OnnxModel:
         if modality is not None and self.info.modality != modality:
             raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
         self.input_name = self.session.get_inputs()[0].name
+        self.int8_kernels: str | None = None  # for an int8 model checked at load: how it runs (see int8_session)
         if check_int8 and "autoenc.quantization" in meta:
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            reference = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-            agreement = int8_agreement_db(self.session, reference, self.info)
-            if agreement < INT8_AGREEMENT_DB:
-                log.warning("%s: this CPU's int8 kernels disagree with the model (%.1f dB on a probe, under %.0f dB; x86 without VNNI saturates uint8 x int8 pairs): running its graph unfused, correct but slower; its fp32 model is faster here", self.path.name, agreement, INT8_AGREEMENT_DB)
-                self.session = reference
+            self.session, self.int8_kernels = int8_session(blob, opts, self.session, self.info, self.path.name)
 
     @property
     def identity(self) -> str:
