@@ -72,6 +72,9 @@ def estimated_sigma(x: np.ndarray) -> float:
     return float(np.mean(estimate_sigma(x, channel_axis=-1)))
 
 
+INT8_KERNELS: dict[str, str] = {}  # method -> how an int8 model ran on this CPU (autoenc/runtime/int8_kernels.py)
+
+
 def methods(args) -> dict:
     """name -> fn(noisy, true_sigma or None) -> denoised; true sigma only for Gaussian rows."""
     import bm3d
@@ -81,6 +84,8 @@ def methods(args) -> dict:
     for name in [args.model, *(args.also or [])] + ([args.int8] if args.int8 else []):
         m = OnnxDenoiser(name, threads=args.threads)
         out["autoenc " + Path(str(name)).stem] = lambda x, s, m=m: m.denoise(x)
+        if m.int8_kernels:
+            INT8_KERNELS["autoenc " + Path(str(name)).stem] = m.int8_kernels
 
     def cbm3d(mult):
         return lambda x, s: np.asarray(bm3d.bm3d_rgb(x, sigma_psd=s if s is not None else mult * estimated_sigma(x)), np.float32)
@@ -159,7 +164,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -55,6 +55,9 @@ def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return np.clip(np.round((clean + rng.normal(0, sigma / 255.0, clean.shape)) * 255), 0, 255).astype(np.float32) / 255.0
 
 
+INT8_KERNELS: dict[str, str] = {}  # method -> how an int8 model ran on this CPU (autoenc/runtime/int8_kernels.py)
+
+
 def methods(args) -> dict:
     """name -> fn(noisy (H, W, C) float, true sigma on 0..255) -> denoised."""
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
@@ -63,6 +66,8 @@ def methods(args) -> dict:
     for model in args.model:
         m = OnnxDenoiser(model, threads=args.threads)
         out["autoenc " + Path(str(model)).stem] = lambda x, s, m=m: m.denoise(x)
+        if m.int8_kernels:
+            INT8_KERNELS["autoenc " + Path(str(model)).stem] = m.int8_kernels
     if args.ensemble:  # the first model averaged over the 8 flips/rotations
         e = OnnxDenoiser(args.model[0], threads=args.threads, ensemble=True)
         out["autoenc " + Path(str(args.model[0])).stem + " --ensemble"] = lambda x, s: e.denoise(x)
@@ -136,7 +141,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['sigma']:g} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -49,7 +49,17 @@ def machine() -> dict:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__}
+    return {"cpu": cpu, "cores": os.cpu_count(), "int8_isa": int8_isa(), "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__}
+
+
+def int8_isa() -> str:
+    """The x86 integer dot-product extensions this CPU has, which decide how its int8 models run
+    (without VNNI, see autoenc/runtime/int8_kernels.py): e.g. "avx2", "avx2 avx_vnni", "avx512_vnni"."""
+    try:
+        flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    except (OSError, StopIteration):
+        return ""
+    return " ".join(f for f in ("avx2", "avx512bw", "avx_vnni", "avx512_vnni", "amx_int8") if f in flags)
 
 
 def export_for_benchmark(config: str, checkpoint: str | None, tmp: Path):
