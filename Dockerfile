@@ -1,4 +1,4 @@
-# CPU inference worker: the torch-free core (onnxruntime, onnx, numpy, pillow, soundfile, soxr,
+# CPU inference worker: the torch-free core (onnxruntime, numpy, pillow, soundfile, soxr,
 # prefect, prefect-dask) and the shipped models. No torch, no training code paths used.
 #   docker build -t autoenc-worker .
 #   docker run -v /srv/media:/data -v autoenc-state:/var/lib/autoenc autoenc-worker            # serve configs/schedule.yaml

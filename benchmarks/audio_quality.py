@@ -153,9 +153,12 @@ def main() -> None:
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     methods = {"noisy input": lambda x: x}
+    int8_kernels: dict[str, str] = {}
     for m in args.model or ["speech", "speech-int8"]:
         den = OnnxAudioDenoiser(m, threads=2)
         methods[f"autoenc {Path(m).stem}"] = lambda x, den=den: den.denoise(x[:, None])[:, 0]
+        if den.int8_kernels:
+            int8_kernels[f"autoenc {Path(m).stem}"] = den.int8_kernels  # how it ran on this CPU (autoenc/runtime/int8_kernels.py)
     methods.update({
         "Wiener (decision-directed)": wiener_dd,
         "spectral subtraction": spectral_subtraction,
@@ -198,7 +201,7 @@ def main() -> None:
     cells = [next(r for r in rows if r["method"] == m and r["snr"] is None) for m in names]
     print("| clean input | ∞ | " + " | ".join(f"{c['si_sdr']:.1f} / {c['pesq']:.2f}" for c in cells) + " |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "utterances": files, "noises": NOISES, "snrs": SNRS, "means": means, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": int8_kernels, "utterances": files, "noises": NOISES, "snrs": SNRS, "means": means, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 

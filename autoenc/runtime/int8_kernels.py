@@ -9,6 +9,8 @@ through the fused session and through the same graph unfused tells whether this 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -45,49 +47,33 @@ def int8_agreement_db(fused: ort.InferenceSession, reference: ort.InferenceSessi
     return float("inf") if mse == 0 else 10 * np.log10(float(np.abs(x).max()) ** 2 / mse)
 
 
-def uint8_weights(blob: bytes) -> bytes:
-    """The int8 model ``blob`` (serialized ONNX) with its int8 weights stored as uint8: each
-    value and its zero point plus 128, so every weight dequantizes to the same number.
-    onnxruntime then multiplies uint8 by uint8, widening both to 16 bits first: no pair can
-    saturate, and the convs stay fused ``QLinearConv``."""
-    import onnx  # only needed on CPUs whose uint8 x int8 kernels saturate
-    from onnx import numpy_helper
 
-    model = onnx.load_from_string(blob)
-    inits = {t.name: t for t in model.graph.initializer}
-    done: set[str] = set()
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear":
-            continue
-        for name in node.input[:3:2]:  # the quantized tensor and its zero point
-            t = inits.get(name)
-            if t is None or name in done or t.data_type != onnx.TensorProto.INT8:
-                continue
-            t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t).astype(np.int16) + 128).astype(np.uint8), name))
-            done.add(name)
-    return model.SerializeToString()
+Int8Kernels = Literal["fused", "fused, uint8 x uint8", "unfused"]
+PRECISE_ENTRY = ("session.x64quantprecision", "1")  # onnxruntime's kOrtSessionOptionsAvx2PrecisionMode: on x86 without VNNI its int8 weights become uint8 (value + 128, zero point + 128: the same numbers) and are multiplied uint8 x uint8 in 16-bit lanes that cannot saturate; the convs stay fused
 
 
-def int8_session(blob: bytes, opts: ort.SessionOptions, fused: ort.InferenceSession, info: ModelInfo, name: str = "model", least_db: float = INT8_AGREEMENT_DB) -> tuple[ort.InferenceSession, str]:
+def int8_session(blob: bytes, options: Callable[[], ort.SessionOptions], fused: ort.InferenceSession, info: ModelInfo, name: str = "model", least_db: float = INT8_AGREEMENT_DB) -> tuple[ort.InferenceSession, Int8Kernels]:
     """The session that computes what the int8 model ``blob`` says on this CPU, fastest first,
-    and how: ``fused`` (built from ``blob`` with ``opts``) where it agrees with the same graph
-    run unfused to at least ``least_db`` dB on :func:`probe_input`; else the graph with
-    :func:`uint8_weights`, fused, where that agrees; else the graph unfused (correct, slowest).
-    Any but the first is logged as a warning naming ``name``.
-    On an AVX2-only EPYC the uint8-weights graph ran at about the fp32 model's speed (image-gray-fast
-    1.15 s/MP against fp32 1.10 and unfused 1.75, 2 threads)."""
-    plain = ort.SessionOptions()
-    plain.intra_op_num_threads, plain.inter_op_num_threads = opts.intra_op_num_threads, opts.inter_op_num_threads
-    plain.log_severity_level, plain.enable_mem_pattern = opts.log_severity_level, opts.enable_mem_pattern
+    and how it runs: ``fused`` (built from ``blob``) where it agrees with the same graph run
+    unfused to at least ``least_db`` dB on :func:`probe_input`; else ``blob`` fused with
+    :data:`PRECISE_ENTRY` where that agrees; else the graph unfused (correct, slowest). Any but
+    the first is logged as a warning naming ``name``. ``options`` makes the caller's session
+    options (threads, memory), fresh each call. On an AVX2-only EPYC, 2 threads, 1 MP:
+    image-gray-fast-int8 fused with the entry 1.06 s, its fp32 model 1.00 s, unfused 1.62 s;
+    the entry is not set where the plain fused kernels agree, since it slows them (image-gray-int8
+    there: 1.15 s fused, 2.40 s with the entry)."""
+    plain = options()
     plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     reference = ort.InferenceSession(blob, plain, providers=["CPUExecutionProvider"])
     agreement = int8_agreement_db(fused, reference, info)
     if agreement >= least_db:
         return fused, "fused"
-    widened = ort.InferenceSession(uint8_weights(blob), opts, providers=["CPUExecutionProvider"])
-    widened_agreement = int8_agreement_db(widened, reference, info)
-    if widened_agreement >= least_db:
-        log.warning("%s: this CPU's uint8 x int8 kernels disagree with the model (%.1f dB on a probe, under %.0f dB; x86 without VNNI saturates their 16-bit pairs): running it with its weights as uint8 (%.1f dB), correct and about as fast as its fp32 model", name, agreement, least_db, widened_agreement)
-        return widened, "fused, uint8 weights"
-    log.warning("%s: this CPU's int8 kernels disagree with the model (%.1f dB on a probe, %.1f dB with uint8 weights; under %.0f dB): running its graph unfused, correct but slower than its fp32 model", name, agreement, widened_agreement, least_db)
+    precise_opts = options()
+    precise_opts.add_session_config_entry(*PRECISE_ENTRY)
+    precise = ort.InferenceSession(blob, precise_opts, providers=["CPUExecutionProvider"])
+    precise_agreement = int8_agreement_db(precise, reference, info)
+    if precise_agreement >= least_db:
+        log.warning("%s: this CPU's uint8 x int8 kernels disagree with the model (%.1f dB on a probe, under %.0f dB; x86 without VNNI saturates their 16-bit pairs): running it with uint8 x uint8 kernels (%.1f dB), correct and about as fast as its fp32 model", name, agreement, least_db, precise_agreement)
+        return precise, "fused, uint8 x uint8"
+    log.warning("%s: this CPU's int8 kernels disagree with the model (%.1f dB on a probe, %.1f dB with uint8 x uint8 kernels; under %.0f dB): running its graph unfused, correct but slower than its fp32 model", name, agreement, precise_agreement, least_db)
     return reference, "unfused"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from autoenc.runtime.int8_kernels import int8_session
+from autoenc.runtime.int8_kernels import Int8Kernels, int8_session
 from autoenc.runtime.metadata import ModelInfo
 
 PRETRAINED_DIR = Path(__file__).parent.parent / "pretrained"  # autoenc/pretrained
@@ -63,6 +63,17 @@ def model_info(model: str | Path) -> ModelInfo:
     return OnnxModel(model, threads=1, check_int8=False).info
 
 
+def session_options(threads: int, mem_pattern: bool = True) -> ort.SessionOptions:
+    """onnxruntime options for one model session: ``threads`` intra-op threads, one inter-op,
+    warnings and errors only; ``mem_pattern`` see :class:`OnnxModel`."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.enable_mem_pattern = mem_pattern
+    return opts
+
+
 class OnnxModel:
     """One onnxruntime session and the model's :class:`ModelInfo`.
 
@@ -78,20 +89,16 @@ class OnnxModel:
             (:func:`autoenc.runtime.int8_kernels.int8_session`; ``int8_kernels`` says which).
             x86 CPUs without VNNI multiply uint8 by int8 in 16-bit pairs that saturate: on an
             AVX2-only EPYC image-gray-fast-int8 came out 7 dB below its fp32 model (26.5 against
-            33.8 dB on a sigma 25 photo crop); with its weights as uint8 it computes its graph.
+            33.8 dB on a sigma 25 photo crop); with uint8 x uint8 kernels it computes its graph.
     """
 
     def __init__(self, model: str | Path, *, threads: int = 2, modality: str | None = None, mem_pattern: bool = True, check_int8: bool = True) -> None:
         self.path = resolve_model(model)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.enable_mem_pattern = mem_pattern
+        options = lambda: session_options(threads, mem_pattern)  # noqa: E731
         try:
             blob = self.path.read_bytes()  # hashed and loaded from the same bytes: see identity
             self.sha256 = hashlib.sha256(blob).hexdigest()
-            self.session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(blob, options(), providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"cannot load model {self.path}: {type(exc).__name__}: {str(exc)[:300]}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -102,9 +109,9 @@ class OnnxModel:
         if modality is not None and self.info.modality != modality:
             raise ModelError(f"model {self.path} is a {self.info.modality} model; this job needs {modality}")
         self.input_name = self.session.get_inputs()[0].name
-        self.int8_kernels: str | None = None  # for an int8 model checked at load: how it runs (see int8_session)
+        self.int8_kernels: Int8Kernels | None = None  # for an int8 model checked at load: how it runs (see int8_session)
         if check_int8 and "autoenc.quantization" in meta:
-            self.session, self.int8_kernels = int8_session(blob, opts, self.session, self.info, self.path.name)
+            self.session, self.int8_kernels = int8_session(blob, options, self.session, self.info, self.path.name)
 
     @property
     def identity(self) -> str:
