@@ -247,15 +247,24 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from autoenc.runtime.session import shipped_models
 
     models = shipped_models()
+    if args.check_int8:  # load each int8 model as a job would: how its kernels run on this CPU
+        from autoenc.runtime.session import OnnxModel
+
+        for m in models:
+            m["int8_kernels"] = OnnxModel(m["path"], threads=1).int8_kernels
     if args.json:
         print(json.dumps(models, indent=1))
         return 0
     if not models:
         print("no shipped models in this installation")
         return 0
-    print(f"{'name':<18} {'modality':<8} {'ch':>2} {'MB':>5} {'strength':<8}  use for")
+    here = lambda m: f" {m['int8_kernels'] or '-':<21}" if args.check_int8 else ""  # noqa: E731
+    print(f"{'name':<21} {'modality':<8} {'ch':>2} {'MB':>5} {'strength':<8}" + (f" {'int8 on this CPU':<21}" if args.check_int8 else "") + "  use for")
     for m in models:
-        print(f"{m['name']:<18} {m['modality']:<8} {m['channels']:>2} {m['bytes'] / 1e6:>5.2f} {'yes' if m['noise_level_input'] else '-':<8}  {m['use_for'] or '-'}")
+        print(f"{m['name']:<21} {m['modality']:<8} {m['channels']:>2} {m['bytes'] / 1e6:>5.2f} {'yes' if m['noise_level_input'] else '-':<8}{here(m)}  {m['use_for'] or '-'}")
+    if args.check_int8:
+        print("\nint8 on this CPU: fused = integer kernels, faster than fp32; 'fused, uint8 x uint8' = this x86 CPU lacks VNNI, so its "
+              "uint8 x int8 kernels would saturate and int8 runs about as fast as fp32; unfused = slower than fp32 (autoenc/runtime/int8_kernels.py)")
     print("\nmodel cards (data, licences, split, held-out scores): " + ", ".join(sorted({Path(m["card"]).name for m in models if m["card"]})) + f" in {Path(models[0]['path']).parent}")
     return 0
 
@@ -399,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="list the shipped models (names usable with --model)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--check-int8", action="store_true", help="load each int8 model and say how it runs on this CPU (about 1 s)")
     p.set_defaults(fn=_cmd_models)
 
     p = sub.add_parser("prefect-yaml", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")

@@ -99,3 +99,13 @@ def test_ctrl_c_stops_cleanly_with_a_partial_summary_and_a_rerun_finishes(tmp_pa
     assert rerun.returncode == 0 and f"{80 - done} written, {done} unchanged" in rerun.stdout, rerun.stdout
     with Ledger(state_dir_for(dst)) as ledger:
         assert all(ledger.times_done(f"img{i:03d}.png") == 1 for i in range(80))  # nothing done twice
+
+
+def test_models_check_int8_says_how_each_int8_model_runs_on_this_cpu():
+    proc = _autoenc("models", "--check-int8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    listed = {m["name"]: m for m in json.loads(proc.stdout)}
+    assert {n for n, m in listed.items() if m["int8_kernels"]} == {n for n in listed if n.endswith("-int8")}
+    assert {m["int8_kernels"] for n, m in listed.items() if n.endswith("-int8")} <= {"fused", "fused, uint8 x uint8"}  # never the slow unfused graph
+    table = _autoenc("models", "--check-int8")
+    assert table.returncode == 0 and "int8 on this CPU" in table.stdout
