@@ -37,7 +37,7 @@ bench: $(STAMP) data
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/adhoc.py
-	$(PY) benchmarks/camera_quality.py --int8 autoenc/pretrained/photo-int8.onnx
+	$(PY) benchmarks/camera_quality.py --int8 photo-int8
 	$(PY) benchmarks/image_quality.py --ensemble
 	$(PY) benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
 	$(PY) benchmarks/audio_quality.py

@@ -13,7 +13,7 @@ CBM3D and NL-means are given the noise level a user would give them: skimage's
 CBM3D also at 5x that estimate (the multiple ../shared/DATA.md found best with the clean answer
 in hand). Gaussian rows give them the true σ. Writes JSON and a picture of 1:1 crops.
 
-    python benchmarks/camera_quality.py [--model photo] [--int8 autoenc/pretrained/photo-int8.onnx] [--also image-color] [--crop 512]
+    python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--crop 512]
 """
 
 from __future__ import annotations
@@ -123,14 +123,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="photo")
     ap.add_argument("--int8")
-    ap.add_argument("--also", action="append", help="another model on the same files (default: image-color-fast, the README's column)")
+    ap.add_argument("--also", action="append", help="another model on the same files (default: photo-fast, photo-fast-int8, image-color, image-color-fast: the README's columns)")
     ap.add_argument("--crop", type=int, default=512, help="centre crop edge in pixels")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/camera_quality.json"))
     ap.add_argument("--picture", default=str(REPO / "docs/photo/crops.png"))
     args = ap.parse_args()
     if args.also is None:
-        args.also = ["image-color-fast"]
+        args.also = ["photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
     clean = photos(args.crop)
     mp = sum(c.shape[0] * c.shape[1] for c in clean.values()) / 1e6
     fns = methods(args)

@@ -32,7 +32,7 @@ def _wrong(blob: bytes) -> ort.InferenceSession:
     return _session(model.SerializeToString())
 
 
-@pytest.mark.parametrize("name", ["image-gray-fast-int8", "photo-fast-int8", "speech-int8"])
+@pytest.mark.parametrize("name", ["image-gray-fast-int8", "photo-fast-int8", "photo-int8", "speech-int8"])
 def test_uint8_x_uint8_kernels_compute_the_graph_fused(name, tmp_path):
     blob = (PRETRAINED_DIR / f"{name}.onnx").read_bytes()
     assert int8_agreement_db(_session(blob, precise=True), _session(blob, fused=False), model_info(name)) >= INT8_AGREEMENT_DB

@@ -88,7 +88,7 @@ def test_shipped_photo_model_cleans_camera_noise_and_keeps_clean_photos(corpus_d
     clean = np.asarray(Image.open(corpus_dir / "scikit-learn/flower.png").convert("RGB"), np.float32)[100:356, 200:456] / 255
     spec = {"name": "camera", "makers": ["Fujifilm"], "iso": 25600, "gain": 8, "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
     noisy = synthesize(torch.from_numpy(clean.transpose(2, 0, 1).copy()), NoiseConfig(mixture=[spec]), pair_generator(0, "test"))[0].permute(1, 2, 0).numpy()
-    for variant in ("photo", "photo-int8", "photo-fast-int8"):
+    for variant in ("photo", "photo-int8", "photo-fast", "photo-fast-int8"):
         den = OnnxDenoiser(variant, threads=1)
         assert psnr(clean, den.denoise(noisy)) > psnr(clean, noisy) + 1.5, variant
         assert psnr(clean, np.round(den.denoise(clean) * 255) / 255) >= 34, variant
