@@ -47,7 +47,6 @@ def int8_agreement_db(fused: ort.InferenceSession, reference: ort.InferenceSessi
     return float("inf") if mse == 0 else 10 * np.log10(float(np.abs(x).max()) ** 2 / mse)
 
 
-
 Int8Kernels = Literal["fused", "fused, uint8 x uint8", "unfused"]
 PRECISE_ENTRY = ("session.x64quantprecision", "1")  # onnxruntime's kOrtSessionOptionsAvx2PrecisionMode: on x86 without VNNI its int8 weights become uint8 (value + 128, zero point + 128: the same numbers) and are multiplied uint8 x uint8 in 16-bit lanes that cannot saturate; the convs stay fused
 
