@@ -75,8 +75,10 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
     model = get_model(name, channels=channels, width=width, levels=levels, **extra)
-    # Make it do something: a non-zero noise head (and colour guide, for the colour models).
+    # Make it do something: a non-zero noise head (and colour guide, for the colour models; and
+    # the mixers of any audio context blocks, which start at zero).
     heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail]
+    heads += [m.mix for m in model.modules() if type(m).__name__ == "_Context"]
     for head in heads:
         torch.nn.init.normal_(head.weight, std=noise_scale)
     noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}

@@ -58,6 +58,37 @@ def test_chunked_equals_whole_file_at_model_rate(audio_model):
     assert not np.allclose(whole, x, atol=1e-3)
 
 
+def test_context_blocks_start_as_the_plain_model_widen_its_reach_and_stream_exactly(tmp_path):
+    """unet1d_dae's context blocks: adopted from a trained plain model they compute exactly what
+    it did; each adds ``dilation`` bottleneck steps of reach on both sides; a file streamed in
+    windows shorter than that reach still equals the whole-file output."""
+    from autoenc.export import receptive_radius
+    from conftest import make_model_file
+
+    torch.manual_seed(0)
+    plain = get_model("unet1d_dae", width=8, levels=3).eval()
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    ctx = get_model("unet1d_dae", width=8, levels=3, context_dilations=[1, 3]).eval()
+    ctx.adopt("unet1d_dae", plain.state_dict())
+    x = torch.randn(2, 1, 3000)
+    with torch.no_grad():
+        assert torch.equal(ctx(x), plain(x))
+    assert receptive_radius(ctx) == receptive_radius(plain) + 4**3 * (1 + 3)
+    for wrong in (get_model("unet1d_dae", width=4, levels=3), get_model("unet1d_dae", width=8, levels=3, context_dilations=[1, 3, 9])):
+        with pytest.raises(ValueError, match="cannot start from"):
+            ctx.adopt("unet1d_dae", wrong.state_dict())
+    with pytest.raises(ValueError, match="context_dilations"):
+        get_model("unet1d_dae", context_dilations=[0])
+
+    path = make_model_file(tmp_path, width=8, levels=3, modality="audio", noise_scale=0.2, context_dilations=[1, 3])
+    x = tone(4.0, 16000, 1, seed=3)
+    whole = OnnxAudioDenoiser(path, chunk_seconds=60).denoise(x)
+    small = OnnxAudioDenoiser(path, chunk_seconds=0.2)
+    assert small.context >= receptive_radius(ctx) and small.window < len(x) // 3
+    np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
+
+
 def test_chunked_equals_whole_file_with_resampling(tmp_path, audio_model):
     src = tmp_path / "in.wav"
     sf.write(src, tone(2.5, 44100, 1, seed=2), 44100, subtype="FLOAT")

@@ -5,6 +5,11 @@ Encoder: a full-rate conv, then ``levels`` strided conv stages (kernel ``2 * str
 upsampling (conv to ``stride`` phases, interleaved; no ConvTranspose, which stays fp32 under
 int8), skip added, conv. The head predicts the noise; ``forward`` returns ``x - noise``. Any length works.
 
+Optional context blocks (``context_dilations``) in the bottleneck: residual dilated convs at the
+lowest rate (``stride ** levels`` samples per step, 16 ms at 16 kHz with the defaults) that widen
+the receptive field from ~75 ms to about a second for little compute, the conv stand-in for
+Demucs' bottleneck LSTM: telling a voice from babble or music needs syllables of context.
+
 No layer has a bias, so with ReLU, reshapes and zero padding the network is positively
 homogeneous: ``f(a * x) = a * f(x)`` for any gain ``a > 0``. A recording's level therefore
 never matters (no per-window normalisation that would break exact streaming), and training can
@@ -54,6 +59,21 @@ class _Up(nn.Module):
         return F.relu(self.body(y + skip))
 
 
+class _Context(nn.Module):
+    """Residual dilated block ``relu(h + mix(relu(conv_d(h))))`` through ``width // 2`` maps;
+    ``mix`` starts at zero, so a new block leaves a trained network's function unchanged (its
+    input is already non-negative) until training moves it."""
+
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(width, width // 2, 3, padding=dilation, dilation=dilation, bias=False)
+        self.mix = nn.Conv1d(width // 2, width, 1, bias=False)
+        nn.init.zeros_(self.mix.weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h + self.mix(F.relu(self.conv(h))))
+
+
 @register_model("unet1d_dae", modality="audio")
 class UNet1dDAE(ResidualUNet):
     """Residual waveform U-Net denoising autoencoder (mono in, mono out).
@@ -63,18 +83,37 @@ class UNet1dDAE(ResidualUNet):
         width: feature maps at full rate; doubled at each level.
         levels: strided stages; streaming windows align to ``stride ** levels`` samples.
         stride: downsampling factor per level.
+        context_dilations: one residual dilated block per entry in the bottleneck (dilation in
+            bottleneck steps of ``stride ** levels`` samples); empty: none.
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4) -> None:
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.channels, self.width, self.levels, self.stride = channels, width, levels, stride
+        self.context_dilations = tuple(int(d) for d in context_dilations)
+        if any(d < 1 for d in self.context_dilations):
+            raise ValueError(f"unet1d_dae: context_dilations must be >= 1, got {list(self.context_dilations)}")
         widths = [width * 2**i for i in range(levels + 1)]
         self.head = nn.Sequential(nn.Conv1d(channels, width, 7, padding=3, bias=False), nn.ReLU(inplace=True))
         self.downs = nn.ModuleList(_Down(widths[i], widths[i + 1], stride) for i in range(levels))
-        self.bottleneck = nn.Sequential(nn.Conv1d(widths[-1], widths[-1], 3, padding=1, bias=False), nn.ReLU(inplace=True))
+        self.bottleneck = nn.Sequential(
+            nn.Conv1d(widths[-1], widths[-1], 3, padding=1, bias=False), nn.ReLU(inplace=True), *(_Context(widths[-1], d) for d in self.context_dilations)
+        )
         self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i], stride) for i in reversed(range(levels)))
         self.tail = nn.Conv1d(width, channels, 7, padding=3, bias=False)
         nn.init.zeros_(self.tail.weight)  # untrained model is the identity
+
+    def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
+        """Start from a trained ``unet1d_dae`` of the same width, levels and stride whose context
+        blocks are a prefix of this one's (none, usually): its weights are taken as they are and
+        the added blocks start as the identity, so the model begins computing what the old one did.
+        """
+        mine = self.state_dict()
+        shared = {k: v for k, v in state.items() if k in mine}
+        odd = [k for k in state if k not in mine or state[k].shape != mine[k].shape] + [k for k in mine if k not in state and not k.startswith("bottleneck.")]
+        if model != "unet1d_dae" or odd:
+            raise ValueError(f"unet1d_dae cannot start from this {model}: it lacks or reshapes {odd[:4]} (this one: width {self.width}, {self.levels} levels, stride {self.stride}, context {list(self.context_dilations)})")
+        self.load_state_dict({**mine, **shared})
 
     @property
     def size_multiple(self) -> int:
