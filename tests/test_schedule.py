@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -99,9 +100,20 @@ def test_committed_prefect_yaml_matches_schedule_config():
 
 
 def _api(url: str, path: str, body: dict | None = None, method: str | None = None):
+    """Call the Prefect REST API, retrying as Prefect's own client does.
+
+    The server answers 503 (or 429/502) for errors a client may retry, e.g. a
+    briefly locked SQLite database while serve's runs write to it.
+    """
     req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode() if body is not None else None, method=method or ("POST" if body is not None else "GET"), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            if e.code not in (429, 502, 503) or attempt == 5:
+                raise
+            time.sleep(0.5 * 2**attempt)
 
 
 def _latest_table(url: str, key: str) -> list[dict]:
