@@ -28,6 +28,10 @@ from autoenc.runtime.job_settings import DEFAULTS
 from autoenc.runtime.session import OnnxModel
 
 
+WINDOW_OVERLAPS = 8  # windows span at least this many overlaps, so at most 1/8 of the compute is recomputed context
+# (a model with a long reach, e.g. unet1d_dae's context blocks, gets windows longer than chunk_seconds)
+
+
 class _OverlapAdd:
     """Feed (C, n) model-rate samples; get finalised denoised samples back, in order."""
 
@@ -79,7 +83,8 @@ class OnnxAudioDenoiser(OnnxModel):
     Args:
         model: path to an autoenc ``.onnx`` file, or a shipped model name.
         threads: onnxruntime intra-op threads.
-        chunk_seconds: window length at the model's rate (memory/speed trade-off).
+        chunk_seconds: window length at the model's rate (memory/speed trade-off); at least
+            ``WINDOW_OVERLAPS`` times the overlap the model's receptive field needs.
         blend_seconds: cross-fade length between windows.
     """
 
@@ -89,7 +94,7 @@ class OnnxAudioDenoiser(OnnxModel):
         self.context = math.ceil(self.info.receptive_radius / m) * m
         self.blend = max(m, math.ceil(blend_seconds * sr / m) * m)
         overlap = 2 * self.context + self.blend
-        self.window = max(math.ceil(chunk_seconds * sr / m) * m, 2 * overlap)
+        self.window = max(math.ceil(chunk_seconds * sr / m) * m, WINDOW_OVERLAPS * overlap)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
         """Denoise (C, n) samples: each channel is one batch item; short input is zero-padded."""

@@ -24,7 +24,7 @@ class JobSettings(Frozen):
     strength: float = Field(1.0, gt=0, le=4, description="images: scale the estimated noise level a model with a noise-level input is told (above 1 smooths more, below 1 keeps more grain); blind models refuse anything but 1")
     ensemble: bool = Field(False, description="images: average the model over the 8 flips and rotations of each image (about +0.1-0.2 dB, 8x the time)")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse larger images (decompression bombs)")
-    chunk_seconds: float = Field(4.0, gt=0, description="audio window length in seconds (overlap-added)")
+    chunk_seconds: float = Field(4.0, gt=0, description="audio window length in seconds (overlap-added; longer where the model's reach needs it)")
     min_seconds: float = Field(0.1, ge=0, description="refuse shorter audio (seconds)")
     max_seconds: float = Field(6 * 3600.0, gt=0, description="refuse longer audio (seconds)")
     batch_size: int = Field(64, ge=1, description="files per Prefect task")
