@@ -71,7 +71,7 @@ def main() -> None:
         "benchmark": "audio_speed",
         "model": ckpt["model"], "kwargs": ckpt["kwargs"], "params": params, "threads": args.threads,
         "seconds_of_audio": args.seconds,
-        "torch_eager_rtf": t_torch / args.seconds, "ort_streaming_rtf": t_ort / args.seconds, "window_seconds": den.window / sr,
+        "torch_eager_rtf": t_torch / args.seconds, "ort_streaming_rtf": t_ort / args.seconds, "window_seconds": den.window / den.info.sample_rate,
         "ort_speedup_vs_torch": t_torch / t_ort,
         "long_file_minutes": args.hour_minutes, "long_file_rtf": float(long_s) / (args.hour_minutes * 60),
         "long_file_peak_rss_mb": int(hwm_kb) / 1024,

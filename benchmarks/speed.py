@@ -177,7 +177,7 @@ def speech_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], di
                 rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"whole {secs:g} s", "rtf": t / secs})
                 den = OnnxAudioDenoiser(path, threads=threads)
                 t = _time(lambda: den.denoise(audio[:, None]), args.repeats)
-                rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": "deployed, streaming 4 s windows", "rtf": t / secs})
+                rows.append({"model": name, "runtime": f"onnxruntime {kind}", "threads": threads, "path": f"deployed, streaming {den.window / den.info.sample_rate:.1f} s windows", "rtf": t / secs})
     for r in rows:
         r["gflops"] = 2 * macs_sample * sr / r["rtf"] / 1e9
         r["of_gemm_peak"] = r["gflops"] / peak[r["threads"]]["int8" if "int8" in r["runtime"] else "fp32"]

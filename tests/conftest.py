@@ -70,6 +70,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     from autoenc.config import from_dict
     from autoenc.export import to_onnx
     from autoenc.models import get_model
+    from autoenc.models.audio import _Context
     from autoenc.checkpoint import pack, save_checkpoint
 
     torch.manual_seed(seed)
@@ -78,7 +79,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     # Make it do something: a non-zero noise head (and colour guide, for the colour models; and
     # the mixers of any audio context blocks, which start at zero).
     heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail]
-    heads += [m.mix for m in model.modules() if type(m).__name__ == "_Context"]
+    heads += [m.mix for m in model.modules() if isinstance(m, _Context)]
     for head in heads:
         torch.nn.init.normal_(head.weight, std=noise_scale)
     noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}

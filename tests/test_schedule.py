@@ -100,10 +100,10 @@ def test_committed_prefect_yaml_matches_schedule_config():
 
 
 def _api(url: str, path: str, body: dict | None = None, method: str | None = None):
-    """Call the Prefect REST API, retrying as Prefect's own client does.
+    """Call the Prefect REST API, retrying on the codes Prefect's own client retries on.
 
-    The server answers 503 (or 429/502) for errors a client may retry, e.g. a
-    briefly locked SQLite database while serve's runs write to it.
+    The server answers 503 for errors a client may retry (a busy or locked SQLite
+    database while serve's runs write to it); 429 and 502 likewise.
     """
     req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode() if body is not None else None, method=method or ("POST" if body is not None else "GET"), headers={"Content-Type": "application/json"})
     for attempt in range(6):
@@ -113,6 +113,7 @@ def _api(url: str, path: str, body: dict | None = None, method: str | None = Non
         except urllib.error.HTTPError as e:
             if e.code not in (429, 502, 503) or attempt == 5:
                 raise
+            e.close()
             time.sleep(0.5 * 2**attempt)
 
 
