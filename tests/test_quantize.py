@@ -1,6 +1,6 @@
-"""int8 QDQ quantization: every conv but the residual noise head runs as an integer QLinearConv
-in onnxruntime (not fp32 between Q/DQ pairs), the output stays close to fp32, and the metadata
-is carried over."""
+"""int8 QDQ quantization: every conv but the residual noise head (and, for audio, the input
+conv) runs as an integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
+stays close to fp32, and the metadata is carried over."""
 
 import json
 
@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.quantize import fixed_maps, quantize_int8, residual_head
+from autoenc.quantize import fixed_maps, input_convs, quantize_int8, residual_head
 from conftest import make_model_file, runtime_ops
 
 
@@ -26,9 +26,14 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     convs = {n.name for n in graph.node if n.op_type == "Conv"}
     plain = onnx.load(str(fp32))
     kept = residual_head(plain) + [n for n in fixed_maps(plain) if n not in residual_head(plain)]
+    first = input_convs(plain, kept)
+    assert first and set(first) <= convs - set(kept) and (len(first) == 1 or modality == "image")
+    kept += first if modality == "audio" else []  # 16-bit audio never goes through uint8; 8-bit photos lose nothing to it
     kept_convs = [n for n in kept if n in convs]
-    head = 3 if name == "opponent_unet_dae" else 1  # its head maps the planes' noise to RGB with one more conv; its input map stays fp32 too
+    head = 3 if name == "opponent_unet_dae" else 2 if modality == "audio" else 1  # opponent's head maps the planes' noise to RGB with one more conv; its input map stays fp32 too
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
+    q_inputs = {i for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "QuantizeLinear" for i in n.input}
+    assert ("input" in q_inputs) == (name == "unet_dae")  # the others reshape their input before any conv
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
