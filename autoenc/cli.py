@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
     p.set_defaults(fn=_cmd_export)
 
-    p = sub.add_parser("quantize", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write MODEL-int8.onnx beside an exported MODEL.onnx (static int8 QDQ, calibrated on the checkpoint's training inputs)")
-    p.add_argument("checkpoint", help="the checkpoint MODEL was exported from (its run folder holds the manifest)")
+    p = sub.add_parser("quantize", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write MODEL-int8.onnx beside an exported MODEL.onnx (static int8 QDQ, calibrated on its training inputs)")
+    p.add_argument("checkpoint", help="the checkpoint MODEL was exported from (its run folder holds the manifest), or the training config (.yaml) MODEL was made with: its data is ingested again (a shipped model whose run folder is gone)")
     p.add_argument("model", help="the exported fp32 .onnx")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
     p.add_argument("--against", help="the fp32 .onnx the int8 twin stands in for, if not MODEL (after a quantization-aware fine-tune: the model it started from, the default where train.init_from is an .onnx); the held-out change is measured against it")

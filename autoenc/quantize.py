@@ -53,6 +53,18 @@ def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
     return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), entries)
 
 
+def config_data(config: str | Path, manifest: Path) -> TrainingData:
+    """The data of a training config, ingested again into ``manifest``: its training split and
+    held-out pairs, for a model whose run folder is gone (a shipped model made from the config)."""
+    from autoenc.config import load
+    from autoenc.corpus import resolve_data_root
+    from autoenc.data import TrainingData, ingest
+
+    cfg = load(config)
+    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
+    return TrainingData(cfg, root, ingest(root, cfg.data, manifest, cfg.modality))
+
+
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
     """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
     them (seeded) from the run's train split, with the noise-level plane if the model takes one."""
@@ -140,6 +152,8 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
     return [n for n in found if n]
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")  # int8_twin's source is a training config, not a checkpoint
+
 CALIBRATION_PERCENTILE = 99.99  # activation ranges clip the rarest 0.01 %, whose min/max would waste the 8 bits:
 # audio training inputs hold rare huge clicks (crackle, clipping): on the voices speech model's
 # held-out settings min/max cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 cost
@@ -210,24 +224,35 @@ def val_delta(data: TrainingData, fp32: str | Path, int8: str | Path) -> dict[st
     return out
 
 
-def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64, against: str | Path | None = None) -> tuple[Path, dict[str, float]]:
-    """Write ``<fp32 stem>-int8.onnx`` beside ``fp32`` (exported from ``checkpoint``), calibrated
-    on ``n_calibration`` training inputs, with its measured held-out change recorded in the
-    metadata; returns (int8 path, :func:`val_delta` result). ``against``: the fp32 model the
+def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, against: str | Path | None = None) -> tuple[Path, dict[str, float]]:
+    """Write ``<fp32 stem>-int8.onnx`` beside ``fp32``, calibrated on ``n_calibration`` training
+    inputs, with its measured held-out change recorded in the metadata; returns (int8 path,
+    :func:`val_delta` result). ``source``: the checkpoint ``fp32`` was exported from (its run
+    folder holds the manifest), or the training config (.yaml) it was made with, whose data is
+    ingested again (a shipped model whose run folder is gone); either way its config hash must
+    be the model's. ``against``: the fp32 model the
     twin stands in for, when it is not ``fp32`` (a quantization-aware fine-tune's start, see
     :mod:`autoenc.qat`; by default that start where it is an fp32 .onnx): the change is
     measured against it, on the same held-out pairs."""
-    from autoenc.checkpoint import read_checkpoint
     from autoenc.runtime.metadata import ModelInfo
 
     src = onnx.load(str(fp32), load_external_data=False)
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    ckpt = read_checkpoint(checkpoint)  # read once; the run's data once, below
-    if info.config_hash != ckpt.get("config_hash"):
-        raise ValueError(f"{fp32} was not exported from {checkpoint} (config hash {info.config_hash} vs {ckpt.get('config_hash')})")
-    train = ckpt["config"].get("train", {})
+    if Path(source).suffix in CONFIG_SUFFIXES:
+        from autoenc.config import load
+
+        cfg = load(source)
+        config, config_hash = cfg.model_dump(mode="json"), cfg.hash()
+    else:
+        from autoenc.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(source)  # read once; the run's data once, below
+        config, config_hash = ckpt["config"], ckpt.get("config_hash")
+    if info.config_hash != config_hash:
+        raise ValueError(f"{fp32} was not made from {source} (config hash {info.config_hash} vs {config_hash})")
+    train = config.get("train", {})
     start = train.get("init_from") if train.get("quantization_aware") else None
     if against is None and start is not None and str(start).endswith(".onnx"):
         against = start  # a quantization-aware fine-tune's twin stands in for the model it started from
@@ -238,8 +263,9 @@ def int8_twin(checkpoint: str | Path, fp32: str | Path, n_calibration: int = 64,
         if "autoenc.quantization" in props or (theirs.modality, theirs.channels) != (info.modality, info.channels):
             raise ValueError(f"--against {against}: needs an fp32 {info.modality} model with {info.channels} channel(s) like {fp32}")
     elif start is not None:
-        log.warning("%s was fine-tuned quantization-aware from %s; its int8 change is measured against its own fp32 export (give --against the fp32 model it stands in for)", checkpoint, start)
-    data = run_data(checkpoint, ckpt)
+        log.warning("%s was fine-tuned quantization-aware from %s; its int8 change is measured against its own fp32 export (give --against the fp32 model it stands in for)", source, start)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = config_data(source, Path(tmp) / "manifest.csv") if Path(source).suffix in CONFIG_SUFFIXES else run_data(source, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     note = {"quantization_aware_from": str(start)} if start is not None else {}
     if against is not None:

@@ -46,3 +46,35 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
     a, b = run(fp32), run(tmp_path / "q.onnx")
     assert np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 0.01
+
+
+def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_path):
+    """A shipped model whose run folder is gone is quantised from its training config: the data
+    is ingested again, so the twin and its measured change are those the checkpoint gives; a
+    config the model was not made with is refused."""
+    import yaml
+
+    from autoenc.config import load
+    from autoenc.data import ingest
+    from autoenc.export import to_onnx
+    from autoenc.quantize import int8_twin
+    from autoenc.train import fit
+    from conftest import REPO, photo_sources
+
+    root = photo_sources(tmp_path / "photos", 3, 1)
+    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32", "train.epochs=1", f"data.root={root}"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    to_onnx(fit(cfg, root, run / "manifest.csv", run), run / "model.onnx")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert load(config).hash() == cfg.hash()
+
+    q, by_checkpoint = int8_twin(run / "best.pt", run / "model.onnx", n_calibration=4)
+    first = q.read_bytes()
+    q, by_config = int8_twin(config, run / "model.onnx", n_calibration=4)
+    assert by_config == by_checkpoint and q.read_bytes() == first
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "seed": cfg.seed + 1}))
+    with pytest.raises(ValueError, match="was not made from"):
+        int8_twin(other, run / "model.onnx", n_calibration=4)
