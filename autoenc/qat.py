@@ -142,7 +142,7 @@ def calibrated_ranges(model: torch.nn.Module, data: TrainingData, opset: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         fp32, q = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         fp32.write_bytes(export_bytes(model, opset))
-        quantize_int8(fp32, q, calibration_inputs(data), percentile=CALIBRATION_PERCENTILE)
+        quantize_int8(fp32, q, calibration_inputs(data), percentile=CALIBRATION_PERCENTILE[data.cfg.modality])
         ranges = conv_ranges(onnx.load(str(q)))
     model.train(was_training)
     return ranges
