@@ -35,18 +35,19 @@ def test_shipped_int8_is_integer_at_runtime_and_records_its_effect(name, tmp_pat
     convs = {n.name for n in onnx.load(str(PRETRAINED_DIR / f"{name}.onnx")).graph.node if n.op_type == "Conv"}
     note = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["autoenc.quantization"])
     kept = len(convs & set(note["fp32_nodes"]))
-    assert kept == (3 if name == "image-color" else 1)  # the noise head (image-color: its two convs and the colour map in)
+    assert kept == {"image-color": 3, "speech": 2}.get(name, 1)  # the noise head (image-color: its two convs and the colour map in; speech: and its input conv)
     ops = runtime_ops(path, tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == kept and ops["QLinearConv"] == len(convs) - kept, ops
     val = note["val"]
     if EXPECTED[name][0] == "image":
         assert abs(val["delta_db"]) <= INT8_IMAGE_BOUND_DB.get(name, 0.05), val
         return
-    # Speech: within 0.3 dB on the noisy held-out settings on average, and a near-clean input
-    # (40 dB SNR) still comes back at >= 30 dB SI-SDR (fp32 keeps it at 38; see the card).
+    # Speech: within 0.2 dB on the noisy held-out settings on average (measured -0.12), and a
+    # near-clean input (40 dB SNR) still comes back at >= 38 dB SI-SDR (fp32 40.4, int8 39.7: its
+    # input is never rounded to 8 bits; see the card).
     noisy = [t.removesuffix("/fp32") for t in val if t.endswith("/fp32") and "snr_db40" not in t]
-    assert sum(val[f"{t}/int8"] - val[f"{t}/fp32"] for t in noisy) / len(noisy) >= -0.3, val
-    assert val["white-snr_db40/int8"] >= 30, val
+    assert sum(val[f"{t}/int8"] - val[f"{t}/fp32"] for t in noisy) / len(noisy) >= -0.2, val
+    assert val["white-snr_db40/int8"] >= 38, val
 
 
 @pytest.mark.parametrize("name", ["image-gray", "image-gray-fast", "image-color", "image-color-fast"])
