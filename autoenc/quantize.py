@@ -25,9 +25,11 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from autoenc.runtime.media import atomic_write
+from autoenc.runtime.metadata import PREFIX, ModelInfo
 from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 
 if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
+    from autoenc.config import RunConfig
     from autoenc.data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -41,28 +43,32 @@ class _Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
+def training_data(cfg: RunConfig, entries: list) -> TrainingData:
+    """The training split and held-out pairs of ``cfg``'s data, from manifest ``entries``."""
+    from autoenc.corpus import resolve_data_root
+    from autoenc.data import TrainingData
+
+    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), entries)
+
+
 def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
     """The run's data for checkpoint dict ``ckpt`` read from ``checkpoint``: its training split
     and held-out pairs, from the manifest in the checkpoint's folder."""
     from autoenc.config import from_dict
+    from autoenc.data import read_manifest
+
+    return training_data(from_dict(ckpt["config"], source=str(checkpoint)), read_manifest(Path(checkpoint).parent / "manifest.csv"))
+
+
+def config_data(cfg: RunConfig, manifest: Path) -> TrainingData:
+    """The data of a training config ingested again (manifest written to ``manifest``), for a
+    model whose run folder is gone (a shipped model made from the config); ingest logs the
+    split's file counts, to compare with the model card's."""
     from autoenc.corpus import resolve_data_root
-    from autoenc.data import TrainingData, read_manifest
+    from autoenc.data import ingest
 
-    cfg = from_dict(ckpt["config"], source=str(checkpoint))
-    entries = read_manifest(Path(checkpoint).parent / "manifest.csv")
-    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), entries)
-
-
-def config_data(config: str | Path, manifest: Path) -> TrainingData:
-    """The data of a training config, ingested again into ``manifest``: its training split and
-    held-out pairs, for a model whose run folder is gone (a shipped model made from the config)."""
-    from autoenc.config import load
-    from autoenc.corpus import resolve_data_root
-    from autoenc.data import TrainingData, ingest
-
-    cfg = load(config)
-    root = resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
-    return TrainingData(cfg, root, ingest(root, cfg.data, manifest, cfg.modality))
+    entries = ingest(resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), cfg.data, manifest, cfg.modality)
+    return training_data(cfg, entries)
 
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
@@ -89,7 +95,8 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     quantised for the first conv): the head estimates the noise of what the convs saw, the
     8-bit input, rounding included, so ``x - noise`` must start from that same input. Bypassing
     it (the input in fp32) measured -0.19 dB mean SI-SDR on speech-int8 (held-out voices: 9.12 ->
-    8.93 dB), since the model had removed the rounding it then added back. (Audio now keeps its
+    8.93 dB, on the speech-int8 of then, its input quantised), since the model had removed the
+    rounding it then added back. (Audio now keeps its
     input convs in fp32 as well, :func:`keeps_input_fp32`: no conv sees a rounded input.)"""
     producer = {o: n for n in model.graph.node for o in n.output}
     keep, node = [], producer.get(model.graph.output[0].name)
@@ -120,15 +127,17 @@ def fixed_maps(model: onnx.ModelProto) -> list[str]:
 
 
 def keeps_input_fp32(model: onnx.ModelProto) -> bool:
-    """Whether ``model``'s input stays fp32 in its int8 twin (its first convs too): audio, an
-    (N, C, T) input, whose media is finer than 8 bits. A 16-bit recording rounded to 256 levels
-    over its calibrated range is ~30 dB SNR at best, and a quiet passage keeps a handful of
-    levels: the int8 speech model returned clean speech at 35.9 dB SI-SDR and lost 0.89 dB mean on
-    its held-out settings (13.81 -> 12.91). With its input conv in fp32 (one conv of 1 input
-    channel: well under 1 % of the MACs), 60.0 dB and -0.25 dB (13.55). Photos are 8-bit
+    """Whether ``model``'s input stays fp32 in its int8 twin (its first convs too): audio (its
+    ``autoenc.modality``; an (N, C, T) input where a bare export has no metadata), whose media is
+    finer than 8 bits. A 16-bit recording rounded to 256 levels over a calibrated range wide
+    enough for clicks keeps a handful of levels in a quiet passage: the int8 speech model (99.99th
+    percentile) returned clean speech at 35.9 dB SI-SDR and lost 0.89 dB mean on its held-out
+    settings (13.81 -> 12.91); with its input conv in fp32 (one conv of 1 input channel: well
+    under 1 % of the MACs), 60.0 dB and -0.25 dB (13.55), at the same percentile. Photos are 8-bit
     already and lose nothing to uint8: image-color measured -0.08 dB on its held-out pairs with
     its input quantised, -0.11 dB with its input convs in fp32."""
-    return len(model.graph.input[0].type.tensor_type.shape.dim) == 3
+    modality = next((p.value for p in model.metadata_props if p.key == PREFIX + "modality"), None)
+    return modality == "audio" if modality else len(model.graph.input[0].type.tensor_type.shape.dim) == 3
 
 
 def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
@@ -142,9 +151,9 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
     found, seen, todo = [], set(), [model.graph.input[0].name]
     while todo:
         for n in consumers.get(todo.pop(), []):
-            if n.name in seen:
+            if id(n) in seen:
                 continue
-            seen.add(n.name)
+            seen.add(id(n))
             if n.op_type == "Conv" and n.name not in kept:
                 found.append(n.name)
             elif n.op_type not in ("Shape", "Size"):  # their outputs are sizes, not the signal
@@ -192,7 +201,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if keep else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32 (the input is never quantised)" if first else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32 (the input is never quantised)" if first else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))
@@ -237,26 +246,25 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     twin stands in for, when it is not ``fp32`` (a quantization-aware fine-tune's start, see
     :mod:`autoenc.qat`; by default that start where it is an fp32 .onnx): the change is
     measured against it, on the same held-out pairs."""
-    from autoenc.runtime.metadata import ModelInfo
-
     src = onnx.load(str(fp32), load_external_data=False)
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    if Path(source).suffix in CONFIG_SUFFIXES:
+    from_config = Path(source).suffix in CONFIG_SUFFIXES
+    if from_config:
         from autoenc.config import load
 
         cfg = load(source)
-        config, config_hash = cfg.model_dump(mode="json"), cfg.hash()
+        config_hash = cfg.hash()
     else:
         from autoenc.checkpoint import read_checkpoint
+        from autoenc.config import from_dict
 
         ckpt = read_checkpoint(source)  # read once; the run's data once, below
-        config, config_hash = ckpt["config"], ckpt.get("config_hash")
+        cfg, config_hash = from_dict(ckpt["config"], source=str(source)), ckpt.get("config_hash")
     if info.config_hash != config_hash:
         raise ValueError(f"{fp32} was not made from {source} (config hash {info.config_hash} vs {config_hash})")
-    train = config.get("train", {})
-    start = train.get("init_from") if train.get("quantization_aware") else None
+    start = cfg.train.init_from if cfg.train.quantization_aware else None
     if against is None and start is not None and str(start).endswith(".onnx"):
         against = start  # a quantization-aware fine-tune's twin stands in for the model it started from
     if against is not None:
@@ -267,10 +275,15 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
             raise ValueError(f"--against {against}: needs an fp32 {info.modality} model with {info.channels} channel(s) like {fp32}")
     elif start is not None:
         log.warning("%s was fine-tuned quantization-aware from %s; its int8 change is measured against its own fp32 export (give --against the fp32 model it stands in for)", source, start)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = config_data(source, Path(tmp) / "manifest.csv") if Path(source).suffix in CONFIG_SUFFIXES else run_data(source, ckpt)
+    if from_config:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = config_data(cfg, Path(tmp) / "manifest.csv")
+    else:
+        data = run_data(source, ckpt)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     note = {"quantization_aware_from": str(start)} if start is not None else {}
+    if from_config:
+        note["data"] = f"ingested again from {source}"  # not the run's own manifest
     if against is not None:
         note["against"] = str(against)
     quantize_int8(fp32, q, calibration_inputs(data, n_calibration), note=note, percentile=CALIBRATION_PERCENTILE[info.modality])

@@ -40,8 +40,8 @@ def test_uint8_x_uint8_kernels_compute_the_graph_fused(name, tmp_path):
     opts.add_session_config_entry(*PRECISE_ENTRY)
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-    convs = [n for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node if n.op_type in ("Conv", "QLinearConv")]
-    assert sum(n.op_type == "QLinearConv" for n in convs) >= len(convs) - 2  # still fused: only the fp32 residual head (and speech's input conv) stays Conv
+    convs = [n for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node if n.op_type in ("Conv", "FusedConv", "QLinearConv")]
+    assert sum(n.op_type != "QLinearConv" for n in convs) == {"speech-int8": 2}.get(name, 1)  # still fused: only the fp32 residual head (and speech's input conv) stays fp32
 
 
 def test_a_load_whose_fused_kernels_disagree_runs_uint8_x_uint8_kernels(caplog):

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.quantize import fixed_maps, input_convs, quantize_int8, residual_head
-from conftest import make_model_file, runtime_ops
+from autoenc.quantize import fixed_maps, input_convs, int8_twin, quantize_int8, residual_head
+from conftest import REPO, make_model_file, photo_sources, runtime_ops
 
 
 @pytest.mark.parametrize("modality,name,channels", [("image", "unet_dae", 1), ("image", "plane_unet_dae", 3), ("image", "opponent_unet_dae", 3), ("audio", "unet1d_dae", 1)])
@@ -33,7 +33,7 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     head = 3 if name == "opponent_unet_dae" else 2 if modality == "audio" else 1  # opponent's head maps the planes' noise to RGB with one more conv; its input map stays fp32 too
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     q_inputs = {i for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "QuantizeLinear" for i in n.input}
-    assert ("input" in q_inputs) == (name == "unet_dae")  # the others reshape their input before any conv
+    assert ("input" in q_inputs) == (name == "unet_dae")  # plane/opponent reshape their input before any conv; audio keeps its input conv fp32
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
@@ -57,9 +57,7 @@ def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_pat
     from autoenc.config import load
     from autoenc.data import ingest
     from autoenc.export import to_onnx
-    from autoenc.quantize import int8_twin
     from autoenc.train import fit
-    from conftest import REPO, photo_sources
 
     root = photo_sources(tmp_path / "photos", 3, 1)
     cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32", "train.epochs=1", f"data.root={root}"])
@@ -73,7 +71,9 @@ def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_pat
     q, by_checkpoint = int8_twin(run / "best.pt", run / "model.onnx", n_calibration=4)
     first = q.read_bytes()
     q, by_config = int8_twin(config, run / "model.onnx", n_calibration=4)
-    assert by_config == by_checkpoint and q.read_bytes() == first
+    again = onnx.load(str(q))
+    assert by_config == by_checkpoint and again.graph == onnx.load_from_string(first).graph  # same calibration, same int8 graph
+    assert json.loads({p.key: p.value for p in again.metadata_props}["autoenc.quantization"])["data"] == f"ingested again from {config}"
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "seed": cfg.seed + 1}))
     with pytest.raises(ValueError, match="was not made from"):
