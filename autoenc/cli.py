@@ -83,10 +83,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantize(source: str, fp32: str, calibration: int, against: str | None = None) -> None:
+def _quantize(source: str, fp32: str, calibration: int, against: str | None = None, overrides: list[str] | None = None) -> None:
     from autoenc.quantize import int8_twin
 
-    q, delta = int8_twin(source, fp32, calibration, against=against)
+    q, delta = int8_twin(source, fp32, calibration, against=against, overrides=overrides)
     print(f"wrote {q}: held-out score fp32{f' ({against})' if against else ''} {delta['fp32']:.2f} dB -> int8 {delta['int8']:.2f} dB ({delta['delta_db']:+.3f} dB)")
 
 
@@ -96,7 +96,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             print(f"error: no such file: {path}", file=sys.stderr)
             return 1
     try:
-        _quantize(args.source, args.model, args.calibration, args.against)
+        _quantize(args.source, args.model, args.calibration, args.against, args.set)
     except ImportError as exc:
         print(f"error: quantize needs the training extra (pip install 'autoenc[train]'): {exc}", file=sys.stderr)
         return 1
@@ -387,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CHECKPOINT_OR_CONFIG", help="the checkpoint MODEL was exported from (its run folder holds the manifest), or the training config (.yaml) MODEL was made with: its data is ingested again (a shipped model whose run folder is gone)")
     p.add_argument("model", help="the exported fp32 .onnx")
     p.add_argument("--calibration", type=int, default=64, help="training inputs used to calibrate int8")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with a config: the overrides the model was trained with (autoenc train --set), e.g. model.kwargs.width=24")
     p.add_argument("--against", help="the fp32 .onnx the int8 twin stands in for, if not MODEL (after a quantization-aware fine-tune: the model it started from, the default where train.init_from is an .onnx); the held-out change is measured against it")
     p.set_defaults(fn=_cmd_quantize)
 

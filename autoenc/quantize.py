@@ -25,7 +25,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from autoenc.runtime.media import atomic_write
-from autoenc.runtime.metadata import PREFIX, ModelInfo
+from autoenc.runtime.metadata import ModelInfo
 from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 
 if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
@@ -91,13 +91,11 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     the output is not rounded to 8 bits over its whole range. Measured on image-color-fast: -0.056
     dB on its held-out pairs with them quantised, -0.040 dB kept fp32.
 
-    The input's own way to the Sub keeps the Q/DQ pair onnxruntime gives it (where the input is
-    quantised for the first conv): the head estimates the noise of what the convs saw, the
-    8-bit input, rounding included, so ``x - noise`` must start from that same input. Bypassing
-    it (the input in fp32) measured -0.19 dB mean SI-SDR on speech-int8 (held-out voices: 9.12 ->
-    8.93 dB, on the speech-int8 of then, its input quantised), since the model had removed the
-    rounding it then added back. (Audio now keeps its
-    input convs in fp32 as well, :func:`keeps_input_fp32`: no conv sees a rounded input.)"""
+    The input reaches the Sub unquantised, like the input convs (:func:`input_convs`), so the
+    head estimates the noise of exactly the input it is subtracted from. (Before, with the input
+    quantised for the first conv, the Sub had to take that same 8-bit input: bypassing it cost
+    -0.19 dB mean SI-SDR on the speech-int8 of then, since the model had removed the rounding it
+    then added back.)"""
     producer = {o: n for n in model.graph.node for o in n.output}
     keep, node = [], producer.get(model.graph.output[0].name)
     while node is not None and node.op_type in _PASS_THROUGH:
@@ -126,24 +124,26 @@ def fixed_maps(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.name and n.op_type in ("Conv", "Mul") and any(i in consts for i in n.input)]
 
 
-def keeps_input_fp32(model: onnx.ModelProto) -> bool:
-    """Whether ``model``'s input stays fp32 in its int8 twin (its first convs too): audio (its
-    ``autoenc.modality``; an (N, C, T) input where a bare export has no metadata), whose media is
-    finer than 8 bits. A 16-bit recording rounded to 256 levels over a calibrated range wide
-    enough for clicks keeps a handful of levels in a quiet passage: the int8 speech model (99.99th
-    percentile) returned clean speech at 35.9 dB SI-SDR and lost 0.89 dB mean on its held-out
-    settings (13.81 -> 12.91); with its input conv in fp32 (one conv of 1 input channel: well
-    under 1 % of the MACs), 60.0 dB and -0.25 dB (13.55), at the same percentile. Photos are 8-bit
-    already and lose nothing to uint8: image-color measured -0.08 dB on its held-out pairs with
-    its input quantised, -0.11 dB with its input convs in fp32."""
-    modality = next((p.value for p in model.metadata_props if p.key == PREFIX + "modality"), None)
-    return modality == "audio" if modality else len(model.graph.input[0].type.tensor_type.shape.dim) == 3
-
-
 def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
-    """Names of the first Convs the graph input's values reach (through any other ops but
-    Shape/Size and through the Convs already ``kept`` in fp32): with them in fp32 as well, no
-    node quantises the input."""
+    """Names of the Convs that read the graph input itself (through reshapes only; not
+    opponent_unet_dae's, which read its fixed colour map's planes). :func:`quantize_int8` keeps
+    them in fp32 too, for two reasons:
+
+    - **Audio** is finer than 8 bits: a 16-bit recording rounded to 256 levels over a range
+      wide enough for clicks keeps a handful of levels in a quiet passage. The int8 speech model
+      (99.99th percentile) returned clean speech at 35.9 dB SI-SDR and lost 0.89 dB mean on its
+      held-out settings (13.81 -> 12.91); with its input conv in fp32 (1 input channel: well under
+      1 % of the MACs), 60.0 dB and -0.25 dB (13.55), at the same percentile.
+    - **x86 without VNNI** multiplies uint8 by int8 in 16-bit pairs that saturate, and the input
+      conv is where they do: its input spans the whole 8-bit range. On an AVX2-only EPYC, fused
+      kernels agreed with their own Q/DQ graph at only 37-39 dB for photo, photo-fast and
+      image-gray-fast with their input quantised (so they ran onnxruntime's slower uint8 x uint8
+      kernels, at about fp32 speed: photo 0.57 MP/s), and at 69-71 dB with the input conv fp32
+      (fused: photo 1.04 MP/s, image-gray-fast 2.20 against 1.41). Change on their held-out pairs:
+      photo +0.005 -> -0.001 dB, photo-fast -0.033 -> -0.027, image-gray-fast -0.017 -> -0.022.
+      image-color's learned convs after its colour map, kept fp32 in one measurement, went
+      -0.08 -> -0.11 dB (its fused kernels agreed either way), so they stay quantised.
+    """
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for i in n.input:
@@ -156,7 +156,7 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
             seen.add(id(n))
             if n.op_type == "Conv" and n.name not in kept:
                 found.append(n.name)
-            elif n.op_type not in ("Shape", "Size"):  # their outputs are sizes, not the signal
+            elif n.op_type in _PASS_THROUGH:  # a Shape's output is a size, a kept map's output no longer the input's 8-bit values
                 todo.extend(n.output)
     return [n for n in found if n]
 
@@ -167,7 +167,7 @@ CALIBRATION_PERCENTILE = {"image": 99.99, "audio": 99.999}  # per modality: acti
 # the rarest activations, whose min/max would waste the 8 bits. Audio training inputs hold rare
 # huge clicks (crackle, clipping): on the voices speech model's held-out settings, its input
 # quantised, min/max cost -1.55 dB mean SI-SDR, percentiles 99.9 / 99.99 / 99.999 -0.92 / -0.65
-# / -0.97 dB; with its input convs in fp32 (keeps_input_fp32), the context-block speech model
+# / -0.97 dB; with its input convs in fp32 (input_convs), the context-block speech model
 # lost -0.25 / -0.19 / -0.22 dB at 99.99 / 99.999 / 99.9999 (crackle -0.94 / -0.54 / -0.43, clean
 # 40 dB input -0.73 / -0.67 / -0.67). Images: the strongest training noise (sigma 55) sets min/max
 # ranges too coarse for clean photos; on image-gray, on 384^2 crops of the validation sources
@@ -178,8 +178,8 @@ CALIBRATION_PERCENTILE = {"image": 99.99, "audio": 99.999}  # per modality: acti
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None, percentile: float | None = None) -> None:
     """Write an int8 QDQ copy of ``fp32`` to ``out`` (atomically), calibrated over
     ``calibration`` inputs with min/max, or with the ``percentile`` of each activation's
-    histogram; Conv weights per channel. The residual head, fixed maps and (audio, see
-    :func:`keeps_input_fp32`) the input convs stay fp32. ``note`` goes into the ``autoenc.quantization``
+    histogram; Conv weights per channel. The residual head, fixed maps and the input convs
+    (:func:`input_convs`) stay fp32. ``note`` goes into the ``autoenc.quantization``
     metadata next to the scheme."""
     src = as_fp32(onnx.load(str(fp32)))  # the quantizer wants float32 weight initializers
     name = src.graph.input[0].name
@@ -188,7 +188,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
         onnx.save(src, str(plain))
         fixed, head = fixed_maps(src), residual_head(src)
         keep = head + [n for n in fixed if n not in head]
-        first = input_convs(src, keep) if keeps_input_fp32(src) else []
+        first = input_convs(src, keep)
         keep += first
         quantize_static(
             str(plain), str(q), _Reader(name, calibration), quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=keep,
@@ -201,7 +201,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32 (the input is never quantised)" if first else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32" if first else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))
@@ -236,13 +236,13 @@ def val_delta(data: TrainingData, fp32: str | Path, int8: str | Path) -> dict[st
     return out
 
 
-def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, against: str | Path | None = None) -> tuple[Path, dict[str, float]]:
+def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, against: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """Write ``<fp32 stem>-int8.onnx`` beside ``fp32``, calibrated on ``n_calibration`` training
     inputs, with its measured held-out change recorded in the metadata; returns (int8 path,
     :func:`val_delta` result). ``source``: the checkpoint ``fp32`` was exported from (its run
     folder holds the manifest), or the training config (.yaml) it was made with, whose data is
-    ingested again (a shipped model whose run folder is gone); either way its config hash must
-    be the model's. ``against``: the fp32 model the
+    ingested again (a shipped model whose run folder is gone), with ``overrides`` (``key=value``,
+    as ``autoenc train --set`` took them); either way its config hash must be the model's. ``against``: the fp32 model the
     twin stands in for, when it is not ``fp32`` (a quantization-aware fine-tune's start, see
     :mod:`autoenc.qat`; by default that start where it is an fp32 .onnx): the change is
     measured against it, on the same held-out pairs."""
@@ -251,10 +251,12 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
     from_config = Path(source).suffix in CONFIG_SUFFIXES
+    if overrides and not from_config:
+        raise ValueError(f"--set overrides a training config; {source} is a checkpoint, whose config is fixed")
     if from_config:
         from autoenc.config import load
 
-        cfg = load(source)
+        cfg = load(source, overrides)
         config_hash = cfg.hash()
     else:
         from autoenc.checkpoint import read_checkpoint
@@ -283,7 +285,7 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     note = {"quantization_aware_from": str(start)} if start is not None else {}
     if from_config:
-        note["data"] = f"ingested again from {source}"  # not the run's own manifest
+        note["data"] = f"ingested again from {source}" + "".join(f" --set {o}" for o in overrides or [])  # not the run's own manifest
     if against is not None:
         note["against"] = str(against)
     quantize_int8(fp32, q, calibration_inputs(data, n_calibration), note=note, percentile=CALIBRATION_PERCENTILE[info.modality])

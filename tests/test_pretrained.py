@@ -35,7 +35,7 @@ def test_shipped_int8_is_integer_at_runtime_and_records_its_effect(name, tmp_pat
     convs = {n.name for n in onnx.load(str(PRETRAINED_DIR / f"{name}.onnx")).graph.node if n.op_type == "Conv"}
     note = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["autoenc.quantization"])
     kept = len(convs & set(note["fp32_nodes"]))
-    assert kept == {"image-color": 3, "speech": 2}.get(name, 1)  # the noise head (image-color: its two convs and the colour map in; speech: and its input conv)
+    assert kept == {"image-color": 3, "speech": 2, "photo": 2, "photo-fast": 2}.get(name, 1)  # the noise head (image-color: its two convs and the colour map in), and the input conv of the twins made since input convs stay fp32
     ops = runtime_ops(path, tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == kept and ops["QLinearConv"] == len(convs) - kept, ops
     val = note["val"]

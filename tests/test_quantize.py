@@ -1,5 +1,5 @@
-"""int8 QDQ quantization: every conv but the residual noise head (and, for audio, the input
-conv) runs as an integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
+"""int8 QDQ quantization: every conv but the residual noise head and the input convs runs as an
+integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
 stays close to fp32, and the metadata is carried over."""
 
 import json
@@ -27,13 +27,13 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     plain = onnx.load(str(fp32))
     kept = residual_head(plain) + [n for n in fixed_maps(plain) if n not in residual_head(plain)]
     first = input_convs(plain, kept)
-    assert first and set(first) <= convs - set(kept) and (len(first) == 1 or modality == "image")
-    kept += first if modality == "audio" else []  # 16-bit audio never goes through uint8; 8-bit photos lose nothing to it
+    assert set(first) <= convs - set(kept) and len(first) == (0 if name == "opponent_unet_dae" else 1)
+    kept += first  # 16-bit audio never goes through uint8, and no conv saturates 16-bit pairs on a full-range 8-bit input
     kept_convs = [n for n in kept if n in convs]
-    head = 3 if name == "opponent_unet_dae" else 2 if modality == "audio" else 1  # opponent's head maps the planes' noise to RGB with one more conv; its input map stays fp32 too
+    head = 3 if name == "opponent_unet_dae" else 1 + 1  # noise head (opponent: one more conv back to RGB, and its colour map in) + input conv (opponent's convs read its colour map's planes)
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     q_inputs = {i for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "QuantizeLinear" for i in n.input}
-    assert ("input" in q_inputs) == (name == "unet_dae")  # plane/opponent reshape their input before any conv; audio keeps its input conv fp32
+    assert "input" not in q_inputs  # (plane's colour guide reads it through a Concat, quantised there; opponent's convs its colour map's planes)
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
@@ -65,16 +65,16 @@ def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_pat
     ingest(root, cfg.data, run / "manifest.csv")
     to_onnx(fit(cfg, root, run / "manifest.csv", run), run / "model.onnx")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    assert load(config).hash() == cfg.hash()
+    config.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "seed": cfg.seed + 1}))  # trained with --set seed=...
+    assert load(config).hash() != cfg.hash() == load(config, [f"seed={cfg.seed}"]).hash()
 
     q, by_checkpoint = int8_twin(run / "best.pt", run / "model.onnx", n_calibration=4)
     first = q.read_bytes()
-    q, by_config = int8_twin(config, run / "model.onnx", n_calibration=4)
+    with pytest.raises(ValueError, match="was not made from"):
+        int8_twin(config, run / "model.onnx", n_calibration=4)  # without the override
+    with pytest.raises(ValueError, match="overrides a training config"):
+        int8_twin(run / "best.pt", run / "model.onnx", n_calibration=4, overrides=[f"seed={cfg.seed}"])
+    q, by_config = int8_twin(config, run / "model.onnx", n_calibration=4, overrides=[f"seed={cfg.seed}"])
     again = onnx.load(str(q))
     assert by_config == by_checkpoint and again.graph == onnx.load_from_string(first).graph  # same calibration, same int8 graph
-    assert json.loads({p.key: p.value for p in again.metadata_props}["autoenc.quantization"])["data"] == f"ingested again from {config}"
-    other = tmp_path / "other.yaml"
-    other.write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "seed": cfg.seed + 1}))
-    with pytest.raises(ValueError, match="was not made from"):
-        int8_twin(other, run / "model.onnx", n_calibration=4)
+    assert json.loads({p.key: p.value for p in again.metadata_props}["autoenc.quantization"])["data"] == f"ingested again from {config} --set seed={cfg.seed}"
