@@ -43,32 +43,30 @@ class _Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def training_data(cfg: RunConfig, entries: list) -> TrainingData:
-    """The training split and held-out pairs of ``cfg``'s data, from manifest ``entries``."""
+def _data_root(cfg: RunConfig) -> Path:
     from autoenc.corpus import resolve_data_root
-    from autoenc.data import TrainingData
 
-    return TrainingData(cfg, resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), entries)
+    return resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
 
 
 def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
     """The run's data for checkpoint dict ``ckpt`` read from ``checkpoint``: its training split
     and held-out pairs, from the manifest in the checkpoint's folder."""
     from autoenc.config import from_dict
-    from autoenc.data import read_manifest
+    from autoenc.data import TrainingData, read_manifest
 
-    return training_data(from_dict(ckpt["config"], source=str(checkpoint)), read_manifest(Path(checkpoint).parent / "manifest.csv"))
+    cfg = from_dict(ckpt["config"], source=str(checkpoint))
+    return TrainingData(cfg, _data_root(cfg), read_manifest(Path(checkpoint).parent / "manifest.csv"))
 
 
 def config_data(cfg: RunConfig, manifest: Path) -> TrainingData:
     """The data of a training config ingested again (manifest written to ``manifest``), for a
     model whose run folder is gone (a shipped model made from the config); ingest logs the
     split's file counts, to compare with the model card's."""
-    from autoenc.corpus import resolve_data_root
-    from autoenc.data import ingest
+    from autoenc.data import TrainingData, ingest
 
-    entries = ingest(resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), cfg.data, manifest, cfg.modality)
-    return training_data(cfg, entries)
+    root = _data_root(cfg)  # once: for the default corpora it checks (and builds) the corpus
+    return TrainingData(cfg, root, ingest(root, cfg.data, manifest, cfg.modality))
 
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
