@@ -7,8 +7,9 @@ hold out whole sources (``data.val_sources``):
 Sources (all load offline from installed packages; licences from their docstrings/docs):
 scikit-image ``skimage.data`` (public domain / CC0 unless noted), scikit-learn sample images
 (CC-BY 2.0), PyWavelets ``pywt.data`` and matplotlib's ``grace_hopper.jpg`` (public domain);
-Debian ``mate-backgrounds`` (12 nature photos, GPL-2+) and ``plasma-workspace-wallpapers``
-(10 photos, LGPL-3). Synthetic images (checkerboard, colorwheel, phantoms, logos, renders) are
+Debian ``mate-backgrounds`` (12 nature photos, GPL-2+), ``plasma-workspace-wallpapers``
+(10 photos, LGPL-3) and ``lomiri-wallpapers-16.04`` (13 photos, CC-BY-4.0 / CC-BY-SA-4.0 / CC0
+per file). Synthetic images (checkerboard, colorwheel, phantoms, logos, renders) are
 excluded: they are not photos. Benchmark-only photos (Debian ``palapeli-data``) are written
 to a separate folder and never join the training corpus.
 
@@ -124,6 +125,19 @@ DEBIAN_PHOTOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("EveningGlow", "2560x1600.jpg", "Ian Hex"), ("FallenLeaf", "2560x1600.jpg", "Martin Klapetek"),
             ("Grey", "2560x1600.jpg", "Sigi Sagi"), ("OneStandsOut", "2560x1600.jpg", "Risto Saukonpää"),
             ("Path", "2560x1600.jpg", "Risto Saukonpää"), ("summer_1am", "2560x1600.jpg", "Risto Saukonpää"),
+        ]
+    ]),
+    # Ubuntu's 18.04 wallpaper contest photographs (the package's copyright file gives each
+    # file's licence); its renders, abstract art and the colour-graded texture are left out.
+    "lomiri-wallpapers-16.04": ("per file", [
+        (n, f"usr/share/backgrounds/{n}.jpg", a) for n, a in [
+            ("Bridge_by_Sander_Klootwijk", "Sander Klootwijk (CC-BY-SA-4.0)"), ("Dragonfly_by_Bolly", "Bolly (CC-BY-SA-4.0)"),
+            ("Picture_0B_by_freespace", "Trevor Freespace (CC-BY-4.0)"), ("Picture_1A_by_freespace", "Trevor Freespace (CC-BY-4.0)"),
+            ("Wine_by_Jakkub_Mede", "Jakub Mede (CC-BY-4.0)"), ("aitzgorri_by_Aitzol_Berasategi", "Aitzol Berasategi (CC-BY-4.0)"),
+            ("free_by_Peter_Nerlich", "Peter Nerlich (CC-BY-SA-4.0)"), ("friends_by_Aitzol_Berasategi", "Aitzol Berasategi (CC-BY-4.0)"),
+            ("greentock_by_Peter_Nerlich", "Peter Nerlich (CC-BY-SA-4.0)"), ("life_by_Aitzol_Berasategi", "Aitzol Berasategi (CC-BY-4.0)"),
+            ("picosdeeuropa_by_Aitzol_Berasategi", "Aitzol Berasategi (CC-BY-4.0)"), ("seeding_by_Clements_Engelhardt", "Clemens Engelhardt (CC0-1.0)"),
+            ("sunset_by_Aitzol_Berasategi", "Aitzol Berasategi (CC-BY-4.0)"),
         ]
     ]),
 }

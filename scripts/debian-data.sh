@@ -28,7 +28,7 @@ fi
 # download + dpkg-deb -x) into $AUTOENC_CACHE/debian/<package>: nothing else of theirs is needed,
 # and darktable installed would pull in hundreds of MB of libraries.
 CACHE=${AUTOENC_CACHE:-$HOME/.cache/autoenc}
-for p in mate-backgrounds plasma-workspace-wallpapers palapeli-data darktable fillets-ng-data-cs fillets-ng-data-nl hedgewars-data klettres-data; do
+for p in mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 palapeli-data darktable fillets-ng-data-cs fillets-ng-data-nl hedgewars-data klettres-data; do
   dest="$CACHE/debian/$p"
   [ -f "$dest/.extracted" ] && continue
   tmp=$(mktemp -d)

@@ -18,6 +18,7 @@ import onnx
 
 REPO = Path(__file__).resolve().parents[1]
 
+from autoenc.corpus import DEBIAN_PHOTOS
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
 from autoenc.weight_storage import is_fp16_stored
@@ -28,7 +29,7 @@ VOICES = ("the many-voices speech corpus (`autoenc corpus speech`, see `autoenc/
           "English prompts; all resampled to 16 kHz, trimmed of silence, peak-normalised, then speed-perturbed and equalised at random while training. "
           "Noise: music on hold (Debian `asterisk-moh-opsound-g722`), hedgewars' recorded sound effects, babble of 3-10 other training talkers, and synthetic noises")
 DATA = {
-    "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's mate-backgrounds and plasma-workspace-wallpapers; licences of the files used below",
+    "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's " + ", ".join(DEBIAN_PHOTOS) + "; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
 

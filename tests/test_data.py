@@ -81,6 +81,9 @@ def test_photo_corpus_is_laid_out_by_source_with_licences(tmp_path, monkeypatch)
     aqua = tmp_path / "cache/debian/mate-backgrounds/usr/share/backgrounds/mate/nature/Aqua.jpg"
     aqua.parent.mkdir(parents=True)
     Image.fromarray(photo(1700, 2600, 3)).save(aqua, quality=95)
+    bridge = tmp_path / "cache/debian/lomiri-wallpapers-16.04/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg"
+    bridge.parent.mkdir(parents=True)
+    Image.fromarray(photo(600, 900, 3)).save(bridge, quality=95)
     out = tmp_path / "corpus"
     out.mkdir()
     Image.fromarray(photo(30, 40, 1)).save(out / "camera.png")  # left by the old flat layout
@@ -90,6 +93,8 @@ def test_photo_corpus_is_laid_out_by_source_with_licences(tmp_path, monkeypatch)
     rows = {r["file"]: r for r in csv.DictReader(open(out / "SOURCES.csv"))}
     assert rows["mate-backgrounds/Aqua.png"]["licence"] == "GPL-2+" and "Charles Barbin" in rows["mate-backgrounds/Aqua.png"]["origin"]
     assert rows["scikit-learn/china.png"]["package"] == "scikit-learn"
+    bridge_row = rows["lomiri-wallpapers-16.04/Bridge_by_Sander_Klootwijk.png"]  # a package whose licence is per file
+    assert bridge_row["licence"] == "Sander Klootwijk (CC-BY-SA-4.0)" and Image.open(out / bridge_row["file"]).size == (900, 600)
     assert not any(f.startswith("palapeli-data") for f in rows)  # benchmark photos never join the corpus
     if not Path("/usr/share/palapeli/collection").is_dir():
         with pytest.raises(CorpusMissing, match="palapeli-data"):
