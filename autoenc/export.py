@@ -48,7 +48,8 @@ def receptive_radius(model: torch.nn.Module) -> int:
 
     Measured on a copy whose convs have positive weights and biases, so every ReLU passes and
     the gradient support equals the architecture's full receptive field (a trained model's
-    dead units would understate it).
+    dead units would understate it). The reach of parts a gradient probe cannot see through
+    (a model's ``unprobed_radius``, e.g. a spectral gate behind a sigmoid) is added on.
     """
     probe = copy.deepcopy(model).float().eval()
     with torch.no_grad():
@@ -66,7 +67,7 @@ def receptive_radius(model: torch.nn.Module) -> int:
         support = torch.nonzero(x.grad[0].abs().sum(0) > 0)  # (n, spatial dims)
         r = int((support - size // 2).abs().max())
         if r < size // 2 - 1:
-            return r
+            return r + int(getattr(probe, "unprobed_radius", 0))  # parts whose reach a gradient probe cannot see, declared
         size *= 2
 
 

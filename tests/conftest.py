@@ -80,6 +80,8 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     # the mixers of any audio context blocks, which start at zero).
     heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail]
     heads += [m.mix for m in model.modules() if isinstance(m, _Context)]
+    if getattr(model, "gate", None) is not None:  # and a spectral gate's gain head and mixers
+        heads += [model.gate.out, *(b.mix for b in model.gate.blocks)]
     for head in heads:
         torch.nn.init.normal_(head.weight, std=noise_scale)
     noise = {"name": "gaussian", "sigma": 25} if modality == "image" else {"name": "white", "snr_db": 5}

@@ -89,6 +89,41 @@ def test_context_blocks_start_as_the_plain_model_widen_its_reach_and_stream_exac
     np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
 
 
+def test_spectral_gate_starts_as_the_identity_keeps_level_freedom_and_streams_exactly(tmp_path):
+    """unet1d_dae's spectral gate: adopted onto a trained model without one it computes what
+    that model did (perfect-reconstruction STFT); trained, it changes the output yet stays
+    level-free (f(a x) = a f(x)); its reach is declared in the radius, and a file streamed in
+    windows much shorter than the file equals the whole-file output."""
+    from autoenc.export import receptive_radius
+    from conftest import make_model_file
+
+    torch.manual_seed(0)
+    base = get_model("unet1d_dae", width=8, levels=3, context_dilations=[1]).eval()
+    for p in base.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    gated = get_model("unet1d_dae", width=8, levels=3, context_dilations=[1], spectral_gate=True).eval()
+    gated.adopt("unet1d_dae", base.state_dict())
+    x = torch.randn(2, 1, 5000)
+    with torch.no_grad():
+        torch.testing.assert_close(gated(x), base(x), atol=1e-5, rtol=0)
+        torch.nn.init.normal_(gated.gate.out.weight, std=0.3)  # as if trained: the gain moves
+        y = gated(x)
+        assert (y - base(x)).abs().max() > 0.01
+        g64, x64 = gated.double(), x.double()  # in float64: float32 rounding in the log features is not the point
+        torch.testing.assert_close(g64(3.7 * x64), 3.7 * g64(x64), atol=1e-5, rtol=0)
+        gated.float()
+    assert receptive_radius(gated) >= receptive_radius(base) + gated.gate.radius
+    with pytest.raises(ValueError, match="mono"):
+        get_model("unet1d_dae", channels=2, spectral_gate=True)
+
+    path = make_model_file(tmp_path, width=8, levels=3, modality="audio", noise_scale=0.2, spectral_gate=True)
+    x = tone(25.0, 16000, 1, seed=3)
+    whole = OnnxAudioDenoiser(path, chunk_seconds=600).denoise(x)
+    small = OnnxAudioDenoiser(path, chunk_seconds=0.2)
+    assert small.context >= small.info.receptive_radius > 7000 and small.window < len(x) // 3
+    np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
+
+
 def test_chunked_equals_whole_file_with_resampling(tmp_path, audio_model):
     src = tmp_path / "in.wav"
     sf.write(src, tone(2.5, 44100, 1, seed=2), 44100, subtype="FLOAT")

@@ -16,6 +16,11 @@ homogeneous: ``f(a * x) = a * f(x)`` for any gain ``a > 0``. A recording's level
 never matters (no per-window normalisation that would break exact streaming), and training can
 use one fixed level.
 
+An optional spectral gate (``spectral_gate``, :mod:`autoenc.models.spectral`) follows the U-Net:
+a learned Wiener-like gain per STFT bin, fed level-free log-power and noise-floor features over
+~0.5 s. It sharpens the frequency resolution the waveform network lacks on stationary noise;
+it starts as the identity, so it can be added to a trained model.
+
 Why the waveform and not an STFT mask: one network for every sample rate via resampling, phase
 handled implicitly, and streaming with overlap-add is exact when windows align to
 ``stride ** levels`` samples (see ``autoenc.runtime.audio_infer``).
@@ -23,11 +28,14 @@ handled implicitly, and streaming with overlap-add is exact when windows align t
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from autoenc.models.registry import register_model
+from autoenc.models.spectral import SpectralGate
 from autoenc.models.unet import ResidualUNet
 
 
@@ -86,10 +94,14 @@ class UNet1dDAE(ResidualUNet):
         stride: downsampling factor per level.
         context_dilations: one residual dilated block per entry in the bottleneck (dilation in
             bottleneck steps of ``stride ** levels`` samples); empty: none.
+        spectral_gate: follow the U-Net with a learned STFT gain (:class:`SpectralGate`, mono
+            only), which starts as the identity.
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = ()) -> None:
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = (), spectral_gate: bool = False) -> None:
         super().__init__()
+        if spectral_gate and channels != 1:
+            raise ValueError(f"unet1d_dae: the spectral gate takes mono audio, got channels={channels}")
         self.channels, self.width, self.levels, self.stride = channels, width, levels, stride
         self.context_dilations = tuple(int(d) for d in context_dilations)
         if any(d < 1 for d in self.context_dilations):
@@ -103,28 +115,45 @@ class UNet1dDAE(ResidualUNet):
         self.ups = nn.ModuleList(_Up(widths[i + 1], widths[i], stride) for i in reversed(range(levels)))
         self.tail = nn.Conv1d(width, channels, 7, padding=3, bias=False)
         nn.init.zeros_(self.tail.weight)  # untrained model is the identity
+        self.gate = SpectralGate() if spectral_gate else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return y if self.gate is None else self.gate(y)
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
-        """Start from a trained plain ``unet1d_dae`` (no context blocks) of the same width, levels
-        and stride: its weights are taken as they are and the added context blocks start as the
-        identity, so the model begins computing exactly what the old one did.
+        """Start from a trained ``unet1d_dae`` of the same width, levels and stride that lacks
+        parts this one has: a plain one (no context blocks, no gate), or, for a model with a
+        spectral gate, the same model without it. Its weights are taken as they are and the
+        added parts start as the identity, so the model begins computing exactly what the old
+        one did.
 
-        A source that has context blocks itself is refused: its weights do not record their
-        dilations. (One with as many blocks as this model loads strictly in ``start_from``,
-        shapes being equal; its dilations are then this config's.)
+        A source that has context blocks of its own loads only into a model with as many: its
+        weights do not record their dilations, which are then this config's.
         """
         if model != "unet1d_dae":
             raise ValueError(f"unet1d_dae cannot start from a {model} checkpoint")
-        plain = UNet1dDAE(self.channels, self.width, self.levels, self.stride).state_dict()
+        sources = [UNet1dDAE(self.channels, self.width, self.levels, self.stride)]
+        if self.gate is not None:
+            sources.append(UNet1dDAE(self.channels, self.width, self.levels, self.stride, self.context_dilations))
+        for source in sources:
+            ref = source.state_dict()
+            if set(state) == set(ref) and all(state[k].shape == ref[k].shape for k in ref):
+                self.load_state_dict({**self.state_dict(), **state})
+                return
+        plain = sources[0].state_dict()
         odd = [k for k in plain if k not in state or state[k].shape != plain[k].shape] + sorted(set(state) - set(plain))
-        if odd:
-            raise ValueError(f"unet1d_dae cannot start from this {model}: only a plain one of the same width, levels and stride, without context blocks; it lacks, reshapes or adds {odd[:4]} (this one: width {self.width}, {self.levels} levels, stride {self.stride}, context {list(self.context_dilations)})")
-        self.load_state_dict({**self.state_dict(), **state})
+        raise ValueError(f"unet1d_dae cannot start from this {model}: only a plain one of the same width, levels and stride, without context blocks (or, for a gated model, this one without its gate); it lacks, reshapes or adds {odd[:4]} (this one: width {self.width}, {self.levels} levels, stride {self.stride}, context {list(self.context_dilations)}, gate {self.gate is not None})")
+
+    @property
+    def unprobed_radius(self) -> int:
+        """Reach (samples) a gradient probe of the receptive field cannot see: the gate's."""
+        return 0 if self.gate is None else self.gate.radius
 
     @property
     def size_multiple(self) -> int:
         """Window starts aligned to this many samples keep chunked output equal to whole-file."""
-        return self.stride**self.levels
+        return math.lcm(self.stride**self.levels, self.gate.hop) if self.gate is not None else self.stride**self.levels
 
     @property
     def min_length(self) -> int:

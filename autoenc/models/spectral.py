@@ -1,0 +1,112 @@
+"""A learned spectral gate: a Wiener-like time-frequency gain with a learned noise-floor
+tracker, as an exact, streamable, ONNX-exportable torch module.
+
+A waveform U-Net with a few hundred thousand weights per stage has coarse frequency resolution:
+it loses to a decision-directed Wiener filter on stationary noise (white, the steady part of
+babble), which works on 32 ms frames with a noise floor estimated over seconds. The gate gives
+the network that view: an STFT (sqrt-Hann, ``n_fft`` samples, hop ``n_fft / 4``) of its input,
+a per-bin gain in (0, 2) computed from level-free features, and the inverse STFT by overlap-add.
+
+Features per frame and bin, all invariant to the recording's level (so the denoiser stays
+positively homogeneous, ``f(a x) = a f(x)``, up to a 1e-10 floor on the power):
+- ``log |X|^2`` minus a reference: the mean log power over bins and ``2 * floor_frames + 1``
+  frames around;
+- a noise-floor estimate per bin, minus the same reference: the log of the harmonic mean of
+  ``|X|^2`` over those frames, which the quietest frames dominate (a soft form of the minimum
+  statistics a Wiener filter tracks; a running minimum itself does not export with a dynamic
+  length).
+A conv over frames (bins as channels), dilated residual blocks over time, then a 1x1 conv to
+one gain per bin: ``gain = 2 * sigmoid(z)``. That conv starts at zero, so a new gate passes
+its input through unchanged (perfect reconstruction, to float rounding) until training moves it.
+
+Transforms are fixed convolutions over buffers (no weights in the state dict); every frame lies
+on a grid of ``hop`` samples from the signal's start, so windows aligned to the hop give the
+same frames as the whole file. The reach on each side (:attr:`SpectralGate.radius`) is
+declared, not probed: the gain's sigmoid hides it from a gradient probe.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Block(nn.Module):
+    """Residual dilated conv over frames; ``mix`` starts at zero (the block is the identity)."""
+
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.mix = nn.Conv1d(width, width, 1)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h + self.mix(F.relu(self.conv(h))))
+
+
+class SpectralGate(nn.Module):
+    """Time-frequency gain on a mono waveform ``(B, 1, T) -> (B, 1, T)``.
+
+    Args:
+        n_fft: frame length in samples (a multiple of 4; hop is ``n_fft // 4``).
+        hidden: feature maps of the gain network.
+        dilations: one residual dilated block per entry (in frames).
+        floor_frames: frames on each side for the level reference and the noise-floor minimum.
+    """
+
+    def __init__(self, n_fft: int = 512, hidden: int = 96, dilations: tuple[int, ...] = (1, 2, 4, 8), floor_frames: int = 31) -> None:
+        super().__init__()
+        if n_fft % 4:
+            raise ValueError(f"spectral gate: n_fft must be a multiple of 4, got {n_fft}")
+        self.n_fft, self.hop, self.floor_frames = n_fft, n_fft // 4, floor_frames
+        self.dilations = tuple(int(d) for d in dilations)
+        bins = n_fft // 2 + 1
+        k = torch.arange(n_fft, dtype=torch.float64)
+        ang = 2 * math.pi * torch.arange(bins, dtype=torch.float64)[:, None] * k[None, :] / n_fft
+        win = torch.hann_window(n_fft, periodic=True, dtype=torch.float64).sqrt()
+        analysis = torch.cat([torch.cos(ang), -torch.sin(ang)]) * win  # rows: Re, Im of each bin
+        scale = torch.full((bins, 1), 2.0, dtype=torch.float64)
+        scale[0] = scale[-1] = 1.0  # DC and Nyquist appear once in the half spectrum
+        # inverse real DFT times the synthesis window, over the 2x sum of sqrt-Hann^2 at 75% overlap
+        synthesis = torch.cat([torch.cos(ang) * scale, -torch.sin(ang) * scale]) * win / (n_fft * 2.0)
+        self.register_buffer("analysis", analysis.float()[:, None, :], persistent=False)  # (2F, 1, n_fft)
+        self.register_buffer("synthesis", synthesis.float().T.contiguous()[:, :, None], persistent=False)  # (n_fft, 2F, 1)
+        self.inp = nn.Conv1d(2 * bins, hidden, 3, padding=1)
+        self.blocks = nn.Sequential(*(_Block(hidden, d) for d in self.dilations))
+        self.out = nn.Conv1d(hidden, bins, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def radius(self) -> int:
+        """Samples on each side of an output sample that can change it (an upper bound)."""
+        frames = 1 + sum(self.dilations) + self.floor_frames
+        return (frames + 4) * self.hop + self.n_fft
+
+    def gain(self, power: torch.Tensor) -> torch.Tensor:
+        """Per-bin gain ``(B, F, frames)`` from the power spectrum of the same shape."""
+        w = self.floor_frames
+        lp = torch.log(power + 1e-10)
+        ref = F.avg_pool1d(lp.mean(dim=1, keepdim=True), 2 * w + 1, stride=1, padding=w, count_include_pad=False)
+        floor = -torch.log(F.avg_pool1d(1.0 / (power + 1e-10), 2 * w + 1, stride=1, padding=w, count_include_pad=False))
+        h = F.relu(self.inp(torch.cat([lp - ref, floor - ref], dim=1)))
+        return 2.0 * torch.sigmoid(self.out(self.blocks(h)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, hop, length = self.n_fft, self.hop, x.shape[-1]
+        pad = n - hop
+        xp = F.pad(x, (pad, pad + (-length) % hop))
+        spec = F.conv1d(xp, self.analysis, stride=hop)  # (B, 2F, frames)
+        bins = spec.shape[1] // 2
+        re, im = spec[:, :bins], spec[:, bins:]
+        g = self.gain(re * re + im * im)
+        seg = F.conv1d(torch.cat([re * g, im * g], dim=1), self.synthesis)  # (B, n_fft, frames): windowed frames
+        b, frames = seg.shape[0], seg.shape[-1]
+        parts = seg.reshape(b, 4, hop, frames)
+        ola = sum(F.pad(parts[:, r], (r, 3 - r)) for r in range(4))  # (B, hop, frames + 3): overlap-add
+        y = ola.transpose(1, 2).reshape(b, 1, (frames + 3) * hop)
+        return y[:, :, pad : pad + length]
