@@ -99,6 +99,9 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     while node is not None and node.op_type in _PASS_THROUGH:
         keep.append(node.name)
         node = producer.get(node.input[0])
+    if node is not None and not _reads_input(node, producer, model.graph.input[0].name):
+        # a stage after the residual (unet1d_dae's spectral gate): its Sub is inside the graph
+        keep, node = [], next((n for n in model.graph.node if n.op_type == "Sub" and _reads_input(n, producer, model.graph.input[0].name)), None)
     if node is not None and node.op_type in ("Sub", "Add"):
         keep.append(node.name)
         for name in node.input:
@@ -112,6 +115,30 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
                     keep.append(src.name)
                     src = producer.get(src.input[0])
     return [k for k in keep if k]  # an empty name would exclude every unnamed node
+
+
+def _reads_input(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], graph_input: str) -> bool:
+    """Whether ``node``'s first operand is the graph input, through reshapes only."""
+    name = node.input[0] if node.input else ""
+    while name != graph_input and name in producer and producer[name].op_type in _PASS_THROUGH:
+        name = producer[name].input[0]
+    return name == graph_input
+
+
+GATE_SCOPE = "SpectralGate"  # the exporter's namespace of autoenc.models.spectral.SpectralGate's nodes
+
+
+def gate_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of a spectral gate's nodes (:mod:`autoenc.models.spectral`) other than its learned
+    convs: the STFT and inverse, the power, log and noise-floor features, the gain and its
+    products with the spectrum. They stay fp32: 8 bits over a spectrum's range would zero its
+    quiet bins, and the log features are where level-freedom lives. The learned convs between
+    features and gain (most of the gate's MACs) are quantised like the rest of the model."""
+    def scope(n: onnx.NodeProto) -> str:
+        return next((p.value for p in n.metadata_props if p.key == "namespace"), "")
+
+    learned = {t.name for t in model.graph.initializer if t.name.split("::")[0].endswith(PARAMETER_SUFFIXES)}
+    return [n.name for n in model.graph.node if n.name and GATE_SCOPE in scope(n) and not (n.op_type == "Conv" and any(i in learned for i in n.input[1:]))]
 
 
 def fixed_maps(model: onnx.ModelProto) -> list[str]:
@@ -184,8 +211,10 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     with tempfile.TemporaryDirectory() as tmp:
         plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
         onnx.save(src, str(plain))
-        fixed, head = fixed_maps(src), residual_head(src)
-        keep = head + [n for n in fixed if n not in head]
+        fixed, head, gate = fixed_maps(src), residual_head(src), gate_nodes(src)
+        if any(t.name == "gate.analysis" for t in src.graph.initializer) and not gate:  # unet1d_dae's gate buffer
+            raise ValueError(f"{fp32}: a spectral-gated model whose gate nodes are not found (no '{GATE_SCOPE}' namespace in the graph): refusing to quantise its STFT")
+        keep = head + [n for n in fixed if n not in head] + [n for n in gate if n not in head and n not in fixed]
         first = input_convs(src, keep)
         keep += first
         quantize_static(
@@ -199,7 +228,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32" if first else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32" if first else "") + ("; spectral gate's transforms and gain arithmetic in fp32" if gate else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))

@@ -48,6 +48,35 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     assert np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 0.01
 
 
+def test_int8_gated_speech_model_keeps_its_spectral_gate_arithmetic_fp32(tmp_path):
+    """unet1d_dae with a spectral gate: its STFT, inverse, log features and gain products stay
+    fp32 (a spectrum in 8 bits loses its quiet bins), its learned gain convs and the U-Net are
+    integer QLinearConvs, the U-Net's residual head (now inside the graph) stays fp32, and the
+    twin stays close to fp32 on a tone in noise."""
+    from autoenc.quantize import gate_nodes
+    from autoenc.weight_storage import as_fp32
+
+    fp32 = make_model_file(tmp_path, width=8, levels=3, modality="audio", noise_scale=0.05, spectral_gate=True)
+    rng = np.random.default_rng(0)
+    sound = lambda: (0.3 * np.sin(np.arange(16000) / rng.uniform(3, 9)) + rng.normal(0, 0.05, 16000)).astype(np.float32)[None, None]  # noqa: E731
+    quantize_int8(fp32, tmp_path / "q.onnx", [sound() for _ in range(8)], percentile=99.999)
+    plain = as_fp32(onnx.load(str(fp32)))
+    convs = {n.name for n in plain.graph.node if n.op_type == "Conv"}
+    gate, head = gate_nodes(plain), residual_head(plain)
+    gate_convs = [n for n in gate if n in convs]
+    assert len(gate_convs) == 2 and set(gate_convs) == set(fixed_maps(plain))  # analysis and synthesis: the learned gain convs are not kept
+    assert any(n.op_type == "Sub" for n in plain.graph.node if n.name in head) and len([n for n in head if n in convs]) == 1
+    note = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}["autoenc.quantization"])
+    assert set(gate) <= set(note["fp32_nodes"]) and "spectral gate" in note["scheme"]
+    ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
+    fp32_convs = 2 + 1 + 1  # analysis, synthesis, the noise head, the input conv
+    assert ops["Conv"] + ops["FusedConv"] == fp32_convs and ops["QLinearConv"] == len(convs) - fp32_convs, ops
+    x = sound()
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    a, b = run(fp32), run(tmp_path / "q.onnx")
+    assert 10 * np.log10((a**2).sum() / ((a - b) ** 2).sum()) > 30  # dB
+
+
 def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_path):
     """A shipped model whose run folder is gone is quantised from its training config: the data
     is ingested again, so the twin and its measured change are those the checkpoint gives; a
