@@ -24,12 +24,12 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from autoenc.made_with import model_config, model_data
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
 from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 
 if TYPE_CHECKING:  # the data pipeline imports torch; only needed at call time
-    from autoenc.config import RunConfig
     from autoenc.data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -41,32 +41,6 @@ class _Reader(CalibrationDataReader):
 
     def get_next(self):
         return next(self.it, None)
-
-
-def _data_root(cfg: RunConfig) -> Path:
-    from autoenc.corpus import resolve_data_root
-
-    return resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
-
-
-def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
-    """The run's data for checkpoint dict ``ckpt`` read from ``checkpoint``: its training split
-    and held-out pairs, from the manifest in the checkpoint's folder."""
-    from autoenc.config import from_dict
-    from autoenc.data import TrainingData, read_manifest
-
-    cfg = from_dict(ckpt["config"], source=str(checkpoint))
-    return TrainingData(cfg, _data_root(cfg), read_manifest(Path(checkpoint).parent / "manifest.csv"))
-
-
-def config_data(cfg: RunConfig, manifest: Path) -> TrainingData:
-    """The data of a training config ingested again (manifest written to ``manifest``), for a
-    model whose run folder is gone (a shipped model made from the config); ingest logs the
-    split's file counts, to compare with the model card's."""
-    from autoenc.data import TrainingData, ingest
-
-    root = _data_root(cfg)  # once: for the default corpora it checks (and builds) the corpus
-    return TrainingData(cfg, root, ingest(root, cfg.data, manifest, cfg.modality))
 
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
@@ -186,8 +160,6 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
     return [n for n in found if n]
 
 
-CONFIG_SUFFIXES = (".yaml", ".yml")  # int8_twin's source is a training config, not a checkpoint
-
 CALIBRATION_PERCENTILE = {"image": 99.99, "audio": 99.999}  # per modality: activation ranges clip
 # the rarest activations, whose min/max would waste the 8 bits. Audio training inputs hold rare
 # huge clicks (crackle, clipping): on the voices speech model's held-out settings, its input
@@ -277,22 +249,7 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    from_config = Path(source).suffix in CONFIG_SUFFIXES
-    if overrides and not from_config:
-        raise ValueError(f"--set overrides a training config; {source} is a checkpoint, whose config is fixed")
-    if from_config:
-        from autoenc.config import load
-
-        cfg = load(source, overrides)
-        config_hash = cfg.hash()
-    else:
-        from autoenc.checkpoint import read_checkpoint
-        from autoenc.config import from_dict
-
-        ckpt = read_checkpoint(source)  # read once; the run's data once, below
-        cfg, config_hash = from_dict(ckpt["config"], source=str(source)), ckpt.get("config_hash")
-    if info.config_hash != config_hash:
-        raise ValueError(f"{fp32} was not made from {source} (config hash {info.config_hash} vs {config_hash})")
+    cfg, ckpt = model_config(source, fp32, overrides)
     start = cfg.train.init_from if cfg.train.quantization_aware else None
     if against is None and start is not None and str(start).endswith(".onnx"):
         against = start  # a quantization-aware fine-tune's twin stands in for the model it started from
@@ -304,15 +261,10 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
             raise ValueError(f"--against {against}: needs an fp32 {info.modality} model with {info.channels} channel(s) like {fp32}")
     elif start is not None:
         log.warning("%s was fine-tuned quantization-aware from %s; its int8 change is measured against its own fp32 export (give --against the fp32 model it stands in for)", source, start)
-    if from_config:
-        with tempfile.TemporaryDirectory() as tmp:
-            data = config_data(cfg, Path(tmp) / "manifest.csv")
-    else:
-        data = run_data(source, ckpt)
+    data, origin = model_data(source, cfg, ckpt, overrides)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     note = {"quantization_aware_from": str(start)} if start is not None else {}
-    if from_config:
-        note["data"] = f"ingested again from {source}" + "".join(f" --set {o}" for o in overrides or [])  # not the run's own manifest
+    note.update(origin)
     if against is not None:
         note["against"] = str(against)
     quantize_int8(fp32, q, calibration_inputs(data, n_calibration), note=note, percentile=CALIBRATION_PERCENTILE[info.modality])

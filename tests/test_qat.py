@@ -16,7 +16,8 @@ from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.export import export_bytes, to_onnx
 from autoenc.models import get_model
-from autoenc.quantize import int8_twin, quantize_int8, run_data, val_delta
+from autoenc.made_with import run_data
+from autoenc.quantize import int8_twin, quantize_int8, val_delta
 from autoenc.train import fit
 from conftest import REPO, photo_sources
 

@@ -1,0 +1,88 @@
+"""The config and data a trained model was made with, for work on it after training (its int8
+twin, its noise-level calibration): from the checkpoint it was exported from (whose run folder
+holds the manifest), or from the training config it was made with, whose data is ingested again
+(a shipped model whose run folder is gone). Either way the config hash must be the model's.
+Needs the ``train`` extra (the data pipeline imports torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnx
+
+from autoenc.runtime.metadata import ModelInfo
+
+if TYPE_CHECKING:
+    from autoenc.config import RunConfig
+    from autoenc.data import TrainingData
+
+CONFIG_SUFFIXES = (".yaml", ".yml")  # a source that is a training config, not a checkpoint
+
+
+def _data_root(cfg: RunConfig) -> Path:
+    from autoenc.corpus import resolve_data_root
+
+    return resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus)
+
+
+def run_data(checkpoint: str | Path, ckpt: dict) -> TrainingData:
+    """The run's data for checkpoint dict ``ckpt`` read from ``checkpoint``: its training split
+    and held-out pairs, from the manifest in the checkpoint's folder."""
+    from autoenc.config import from_dict
+    from autoenc.data import TrainingData, read_manifest
+
+    cfg = from_dict(ckpt["config"], source=str(checkpoint))
+    return TrainingData(cfg, _data_root(cfg), read_manifest(Path(checkpoint).parent / "manifest.csv"))
+
+
+def config_data(cfg: RunConfig, manifest: Path) -> TrainingData:
+    """The data of a training config ingested again (manifest written to ``manifest``), for a
+    model whose run folder is gone (a shipped model made from the config); ingest logs the
+    split's file counts, to compare with the model card's."""
+    from autoenc.data import TrainingData, ingest
+
+    root = _data_root(cfg)  # once: for the default corpora it checks (and builds) the corpus
+    return TrainingData(cfg, root, ingest(root, cfg.data, manifest, cfg.modality))
+
+
+def is_config(source: str | Path) -> bool:
+    """Whether ``source`` names a training config rather than a checkpoint."""
+    return Path(source).suffix in CONFIG_SUFFIXES
+
+
+def model_config(source: str | Path, model: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict | None]:
+    """(config, checkpoint dict or None) of ``source`` — a checkpoint, or a training config with
+    ``overrides`` (``key=value``, as ``autoenc train --set`` took them) — after checking that the
+    exported ``model`` was made from it (config hash)."""
+    info = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props})
+    if overrides and not is_config(source):
+        raise ValueError(f"--set overrides a training config; {source} is a checkpoint, whose config is fixed")
+    ckpt = None
+    if is_config(source):
+        from autoenc.config import load
+
+        cfg = load(source, overrides)
+        config_hash = cfg.hash()
+    else:
+        from autoenc.checkpoint import read_checkpoint
+        from autoenc.config import from_dict
+
+        ckpt = read_checkpoint(source)  # read once; the run's data once, in model_data
+        cfg, config_hash = from_dict(ckpt["config"], source=str(source)), ckpt.get("config_hash")
+    if info.config_hash != config_hash:
+        raise ValueError(f"{model} was not made from {source} (config hash {info.config_hash} vs {config_hash})")
+    return cfg, ckpt
+
+
+def model_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, overrides: list[str] | None = None) -> tuple[TrainingData, dict[str, str]]:
+    """The data behind :func:`model_config`'s result, and a note for the metadata of what is
+    made from it: where the data came from when it was ingested again."""
+    import tempfile
+
+    if ckpt is not None:
+        return run_data(source, ckpt), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = config_data(cfg, Path(tmp) / "manifest.csv")
+    return data, {"data": f"ingested again from {source}" + "".join(f" --set {o}" for o in overrides or [])}  # not the run's own manifest
