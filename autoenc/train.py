@@ -102,6 +102,23 @@ def train_one_epoch(model, batches: Iterable, opt, objective: Callable[[Any], to
     return float(np.mean(losses)), step
 
 
+def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> list[torch.nn.Parameter]:
+    """The parameters training moves: all, or those whose names start with one of ``prefixes``
+    (the others are frozen: ``requires_grad`` off). A prefix that names no parameter is an error."""
+    if prefixes is None:
+        return list(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        raise ValueError(f"train.trainable: {unknown} name no parameter of this model (its parameters start with {sorted({n.split('.')[0] + '.' for n in names})})")
+    out = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith(tuple(prefixes)))
+        if p.requires_grad:
+            out.append(p)
+    return out
+
+
 def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, resume: bool = False) -> Path:
     """Train per ``cfg`` on the manifest's train split; returns the path of ``best.pt``."""
     run_dir = Path(run_dir)
@@ -112,7 +129,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
 
     torch.manual_seed(cfg.seed)  # weight init only; data draws use their own generators
     model = build_model(cfg.model, ch)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(trained_parameters(model, cfg.train.trainable), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     loss_fn = LOSSES[cfg.train.loss]
     steps_per_epoch = math.ceil(cfg.data.patches_per_epoch / cfg.train.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -139,7 +156,8 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         resumed = resume and last_path.exists()
         ema = Ema(model, cfg.train.ema_decay, ckpt["state"] if resumed else None, ckpt.get("ema_updates", 0) if resumed else 0)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("training %s (%d params) for %d epochs x %d steps", cfg.model.name, n_params, cfg.train.epochs, steps_per_epoch)
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("training %s (%d params%s) for %d epochs x %d steps", cfg.model.name, n_params, f", {n_trained} of them trainable" if n_trained < n_params else "", cfg.train.epochs, steps_per_epoch)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()

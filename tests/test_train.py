@@ -9,7 +9,7 @@ from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.losses import psnr_loss
-from autoenc.train import Ema, fit
+from autoenc.train import Ema, build_model, fit
 from conftest import REPO, photo_sources
 
 
@@ -53,3 +53,22 @@ def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
     fit(longer, root, run / "manifest.csv", run, resume=True)
     resumed = read_checkpoint(run / "last.pt")
     assert resumed["ema_updates"] == 3 * 4 and len(resumed["history"]) == 3
+
+
+def test_fit_trains_only_the_trainable_prefixes(tmp_path):
+    """train.trainable: parameters outside the named prefixes keep their starting values through
+    a real fit (EMA included); a prefix that names no parameter is refused before training."""
+    root = photo_sources(tmp_path / "photos", 3, 1)
+    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32",
+                                                  "train.ema_decay=0.9", "train.epochs=1", "train.trainable=[tail.]"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    torch.manual_seed(cfg.seed)  # fit builds its model after the same seed
+    start = build_model(cfg.model, cfg.data.channels).state_dict()
+    fit(cfg, root, run / "manifest.csv", run)
+    state = read_checkpoint(run / "last.pt")["state"]
+    moved = {k for k in state if not torch.equal(state[k], start[k])}
+    assert moved and all(k.startswith("tail.") for k in moved)
+    wrong = cfg.model_copy(update={"train": cfg.train.model_copy(update={"trainable": ["gate."]})})
+    with pytest.raises(ValueError, match="name no parameter"):
+        fit(wrong, root, run / "manifest.csv", tmp_path / "run2")
