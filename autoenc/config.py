@@ -250,9 +250,11 @@ class TrainConfig(Frozen):
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
     @model_validator(mode="after")
-    def _quantization_aware_needs_a_start(self) -> "TrainConfig":
+    def _fine_tunes_need_a_start(self) -> "TrainConfig":
         if self.quantization_aware and self.init_from is None:
             raise ValueError("train.quantization_aware fine-tunes a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
+        if self.trainable is not None and self.init_from is None:
+            raise ValueError("train.trainable freezes the rest of a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
         return self
 
 

@@ -1,5 +1,5 @@
 """The config and data a trained model was made with, for work on it after training (its int8
-twin, its noise-level calibration): from the checkpoint it was exported from (whose run folder
+twin): from the checkpoint it was exported from (whose run folder
 holds the manifest), or from the training config it was made with, whose data is ingested again
 (a shipped model whose run folder is gone). Either way the config hash must be the model's.
 Needs the ``train`` extra (the data pipeline imports torch).

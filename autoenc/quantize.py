@@ -99,20 +99,25 @@ def _reads_input(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], grap
     return name == graph_input
 
 
-GATE_SCOPE = "SpectralGate"  # the exporter's namespace of autoenc.models.spectral.SpectralGate's nodes
-
-
 def gate_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of a spectral gate's nodes (:mod:`autoenc.models.spectral`) other than its learned
-    convs: the STFT and inverse, the power, log and noise-floor features, the gain and its
-    products with the spectrum. They stay fp32: 8 bits over a spectrum's range would zero its
-    quiet bins, and the log features are where level-freedom lives. The learned convs between
-    features and gain (most of the gate's MACs) are quantised like the rest of the model."""
+    """Names of a spectral gate's nodes (:mod:`autoenc.models.spectral`, found by the
+    exporter's namespace, the class name) other than its learned convs: the STFT and inverse,
+    the power, log and noise-floor features, the gain and its products with the spectrum. They
+    stay fp32: 8 bits over a spectrum's range would zero its quiet bins, and the log features
+    are where level-freedom lives. The learned convs between features and gain (about a third
+    of the gate's MACs; the fixed transforms are the rest) are quantised like the U-Net.
+    A graph that holds a gate's transforms but none of its nodes by namespace is refused (an
+    exporter that stopped writing it must not get the STFT quantised silently)."""
+    from autoenc.models.spectral import BUFFERS, SpectralGate
+
     def scope(n: onnx.NodeProto) -> str:
         return next((p.value for p in n.metadata_props if p.key == "namespace"), "")
 
     learned = {t.name for t in model.graph.initializer if t.name.split("::")[0].endswith(PARAMETER_SUFFIXES)}
-    return [n.name for n in model.graph.node if n.name and GATE_SCOPE in scope(n) and not (n.op_type == "Conv" and any(i in learned for i in n.input[1:]))]
+    found = [n.name for n in model.graph.node if n.name and SpectralGate.__name__ in scope(n) and not (n.op_type == "Conv" and any(i in learned for i in n.input[1:]))]
+    if not found and any(t.name.endswith("." + BUFFERS[0]) for t in model.graph.initializer):
+        raise ValueError(f"a spectral-gated model whose gate nodes are not found (no '{SpectralGate.__name__}' namespace in the graph): refusing to quantise its STFT")
+    return found
 
 
 def fixed_maps(model: onnx.ModelProto) -> list[str]:
@@ -184,8 +189,6 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
         plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
         onnx.save(src, str(plain))
         fixed, head, gate = fixed_maps(src), residual_head(src), gate_nodes(src)
-        if any(t.name == "gate.analysis" for t in src.graph.initializer) and not gate:  # unet1d_dae's gate buffer
-            raise ValueError(f"{fp32}: a spectral-gated model whose gate nodes are not found (no '{GATE_SCOPE}' namespace in the graph): refusing to quantise its STFT")
         keep = head + [n for n in fixed if n not in head] + [n for n in gate if n not in head and n not in fixed]
         first = input_convs(src, keep)
         keep += first

@@ -52,8 +52,9 @@ class Ema:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}  # train.trainable: kept exactly, not re-averaged in float
         for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
+            if v.dtype.is_floating_point and k not in frozen:
                 self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 self.state[k].copy_(v)

@@ -103,21 +103,27 @@ def test_spectral_gate_starts_as_the_identity_keeps_level_freedom_and_streams_ex
         torch.nn.init.normal_(p, std=0.1)
     gated = get_model("unet1d_dae", width=8, levels=3, context_dilations=[1], spectral_gate=True).eval()
     gated.adopt("unet1d_dae", base.state_dict())
+    reach = receptive_radius(base)
     x = torch.randn(2, 1, 5000)
     with torch.no_grad():
         torch.testing.assert_close(gated(x), base(x), atol=1e-5, rtol=0)
         torch.nn.init.normal_(gated.gate.out.weight, std=0.3)  # as if trained: the gain moves
         y = gated(x)
         assert (y - base(x)).abs().max() > 0.01
-        g64, x64 = gated.double(), x.double()  # in float64: float32 rounding in the log features is not the point
-        torch.testing.assert_close(g64(3.7 * x64), 3.7 * g64(x64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(gated.decode(gated.encode(x)), y, atol=1e-6, rtol=0)
+        g64 = gated.double()  # in float64: float32 rounding in the log features is not the point
+        x64 = x.double()
+        x64[:, :, :2500] = 0  # digital silence before the sound: still level-free, and still silent
+        for a in (1e-3, 10.0):
+            torch.testing.assert_close(g64(a * x64), a * g64(x64), atol=1e-9 * a, rtol=1e-6)
+        assert g64(x64)[:, :, : 2500 - reach - 2 * gated.gate.n_fft].abs().max() == 0
         gated.float()
-    assert receptive_radius(gated) >= receptive_radius(base) + gated.gate.radius
+    assert receptive_radius(gated) >= reach + gated.gate.radius
     with pytest.raises(ValueError, match="mono"):
         get_model("unet1d_dae", channels=2, spectral_gate=True)
 
     path = make_model_file(tmp_path, width=8, levels=3, modality="audio", noise_scale=0.2, spectral_gate=True)
-    x = tone(25.0, 16000, 1, seed=3)
+    x = tone(40.0, 16000, 1, seed=3)
     whole = OnnxAudioDenoiser(path, chunk_seconds=600).denoise(x)
     small = OnnxAudioDenoiser(path, chunk_seconds=0.2)
     assert small.context >= small.info.receptive_radius > 7000 and small.window < len(x) // 3

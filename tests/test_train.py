@@ -9,7 +9,7 @@ from autoenc.checkpoint import read_checkpoint
 from autoenc.config import load
 from autoenc.data import ingest
 from autoenc.losses import psnr_loss
-from autoenc.train import Ema, build_model, fit
+from autoenc.train import Ema, fit
 from conftest import REPO, photo_sources
 
 
@@ -56,19 +56,22 @@ def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
 
 
 def test_fit_trains_only_the_trainable_prefixes(tmp_path):
-    """train.trainable: parameters outside the named prefixes keep their starting values through
-    a real fit (EMA included); a prefix that names no parameter is refused before training."""
+    """train.trainable: parameters outside the named prefixes keep init_from's values exactly
+    through a real fit with EMA (12 updates); a prefix that names no parameter is refused, and
+    freezing without a trained start is a config error."""
     root = photo_sources(tmp_path / "photos", 3, 1)
-    cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32",
-                                                  "train.ema_decay=0.9", "train.epochs=1", "train.trainable=[tail.]"])
-    run = tmp_path / "run"
-    ingest(root, cfg.data, run / "manifest.csv")
-    torch.manual_seed(cfg.seed)  # fit builds its model after the same seed
-    start = build_model(cfg.model, cfg.data.channels).state_dict()
-    fit(cfg, root, run / "manifest.csv", run)
-    state = read_checkpoint(run / "last.pt")["state"]
-    moved = {k for k in state if not torch.equal(state[k], start[k])}
+    base = ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=48", "train.ema_decay=0.999"]
+    cfg = load(REPO / "configs/tiny-image.yaml", base + ["train.epochs=1"])
+    ingest(root, cfg.data, tmp_path / "manifest.csv")
+    start = fit(cfg, root, tmp_path / "manifest.csv", tmp_path / "start")
+    tuned = load(REPO / "configs/tiny-image.yaml", base + ["train.epochs=2", f"train.init_from={start}", "train.trainable=[tail.]"])
+    fit(tuned, root, tmp_path / "manifest.csv", tmp_path / "run")
+    before, after = read_checkpoint(start)["state"], read_checkpoint(tmp_path / "run/last.pt")
+    assert after["ema_updates"] == 2 * 3
+    moved = {k for k in after["state"] if not torch.equal(after["state"][k], before[k])}
     assert moved and all(k.startswith("tail.") for k in moved)
-    wrong = cfg.model_copy(update={"train": cfg.train.model_copy(update={"trainable": ["gate."]})})
+    wrong = tuned.model_copy(update={"train": tuned.train.model_copy(update={"trainable": ["gate."]})})
     with pytest.raises(ValueError, match="name no parameter"):
-        fit(wrong, root, run / "manifest.csv", tmp_path / "run2")
+        fit(wrong, root, tmp_path / "manifest.csv", tmp_path / "run2")
+    with pytest.raises(ValueError, match="init_from"):
+        load(REPO / "configs/tiny-image.yaml", base + ["train.trainable=[tail.]"])

@@ -23,7 +23,8 @@ it starts as the identity, so it can be added to a trained model.
 
 Why the waveform and not an STFT mask: one network for every sample rate via resampling, phase
 handled implicitly, and streaming with overlap-add is exact when windows align to
-``stride ** levels`` samples (see ``autoenc.runtime.audio_infer``).
+``size_multiple`` samples (``stride ** levels``, or a multiple of the gate's hop with a gate;
+see ``autoenc.runtime.audio_infer``).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class UNet1dDAE(ResidualUNet):
     Args:
         channels: audio channels the network takes (1: files are denoised per channel).
         width: feature maps at full rate; doubled at each level.
-        levels: strided stages; streaming windows align to ``stride ** levels`` samples.
+        levels: strided stages; streaming windows align to ``stride ** levels`` samples (and
+            to the gate's hop, with a gate: :attr:`size_multiple`).
         stride: downsampling factor per level.
         context_dilations: one residual dilated block per entry in the bottleneck (dilation in
             bottleneck steps of ``stride ** levels`` samples); empty: none.
@@ -117,8 +119,9 @@ class UNet1dDAE(ResidualUNet):
         nn.init.zeros_(self.tail.weight)  # untrained model is the identity
         self.gate = SpectralGate() if spectral_gate else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """The U-Net's clean estimate, through the spectral gate where there is one."""
+        y = super().decode(codes)
         return y if self.gate is None else self.gate(y)
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:

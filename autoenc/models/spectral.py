@@ -8,13 +8,14 @@ the network that view: an STFT (sqrt-Hann, ``n_fft`` samples, hop ``n_fft / 4``)
 a per-bin gain in (0, 2) computed from level-free features, and the inverse STFT by overlap-add.
 
 Features per frame and bin, all invariant to the recording's level (so the denoiser stays
-positively homogeneous, ``f(a x) = a f(x)``, up to a 1e-10 floor on the power):
-- ``log |X|^2`` minus a reference: the mean log power over bins and ``2 * floor_frames + 1``
-  frames around;
-- a noise-floor estimate per bin, minus the same reference: the log of the harmonic mean of
-  ``|X|^2`` over those frames, which the quietest frames dominate (a soft form of the minimum
-  statistics a Wiener filter tracks; a running minimum itself does not export with a dynamic
-  length).
+positively homogeneous, ``f(a x) = a f(x)``, wherever the ``2 * floor_frames + 1`` frames around
+hold any signal at all):
+- ``log(|X|^2 / m + 1e-6)``, where ``m`` is the mean power over bins and those frames (the
+  1e-6 floor, -60 dB, keeps digital silence inside the range training shows: noise at up to
+  60 dB SNR);
+- a noise-floor estimate per bin: the log of the harmonic mean of that relative power over
+  those frames, which the quietest frames dominate (a soft form of the minimum statistics a
+  Wiener filter tracks; a running minimum itself does not export with a dynamic length).
 A conv over frames (bins as channels), dilated residual blocks over time, then a 1x1 conv to
 one gain per bin: ``gain = 2 * sigmoid(z)``. That conv starts at zero, so a new gate passes
 its input through unchanged (perfect reconstruction, to float rounding) until training moves it.
@@ -32,6 +33,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+RELATIVE_FLOOR = 1e-6  # power relative to the local mean is floored here (-60 dB) before its log
+BUFFERS = ("analysis", "synthesis")  # the fixed transforms, held as (non-persistent) buffers
 
 
 class _Block(nn.Module):
@@ -55,7 +60,7 @@ class SpectralGate(nn.Module):
         n_fft: frame length in samples (a multiple of 4; hop is ``n_fft // 4``).
         hidden: feature maps of the gain network.
         dilations: one residual dilated block per entry (in frames).
-        floor_frames: frames on each side for the level reference and the noise-floor minimum.
+        floor_frames: frames on each side for the level reference and the noise-floor mean.
     """
 
     def __init__(self, n_fft: int = 512, hidden: int = 96, dilations: tuple[int, ...] = (1, 2, 4, 8), floor_frames: int = 31) -> None:
@@ -73,8 +78,9 @@ class SpectralGate(nn.Module):
         scale[0] = scale[-1] = 1.0  # DC and Nyquist appear once in the half spectrum
         # inverse real DFT times the synthesis window, over the 2x sum of sqrt-Hann^2 at 75% overlap
         synthesis = torch.cat([torch.cos(ang) * scale, -torch.sin(ang) * scale]) * win / (n_fft * 2.0)
-        self.register_buffer("analysis", analysis.float()[:, None, :], persistent=False)  # (2F, 1, n_fft)
-        self.register_buffer("synthesis", synthesis.float().T.contiguous()[:, :, None], persistent=False)  # (n_fft, 2F, 1)
+        # analysis (2F, 1, n_fft) and synthesis (n_fft, 2F, 1): not learned, not in the state dict
+        for name, value in zip(BUFFERS, (analysis.float()[:, None, :], synthesis.float().T.contiguous()[:, :, None])):
+            self.register_buffer(name, value, persistent=False)
         self.inp = nn.Conv1d(2 * bins, hidden, 3, padding=1)
         self.blocks = nn.Sequential(*(_Block(hidden, d) for d in self.dilations))
         self.out = nn.Conv1d(hidden, bins, 1)
@@ -84,16 +90,16 @@ class SpectralGate(nn.Module):
     @property
     def radius(self) -> int:
         """Samples on each side of an output sample that can change it (an upper bound)."""
-        frames = 1 + sum(self.dilations) + self.floor_frames
-        return (frames + 4) * self.hop + self.n_fft
+        frames = 1 + sum(self.dilations) + 2 * self.floor_frames  # the gain's reach in frames (the floor pools powers relative to a pooled mean)
+        return frames * self.hop + 2 * self.n_fft  # plus the frames over the output sample and the span of each frame read
 
     def gain(self, power: torch.Tensor) -> torch.Tensor:
         """Per-bin gain ``(B, F, frames)`` from the power spectrum of the same shape."""
         w = self.floor_frames
-        lp = torch.log(power + 1e-10)
-        ref = F.avg_pool1d(lp.mean(dim=1, keepdim=True), 2 * w + 1, stride=1, padding=w, count_include_pad=False)
-        floor = -torch.log(F.avg_pool1d(1.0 / (power + 1e-10), 2 * w + 1, stride=1, padding=w, count_include_pad=False))
-        h = F.relu(self.inp(torch.cat([lp - ref, floor - ref], dim=1)))
+        local = F.avg_pool1d(power.mean(dim=1, keepdim=True), 2 * w + 1, stride=1, padding=w, count_include_pad=False)
+        rel = power / (local + 1e-30) + RELATIVE_FLOOR
+        floor = -torch.log(F.avg_pool1d(1.0 / rel, 2 * w + 1, stride=1, padding=w, count_include_pad=False))
+        h = F.relu(self.inp(torch.cat([torch.log(rel), floor], dim=1)))
         return 2.0 * torch.sigmoid(self.out(self.blocks(h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
