@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnx
-
 from autoenc.runtime.metadata import ModelInfo
 
 if TYPE_CHECKING:
@@ -52,11 +50,10 @@ def is_config(source: str | Path) -> bool:
     return Path(source).suffix in CONFIG_SUFFIXES
 
 
-def model_config(source: str | Path, model: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict | None]:
+def model_config(source: str | Path, model: str | Path, info: ModelInfo, overrides: list[str] | None = None) -> tuple[RunConfig, dict | None]:
     """(config, checkpoint dict or None) of ``source`` — a checkpoint, or a training config with
     ``overrides`` (``key=value``, as ``autoenc train --set`` took them) — after checking that the
-    exported ``model`` was made from it (config hash)."""
-    info = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props})
+    exported ``model``, whose metadata the caller has read as ``info``, was made from it (config hash)."""
     if overrides and not is_config(source):
         raise ValueError(f"--set overrides a training config; {source} is a checkpoint, whose config is fixed")
     ckpt = None

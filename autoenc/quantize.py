@@ -189,7 +189,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
         plain, q = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
         onnx.save(src, str(plain))
         fixed, head, gate = fixed_maps(src), residual_head(src), gate_nodes(src)
-        keep = head + [n for n in fixed if n not in head] + [n for n in gate if n not in head and n not in fixed]
+        keep = list(dict.fromkeys(head + fixed + gate))  # in that order, each node once
         first = input_convs(src, keep)
         keep += first
         quantize_static(
@@ -252,7 +252,7 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     info = ModelInfo.from_props({p.key: p.value for p in src.metadata_props})
     if any(p.key == "autoenc.quantization" for p in src.metadata_props):
         raise ValueError(f"{fp32} is already quantised; give the fp32 model")
-    cfg, ckpt = model_config(source, fp32, overrides)
+    cfg, ckpt = model_config(source, fp32, info, overrides)
     start = cfg.train.init_from if cfg.train.quantization_aware else None
     if against is None and start is not None and str(start).endswith(".onnx"):
         against = start  # a quantization-aware fine-tune's twin stands in for the model it started from
