@@ -236,16 +236,26 @@ class SegmentPairs(Dataset):
         return noisy * scale, clean * scale
 
 
-def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str, banks: dict[str, list[torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def other_talkers(clips: list[torch.Tensor], sources: list[str], j: int) -> list[torch.Tensor]:
+    """Babble talkers for held-out clip ``j``: the clips of the other sources (other speakers:
+    a source is one voice or one group of voices), or, in a split of one source, its other clips."""
+    others = [c for c, s in zip(clips, sources) if s != sources[j]]
+    return others or [c for i, c in enumerate(clips) if i != j]
+
+
+def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str, banks: dict[str, list[torch.Tensor]], sources: list[str] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed noisy/clean validation pairs (1, T): the first ``max_val_seconds`` of
-    ``max_val_images`` clips spread evenly over the split (so every held-out source is in it)."""
+    ``max_val_images`` clips spread evenly over the split (so every held-out source is in it).
+    With ``sources`` (one per clip), each clip's babble is spoken by the split's other voices
+    (:func:`other_talkers`) instead of ``banks['speech']``."""
     k = data.max_val_images
-    picked = [clips[j * len(clips) // k] for j in range(k)] if k and k < len(clips) else clips
+    picked = [j * len(clips) // k for j in range(k)] if k and k < len(clips) else list(range(len(clips)))
     limit = int(data.max_val_seconds * data.sample_rate) if data.max_val_seconds else None
     out = []
-    for j, clip in enumerate(picked):
-        clean = clip[:limit][None] * (0.5 / 0.9)  # -6 dBFS peak: a typical recording level
-        noisy, _ = synthesize_audio(clean, noise, pair_generator(seed, "val", tag, j), sample_rate=data.sample_rate, banks=banks)
+    for j, i in enumerate(picked):
+        clean = clips[i][:limit][None] * (0.5 / 0.9)  # -6 dBFS peak: a typical recording level
+        own = {**banks, "speech": other_talkers(clips, sources, i)} if sources is not None else banks
+        noisy, _ = synthesize_audio(clean, noise, pair_generator(seed, "val", tag, j), sample_rate=data.sample_rate, banks=own)
         out.append((noisy, clean))
     return out
 
@@ -280,8 +290,11 @@ class TrainingData:
         val = load_clips(data_root, entries, "val", d.sample_rate)
         train_banks, held_banks = noise_banks(cfg, d.sample_rate)
         self.banks = {"speech": self.train, **train_banks}
-        val_banks = {"speech": self.train, **held_banks}
-        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks) for tag, noise in settings.items()}
+        # Validation babble is spoken by other held-out voices, as users' is by voices the model
+        # never heard (until 2026-12-03 it was drawn from the training voices, which the shipped
+        # speech model had learned to remove: +1.3 dB on that babble, +0.0 on unseen talkers).
+        sources = [source_of(e.path) for e in entries if e.split == "val"]
+        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, held_banks, sources) for tag, noise in settings.items()}
 
     def dataset(self, epoch: int):
         c = self.cfg

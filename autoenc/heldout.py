@@ -39,8 +39,7 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     """Write up to ``limit`` held-out utterances as ``clean/`` and ``noisy/`` 16-bit WAV at the
     model rate, cycling through the config's eval noise settings (file names say which)."""
     from autoenc.runtime.audio_io import write_audio
-    from autoenc.data import load_clip, val_segments
-    from autoenc.data import noise_banks, noise_settings
+    from autoenc.data import load_clip, noise_banks, noise_settings, other_talkers, source_of, val_segments
 
     clean_dir, noisy_dir = Path(out_dir) / "clean", Path(out_dir) / "noisy"
     sr = cfg.data.sample_rate
@@ -49,7 +48,7 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     speech = [load_clip(Path(data_root) / f, sr) for f in val_files]
     for j, rel in enumerate(val_files[:limit]):
         tag, noise = settings[j % len(settings)]
-        others = speech[:j] + speech[j + 1 :]  # babble from other held-out utterances
+        others = other_talkers(speech, [source_of(f) for f in val_files], j)  # babble from other held-out voices
         (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, **held_banks})
         name = Path(f"{Path(rel).with_suffix('').as_posix().replace('/', '_')}__{tag}.wav")
         write_audio(clean_dir / name, clean[0].numpy(), sr)

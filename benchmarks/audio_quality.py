@@ -5,9 +5,11 @@ Utterances: the held-out Dutch voices (`autoenc corpus speech` -> voices-benchma
 Dutch dubbing from `fillets-ng-data-nl`, its two main actors and its minor characters; no Dutch
 and none of these actors is in any training or validation split), clips of at least 2.5 s,
 spread evenly over the three speaker groups, first 4 s. Noises at SNR 0 / 5 / 10 dB:
-white; babble of 3-6 *other* held-out utterances; music (the held-out music-on-hold recordings,
-every 5th file); recorded sound effects (the held-out hedgewars effects, every 5th file: a
-non-stationary noise); crackle (synthetic old-record clicks, hiss and rumble). 16-bit.
+white; babble of 3-6 held-out utterances by *other* speakers (the other two speaker groups;
+until 2026-12-03 any other utterance, the target's own actor included); music (the held-out
+music-on-hold recordings, every 5th file); recorded sound effects (the held-out hedgewars
+effects, every 5th file: a non-stationary noise); crackle (synthetic old-record clicks, hiss
+and rumble). 16-bit.
 
 Baselines (noise PSD from the quietest 10% of frames, STFT 512/128 Hann):
 decision-directed Wiener (Ephraim-Malah, alpha 0.98, gain floor -20 dB), power spectral
@@ -125,10 +127,11 @@ def pick_utterances(n: int) -> list[Path]:
 def noisy_set(n_utt: int) -> tuple[list[dict], list[str]]:
     """Noisy/clean pairs for every noise type x SNR over ``n_utt`` held-out Dutch utterances."""
     from autoenc.config import DataConfig, NoiseConfig, RunConfig
-    from autoenc.data import load_clip, noise_banks, val_segments
+    from autoenc.data import load_clip, noise_banks, other_talkers, val_segments
 
     files = pick_utterances(n_utt)
     speech = [load_clip(f, SR) for f in files]
+    groups = [f.parent.name for f in files]  # a speaker group is one actor, or the minor characters
     bank_cfg = RunConfig.model_validate({"name": "bench", "modality": "audio", "noise": {"mixture": [{"name": "music", "snr_db": 0}, {"name": "effects", "snr_db": 0}]}, "model": {"name": "unet1d_dae"}})
     _, held = noise_banks(bank_cfg, SR)  # the held-out files of each recorded bank (every 5th)
     data = DataConfig(max_val_images=None, max_val_seconds=4.0)
@@ -137,7 +140,7 @@ def noisy_set(n_utt: int) -> tuple[list[dict], list[str]]:
         for snr in SNRS:
             noise = NoiseConfig.model_validate({"mixture": [{"name": kind, "snr_db": snr}], "quantize_bits": 16})
             for j, clip in enumerate(speech):
-                (noisy, clean), = val_segments([clip], data, noise, 1234, f"bench-{kind}-{snr}-{j}", {"speech": speech[:j] + speech[j + 1 :], **held})
+                (noisy, clean), = val_segments([clip], data, noise, 1234, f"bench-{kind}-{snr}-{j}", {"speech": other_talkers(speech, groups, j), **held})
                 items.append({"noise": kind, "snr": snr, "noisy": noisy[0].numpy(), "clean": clean[0].numpy()})
     return items, [f"{f.parent.name}/{f.name}" for f in files]
 

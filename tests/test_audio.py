@@ -11,7 +11,8 @@ from PIL import Image
 
 from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 from autoenc.runtime.audio_io import probe_audio
-from autoenc.config import NoiseConfig
+from autoenc.config import DataConfig, NoiseConfig
+from autoenc.data import other_talkers, val_segments
 from autoenc.runtime.jobs import JobSettings, denoise_dir
 from autoenc.runtime.media import MediaError
 from autoenc.metrics import si_sdr
@@ -240,6 +241,29 @@ def test_hum_sits_at_mains_frequency():
     y, _ = synthesize_audio(x, cfg, pair_generator(0, 0), sample_rate=16000, banks={})
     spec = np.abs(np.fft.rfft((y - x)[0].numpy()))
     assert spec.argmax() == 50  # 1 Hz bins over 1 s
+
+
+def test_other_talkers_are_other_sources_or_else_other_clips():
+    clips = [torch.full((10,), float(i)) for i in range(4)]
+    picked = other_talkers(clips, ["a", "a", "b", "c"], 0)
+    assert [int(c[0]) for c in picked] == [2, 3]  # never its own voice's clips
+    assert [int(c[0]) for c in other_talkers(clips, ["a"] * 4, 1)] == [0, 2, 3]  # one source: its other clips
+
+
+def test_validation_babble_is_spoken_by_the_other_held_out_voices():
+    """A held-out clip's babble comes from held-out clips of other sources, not from the
+    bank (the training voices) nor its own source: every source here is one pure tone."""
+    sr, t = 16000, torch.arange(16000) / 16000
+    tone_of = {"a": 440.0, "b": 1000.0, "train": 2500.0}
+    clips = [0.5 * torch.sin(2 * torch.pi * tone_of[s] * t + k) for k, s in enumerate(["a", "a", "b"])]
+    noise = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2]}], quantize_bits=None, clip=False)
+    data = DataConfig(sample_rate=sr, max_val_images=None, max_val_seconds=None)
+    bank = {"speech": [0.5 * torch.sin(2 * torch.pi * tone_of["train"] * t)]}
+    pairs = val_segments(clips, data, noise, 0, "v", bank, sources=["a", "a", "b"])
+    peak_hz = [int(np.abs(np.fft.rfft((noisy - clean)[0].numpy())).argmax()) for noisy, clean in pairs]  # 1 Hz bins over 1 s
+    assert peak_hz == [1000, 1000, 440]
+    old = val_segments(clips, data, noise, 0, "v", bank)  # without sources: the bank's voices
+    assert [int(np.abs(np.fft.rfft((n - c)[0].numpy())).argmax()) for n, c in old] == [2500] * 3
 
 
 @pytest.mark.parametrize("n", [256, 1600, 12345])
