@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from autoenc.runtime.typed_config import ConfigError, Frozen, set_dotted, parse_overrides, read_yaml_mapping, validate  # noqa: F401  (ConfigError, validate: re-exported)
 
@@ -155,8 +155,29 @@ class CrackleNoise(_AudioNoise):
 
 
 class BabbleNoise(_AudioNoise):
-    name: Literal["babble"] = "babble"  # sum of other training utterances
+    """The sum of ``talkers`` other utterances. Each talker may be played at its own speed
+    (tempo and pitch, ``talker_speed``, drawn per talker on the speed-perturbation grid) and
+    through its own random EQ (``talker_eq_db``), so a few recorded voices make many: a model
+    that only ever hears the training voices as babble learns to remove those voices rather
+    than babble (the shipped speech model left babble of held-out talkers untouched)."""
+
+    name: Literal["babble"] = "babble"
     talkers: tuple[int, int] = (3, 6)
+    talker_speed: Range = Field((1.0, 1.0), description="each talker's speed factor, drawn per talker (1: as recorded)")
+    talker_eq_db: float = Field(0.0, ge=0, le=24, description="each talker through random peaking EQ of up to this gain in dB (0: none)")
+
+    _s = field_validator("talker_speed", mode="before")(_as_range)
+    _sb = field_validator("talker_speed")(_bounded(0.5, 2.0))
+
+    @model_serializer(mode="wrap")
+    def _later_fields_only_when_set(self, handler):
+        """The talker augmentation came after runs were made: at its defaults it is left out
+        of dumps, so their config hashes, validation tags and metadata stay as they were."""
+        out = handler(self)
+        for key in ("talker_speed", "talker_eq_db"):
+            if getattr(self, key) == type(self).model_fields[key].default:
+                out.pop(key, None)
+        return out
 
 
 class ClippingNoise(_NoiseBase):

@@ -243,6 +243,23 @@ def test_hum_sits_at_mains_frequency():
     assert spec.argmax() == 50  # 1 Hz bins over 1 s
 
 
+def test_babble_talkers_can_each_be_sped_up_or_down_and_equalised():
+    """talker_speed plays each talker at its own speed (pitch with it): a 1 kHz voice at speed
+    0.8 sits at 800 Hz; at the defaults the spec dumps as before (hashes, tags, metadata)."""
+    t = torch.arange(16000) / 16000
+    bank = {"speech": [0.5 * torch.sin(2 * torch.pi * 1000.0 * t)]}
+    x = torch.zeros(1, 16000)
+    x[0, ::400] = 0.5  # clicks: a flat reference spectrum
+    peak = lambda cfg: int(np.abs(np.fft.rfft((synthesize_audio(x, cfg, pair_generator(0, 0), sample_rate=16000, banks=bank)[0] - x)[0].numpy())).argmax())  # noqa: E731
+    plain = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2]}], quantize_bits=None, clip=False)
+    slow = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2], "talker_speed": [0.8, 0.8]}], quantize_bits=None, clip=False)
+    assert peak(plain) == 1000 and peak(slow) == 800
+    eq = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2], "talker_eq_db": 12}], quantize_bits=None, clip=False)
+    a, b = (synthesize_audio(x, c, pair_generator(0, 0), sample_rate=16000, banks=bank)[0] for c in (plain, eq))
+    assert not torch.allclose(a, b)
+    assert "talker_speed" not in plain.model_dump(mode="json")["mixture"][0] and slow.model_dump(mode="json")["mixture"][0]["talker_speed"] == [0.8, 0.8]
+
+
 def test_other_talkers_are_other_sources_or_else_other_clips():
     clips = [torch.full((10,), float(i)) for i in range(4)]
     picked = other_talkers(clips, ["a", "a", "b", "c"], 0)
