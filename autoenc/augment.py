@@ -8,7 +8,8 @@ import math
 
 import torch
 
-SPEED_STEP = 0.05  # speeds are drawn on this grid, so resampling kernels stay short (20 phases)
+from autoenc.config import SPEED_STEP
+
 EQ_BANDS = 3  # peaking filters per segment
 EQ_HZ = (80.0, 6000.0)  # their centres, drawn log-uniformly (Hz)
 EQ_Q = (0.5, 2.0)
@@ -29,7 +30,8 @@ def draw_speed(lo: float, hi: float, generator: torch.Generator) -> float:
 
 
 def change_speed(x: torch.Tensor, speed: float, n: int) -> torch.Tensor:
-    """``x`` (..., T) played ``speed`` times faster, first ``n`` samples (band-limited resampling)."""
+    """``x`` (..., T) played ``speed`` times faster, first ``n`` samples (band-limited resampling;
+    ``speed`` is a multiple of :data:`SPEED_STEP`, as :func:`draw_speed` and the configs give it)."""
     import torchaudio.functional as AF
 
     if abs(speed - 1.0) < 1e-9:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
@@ -154,6 +154,17 @@ class CrackleNoise(_AudioNoise):
     _c = field_validator("clicks_per_s", mode="before")(_as_range)
 
 
+SPEED_STEP = 0.05  # speed perturbation (data.speed, babble talker_speed) is drawn on this grid, so resampling kernels stay short (20 phases)
+
+
+def _on_speed_grid(value: tuple[float, float]) -> tuple[float, float]:
+    """Both ends of a speed range on the :data:`SPEED_STEP` grid (what the resampler plays)."""
+    for v in value:
+        if abs(v / SPEED_STEP - round(v / SPEED_STEP)) > 1e-6:
+            raise ValueError(f"speed {v:g} is not a multiple of {SPEED_STEP:g} (speeds are played on that grid)")
+    return value
+
+
 class BabbleNoise(_AudioNoise):
     """The sum of ``talkers`` other utterances. Each talker may be played at its own speed
     (tempo and pitch, ``talker_speed``, drawn per talker on the speed-perturbation grid) and
@@ -168,13 +179,16 @@ class BabbleNoise(_AudioNoise):
 
     _s = field_validator("talker_speed", mode="before")(_as_range)
     _sb = field_validator("talker_speed")(_bounded(0.5, 2.0))
+    _sg = field_validator("talker_speed")(_on_speed_grid)
+
+    LATER: ClassVar[tuple[str, ...]] = ("talker_speed", "talker_eq_db")  # added after runs were made (cf. LATER_FIELDS)
 
     @model_serializer(mode="wrap")
     def _later_fields_only_when_set(self, handler):
         """The talker augmentation came after runs were made: at its defaults it is left out
         of dumps, so their config hashes, validation tags and metadata stay as they were."""
         out = handler(self)
-        for key in ("talker_speed", "talker_eq_db"):
+        for key in self.LATER:
             if getattr(self, key) == type(self).model_fields[key].default:
                 out.pop(key, None)
         return out
@@ -239,6 +253,8 @@ class DataConfig(Frozen):
     eq_db: float = Field(0.0, ge=0, le=24)  # audio: three random peaking filters of up to +-eq_db dB colour each clean segment
     max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
 
+
+    _speed_grid = field_validator("speed")(_on_speed_grid)
 
     @model_validator(mode="after")
     def _one_split_rule(self) -> "DataConfig":
@@ -330,6 +346,7 @@ class RunConfig(Frozen):
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
+# (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
 LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 

@@ -247,17 +247,23 @@ def val_segments(clips: list[torch.Tensor], data: DataConfig, noise: NoiseConfig
     """Fixed noisy/clean validation pairs (1, T): the first ``max_val_seconds`` of
     ``max_val_images`` clips spread evenly over the split (so every held-out source is in it).
     With ``sources`` (one per clip), each clip's babble is spoken by the split's other voices
-    (:func:`other_talkers`) instead of ``banks['speech']``."""
+    (:func:`other_talkers`) instead of ``banks['speech']`` (kept for a split of one clip)."""
     k = data.max_val_images
     picked = [j * len(clips) // k for j in range(k)] if k and k < len(clips) else list(range(len(clips)))
     limit = int(data.max_val_seconds * data.sample_rate) if data.max_val_seconds else None
     out = []
     for j, i in enumerate(picked):
         clean = clips[i][:limit][None] * (0.5 / 0.9)  # -6 dBFS peak: a typical recording level
-        own = {**banks, "speech": other_talkers(clips, sources, i)} if sources is not None else banks
+        voices = other_talkers(clips, sources, i) if sources is not None else []
+        own = {**banks, "speech": voices} if voices else banks  # a split of one clip: the bank's voices
         noisy, _ = synthesize_audio(clean, noise, pair_generator(seed, "val", tag, j), sample_rate=data.sample_rate, banks=own)
         out.append((noisy, clean))
     return out
+
+
+VALIDATION_VERSION = {"image": 1, "audio": 2}  # per modality, raised when validation pairs change
+# meaning (a resumed run's best score from before is not comparable): audio 2 = babble spoken by
+# other held-out voices (2026-12-03; before, by the training voices)
 
 
 def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
@@ -269,7 +275,10 @@ def noise_settings(cfg: RunConfig) -> dict[str, NoiseConfig]:
         # Range-valued parameters name the setting (sigma15, iso6400-gain2-...).
         drawn = {k: v for k, v in spec.model_dump(exclude={"name", "weight"}).items() if isinstance(v, tuple) and len(v) == 2 and all(isinstance(e, (int, float)) for e in v)}
         params = "-".join(f"{k}{v[0]:g}" if v[0] == v[1] else f"{k}{v[0]:g}..{v[1]:g}" for k, v in drawn.items())
-        out[f"{spec.name}-{params}"] = cfg.noise.model_copy(update={"mixture": [spec]})
+        tag = f"{spec.name}-{params}"
+        if tag in out:
+            raise ValueError(f"eval.noises: two settings are both named {tag!r} (they differ only in fixed parameters); give their ranges different values")
+        out[tag] = cfg.noise.model_copy(update={"mixture": [spec]})
     return out
 
 

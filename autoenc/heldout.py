@@ -46,9 +46,10 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     settings = list(noise_settings(cfg).items())
     _, held_banks = noise_banks(cfg, sr)
     speech = [load_clip(Path(data_root) / f, sr) for f in val_files]
+    sources = [source_of(f) for f in val_files]
     for j, rel in enumerate(val_files[:limit]):
         tag, noise = settings[j % len(settings)]
-        others = other_talkers(speech, [source_of(f) for f in val_files], j)  # babble from other held-out voices
+        others = other_talkers(speech, sources, j)  # babble from other held-out voices
         (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, **held_banks})
         name = Path(f"{Path(rel).with_suffix('').as_posix().replace('/', '_')}__{tag}.wav")
         write_audio(clean_dir / name, clean[0].numpy(), sr)

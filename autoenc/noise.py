@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from autoenc.augment import change_speed, draw_speed, random_eq, speed_source_length
-from autoenc.config import NoiseConfig
+from autoenc.config import BabbleNoise, NoiseConfig
 
 NoiseFn = Callable[..., torch.Tensor]
 NOISES: dict[str, NoiseFn] = {}
@@ -286,18 +286,19 @@ def crackle(x: torch.Tensor, *, snr_db: float, clicks_per_s: tuple[float, float]
 
 @register_audio_noise("babble")
 def babble(x: torch.Tensor, *, snr_db: float, talkers: tuple[int, int], generator: torch.Generator, banks: dict, sample_rate: int,
-           talker_speed: tuple[float, float] = (1.0, 1.0), talker_eq_db: float = 0.0, **ctx) -> torch.Tensor:
+           talker_speed: tuple[float, float] = BabbleNoise.model_fields["talker_speed"].default,
+           talker_eq_db: float = BabbleNoise.model_fields["talker_eq_db"].default, **ctx) -> torch.Tensor:
     """Babble: the sum of ``talkers`` other utterances (``banks['speech']``) at ``snr_db``,
     each at its own speed drawn from ``talker_speed`` and through its own random EQ of up to
     ``talker_eq_db`` dB (:mod:`autoenc.augment`; at the defaults nothing is drawn for them)."""
     k = int(torch.randint(talkers[0], talkers[1] + 1, (), generator=generator))
-    length = x.shape[-1]
-    n = torch.zeros(length, dtype=x.dtype)
+    length, n = x.shape[-1], None
     for _ in range(k):
         speed = draw_speed(*talker_speed, generator)
         voice = change_speed(_excerpt(banks["speech"], speed_source_length(length, speed), generator), speed, length)
-        n = n + random_eq(voice, talker_eq_db, sample_rate, generator)
-    return mix_at_snr(x, n.expand_as(x), snr_db)
+        voice = random_eq(voice, talker_eq_db, sample_rate, generator)
+        n = voice if n is None else n + voice
+    return mix_at_snr(x, (n if n is not None else torch.zeros_like(x)).expand_as(x), snr_db)
 
 
 @register_audio_noise("clipping")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from autoenc.checkpoint import pack, read_checkpoint, save_checkpoint, start_from
 from autoenc.config import RunConfig, TrainConfig
-from autoenc.data import TrainingData, model_input, read_manifest
+from autoenc.data import VALIDATION_VERSION, TrainingData, model_input, read_manifest
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model
@@ -143,6 +143,9 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         model.load_state_dict(ckpt.get("raw_state") or ckpt["state"])  # raw_state: the weights under the EMA
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, step, history, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"], ckpt["best_score"]
+        if ckpt.get("validation", 1) != VALIDATION_VERSION[cfg.modality]:
+            log.warning("--resume: %s was validated on pairs built the old way (version %s, now %s): its best score %.2f dB is not comparable, so the next epoch becomes best", last_path, ckpt.get("validation", 1), VALIDATION_VERSION[cfg.modality], best)
+            best = -math.inf
         init_from = ckpt.get("init_from")
         log.info("resumed from %s at epoch %d (step %d)", last_path, start_epoch, step)
     elif resume:
@@ -176,6 +179,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             model, {"channels": ch, **cfg.model.kwargs}, cfg,
             raw_state=raw_state, ema_updates=ema.updates if ema is not None else 0, optimizer=opt.state_dict(),
             epoch=epoch, step=step, history=history, best_score=max(best, val_score), resume_hash=cfg.resume_hash(), init_from=init_from,
+            validation=VALIDATION_VERSION[cfg.modality],
             **({"qat_ranges": qat_ranges} if qat_ranges is not None else {}),
         )
         if val_score > best:

@@ -17,7 +17,7 @@ from autoenc.runtime.jobs import JobSettings, denoise_dir
 from autoenc.runtime.media import MediaError
 from autoenc.metrics import si_sdr
 from autoenc.models import get_model
-from autoenc.noise import AUDIO_NOISES, mix_at_snr, pair_generator, synthesize_audio
+from autoenc.noise import AUDIO_NOISES, _excerpt, mix_at_snr, pair_generator, synthesize_audio, uniform
 from conftest import output_files, photo, tone
 
 FORMATS = [
@@ -251,13 +251,24 @@ def test_babble_talkers_can_each_be_sped_up_or_down_and_equalised():
     x = torch.zeros(1, 16000)
     x[0, ::400] = 0.5  # clicks: a flat reference spectrum
     peak = lambda cfg: int(np.abs(np.fft.rfft((synthesize_audio(x, cfg, pair_generator(0, 0), sample_rate=16000, banks=bank)[0] - x)[0].numpy())).argmax())  # noqa: E731
-    plain = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2]}], quantize_bits=None, clip=False)
-    slow = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2], "talker_speed": [0.8, 0.8]}], quantize_bits=None, clip=False)
+    plain = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [1, 1]}], quantize_bits=None, clip=False)
+    slow = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [1, 1], "talker_speed": [0.8, 0.8]}], quantize_bits=None, clip=False)
     assert peak(plain) == 1000 and peak(slow) == 800
-    eq = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [2, 2], "talker_eq_db": 12}], quantize_bits=None, clip=False)
+    eq = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [1, 1], "talker_eq_db": 12}], quantize_bits=None, clip=False)
     a, b = (synthesize_audio(x, c, pair_generator(0, 0), sample_rate=16000, banks=bank)[0] for c in (plain, eq))
     assert not torch.allclose(a, b)
-    assert "talker_speed" not in plain.model_dump(mode="json")["mixture"][0] and slow.model_dump(mode="json")["mixture"][0]["talker_speed"] == [0.8, 0.8]
+    dumped = plain.model_dump(mode="json")["mixture"][0]
+    assert not {"talker_speed", "talker_eq_db"} & set(dumped) and slow.model_dump(mode="json")["mixture"][0]["talker_speed"] == [0.8, 0.8]
+    # at the defaults, exactly the babble of before: a plain sum of excerpts, drawn in the same order
+    three = NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talkers": [3, 3]}], quantize_bits=None, clip=False)
+    g = pair_generator(0, 0)
+    torch.multinomial(torch.ones(1, dtype=torch.float64), 1, generator=g)  # synthesize_audio's pick of the mixture member
+    uniform(0.0, 0.0, g)  # its draw of snr_db
+    assert int(torch.randint(3, 4, (), generator=g)) == 3
+    old = mix_at_snr(x, sum(_excerpt(bank["speech"], 16000, g) for _ in range(3)).expand_as(x), 0.0)
+    assert torch.equal(synthesize_audio(x, three, pair_generator(0, 0), sample_rate=16000, banks=bank)[0], old)
+    with pytest.raises(ValueError, match="multiple of 0.05"):
+        NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talker_speed": [0.93, 1.1]}])
 
 
 def test_other_talkers_are_other_sources_or_else_other_clips():
@@ -281,6 +292,15 @@ def test_validation_babble_is_spoken_by_the_other_held_out_voices():
     assert peak_hz == [1000, 1000, 440]
     old = val_segments(clips, data, noise, 0, "v", bank)  # without sources: the bank's voices
     assert [int(np.abs(np.fft.rfft((n - c)[0].numpy())).argmax()) for n, c in old] == [2500] * 3
+    # every other noise is drawn exactly as before, also when only some clips are picked
+    white = NoiseConfig(mixture=[{"name": "white", "snr_db": 5}], quantize_bits=16)
+    some = DataConfig(sample_rate=sr, max_val_images=2, max_val_seconds=None)
+    for (a, _), (b, _) in zip(val_segments(clips, some, white, 0, "w", bank, sources=["a", "a", "b"]), val_segments(clips, some, white, 0, "w", bank)):
+        assert torch.equal(a, b)
+    picked = val_segments(clips, some, noise, 0, "v", bank, sources=["a", "a", "b"])  # clips 0 and 1, both of source a
+    assert [int(np.abs(np.fft.rfft((n - c)[0].numpy())).argmax()) for n, c in picked] == [1000, 1000]
+    alone = val_segments(clips[:1], data, noise, 0, "v", bank, sources=["a"])  # a split of one clip: the bank's voices
+    assert int(np.abs(np.fft.rfft((alone[0][0] - alone[0][1])[0].numpy())).argmax()) == 2500
 
 
 @pytest.mark.parametrize("n", [256, 1600, 12345])

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from autoenc.checkpoint import read_checkpoint
+from autoenc.checkpoint import read_checkpoint, save_checkpoint
 from autoenc.config import load
-from autoenc.data import ingest
+from autoenc.data import VALIDATION_VERSION, ingest
 from autoenc.losses import psnr_loss
 from autoenc.train import Ema, fit
 from conftest import REPO, photo_sources
@@ -37,7 +37,7 @@ def test_ema_averages_and_warms_up():
 
 
 @pytest.mark.parametrize("loss", ["psnr"])
-def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
+def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss, caplog):
     root = photo_sources(tmp_path / "photos", 3, 1)
     cfg = load(REPO / "configs/tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64",
                                                   "train.ema_decay=0.9", f"train.loss={loss}", "train.epochs=2"])
@@ -49,10 +49,15 @@ def test_fit_keeps_exports_and_resumes_the_ema_weights(tmp_path, loss):
     # What is kept (and exported) is the average, not the last raw weights.
     assert any(not torch.equal(last["state"][k], last["raw_state"][k]) for k in last["state"])
     assert read_checkpoint(best)["raw_state"] is None
+    assert last["validation"] == VALIDATION_VERSION["image"]
+    # A run validated on pairs built the old way: its best score is not comparable and is dropped.
+    save_checkpoint(run / "last.pt", {**last, "validation": VALIDATION_VERSION["image"] - 1, "best_score": 1e9})
     longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})})
-    fit(longer, root, run / "manifest.csv", run, resume=True)
+    with caplog.at_level("WARNING", logger="autoenc.train"):
+        fit(longer, root, run / "manifest.csv", run, resume=True)
     resumed = read_checkpoint(run / "last.pt")
     assert resumed["ema_updates"] == 3 * 4 and len(resumed["history"]) == 3
+    assert read_checkpoint(best)["epoch"] == 2 and resumed["best_score"] < 1e9 and "not comparable" in caplog.text
 
 
 def test_fit_trains_only_the_trainable_prefixes(tmp_path):
