@@ -303,7 +303,8 @@ class TrainingData:
         # never heard (until 2026-12-03 it was drawn from the training voices, which the shipped
         # speech model had learned to remove: +1.3 dB on that babble, +0.0 on unseen talkers).
         sources = [source_of(e.path) for e in entries if e.split == "val"]
-        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, held_banks, sources) for tag, noise in settings.items()}
+        val_banks = {"speech": self.train, **held_banks}  # the training voices only for a split of one clip
+        self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks, sources) for tag, noise in settings.items()}
 
     def dataset(self, epoch: int):
         c = self.cfg

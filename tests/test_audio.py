@@ -18,7 +18,7 @@ from autoenc.runtime.media import MediaError
 from autoenc.metrics import si_sdr
 from autoenc.models import get_model
 from autoenc.noise import AUDIO_NOISES, _excerpt, mix_at_snr, pair_generator, synthesize_audio, uniform
-from conftest import output_files, photo, tone
+from conftest import REPO, output_files, photo, tone
 
 FORMATS = [
     ("wav", "WAV", "PCM_16", 16000, 1),
@@ -269,6 +269,23 @@ def test_babble_talkers_can_each_be_sped_up_or_down_and_equalised():
     assert torch.equal(synthesize_audio(x, three, pair_generator(0, 0), sample_rate=16000, banks=bank)[0], old)
     with pytest.raises(ValueError, match="multiple of 0.05"):
         NoiseConfig(mixture=[{"name": "babble", "snr_db": 0, "talker_speed": [0.93, 1.1]}])
+
+
+def test_a_held_out_split_of_one_clip_still_gets_babble(tmp_path):
+    """The report's picture validates on one held-out clip (evaluate.before_after): with no
+    other held-out voice its babble comes from the training voices, not an empty bank."""
+    from autoenc.data import TrainingData, ingest, read_manifest
+    from autoenc.config import load
+
+    for source, n in (("held", 1), ("train", 3)):
+        (tmp_path / source).mkdir()
+        for i in range(n):
+            sf.write(tmp_path / source / f"{i}.wav", tone(1.0, seed=10 * n + i), 16000)
+    cfg = load(REPO / "configs/tiny-audio.yaml", [f"data.root={tmp_path}", "data.val_sources=[held]", "eval.noises=[{name: babble, snr_db: 0}]"])
+    ingest(tmp_path, cfg.data, tmp_path / "manifest.csv", modality="audio")
+    data = TrainingData(cfg, tmp_path, read_manifest(tmp_path / "manifest.csv"))
+    (noisy, clean), = data.val["babble-snr_db0-talkers3..6"]
+    assert not torch.equal(noisy, clean)
 
 
 def test_other_talkers_are_other_sources_or_else_other_clips():
