@@ -300,8 +300,8 @@ class TrainingData:
         train_banks, held_banks = noise_banks(cfg, d.sample_rate)
         self.banks = {"speech": self.train, **train_banks}
         # Validation babble is spoken by other held-out voices, as users' is by voices the model
-        # never heard (until 2026-12-03 it was drawn from the training voices, which the shipped
-        # speech model had learned to remove: +1.3 dB on that babble, +0.0 on unseen talkers).
+        # never heard (until 2026-12-03 it was drawn from the training voices: the shipped speech
+        # model gained +1.3 dB at 0 dB on that babble, +0.3 on held-out voices' babble).
         sources = [source_of(e.path) for e in entries if e.split == "val"]
         val_banks = {"speech": self.train, **held_banks}  # the training voices only for a split of one clip
         self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks, sources) for tag, noise in settings.items()}
