@@ -161,10 +161,23 @@ def with_noise_level(noisy: torch.Tensor) -> torch.Tensor:
     return torch.cat([noisy, plane], dim=1)
 
 
-def model_input(model: torch.nn.Module, noisy: torch.Tensor) -> torch.Tensor:
-    """What ``model`` takes for a batch of ``noisy`` inputs: the batch itself, or with its
-    noise-level plane for a model that takes one."""
-    return with_noise_level(noisy) if getattr(model, "noise_level_input", False) else noisy
+def prefiltered(noisy: torch.Tensor, prefilter, sample_rate: int) -> torch.Tensor:
+    """A batch (N, C, T) of noisy audio through the model's classical front end (the same
+    numpy code inference runs, :mod:`autoenc.runtime.prefilter`), each item on its own."""
+    return torch.stack([torch.from_numpy(prefilter.apply(x.numpy(), sample_rate)) for x in noisy]).to(noisy.dtype)
+
+
+def model_input(model: torch.nn.Module, noisy: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+    """What ``model`` takes for a batch of ``noisy`` inputs: the batch itself, with its
+    noise-level plane for a model that takes one, or through its prefilter for an audio model
+    that has one (``sample_rate``: the audio's rate, Hz)."""
+    if getattr(model, "noise_level_input", False):
+        return with_noise_level(noisy)
+    if getattr(model, "prefilter", None) is not None:
+        if sample_rate is None:
+            raise ValueError("model_input: a model with a prefilter needs the audio's sample_rate")
+        return prefiltered(noisy, model.prefilter, sample_rate)
+    return noisy
 
 
 def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:

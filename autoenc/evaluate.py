@@ -27,7 +27,7 @@ def evaluate(model: torch.nn.Module, pairs: dict[str, list[tuple[torch.Tensor, t
     for tag, items in pairs.items():
         acc: dict[str, list[float]] = {}
         for noisy, clean in items:
-            den = model(model_input(model, noisy[None]))[0]
+            den = model(model_input(model, noisy[None], sample_rate))[0]
             if model.modality == "image":
                 c, n, d = (t.permute(1, 2, 0).numpy() for t in (clean, noisy, den.clamp(0, 1)))
                 scores = {"psnr": psnr, "ssim": ssim}

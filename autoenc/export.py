@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, __version__
+from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, PREFILTER_FORMAT, __version__
 from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
@@ -167,8 +167,9 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         config_hash=ckpt["config_hash"],
         metrics=metrics,
         version=__version__,
-        format_version=NOISE_LEVEL_FORMAT if getattr(model, "noise_level_input", False) else FORMAT_VERSION,
+        format_version=NOISE_LEVEL_FORMAT if getattr(model, "noise_level_input", False) else PREFILTER_FORMAT if getattr(model, "prefilter", None) else FORMAT_VERSION,
         noise_level_input=bool(getattr(model, "noise_level_input", False)),
+        prefilter=model.prefilter.spec() if getattr(model, "prefilter", None) else None,
     )
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())

@@ -45,11 +45,18 @@ class _Reader(CalibrationDataReader):
 
 def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
     """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
-    them (seeded) from the run's train split, with the noise-level plane if the model takes one."""
-    from autoenc.data import with_noise_level
+    them (seeded) from the run's train split, as the model takes them: with the noise-level plane,
+    or through the prefilter, if it has one."""
+    from autoenc.data import prefiltered, with_noise_level
+    from autoenc.runtime.prefilter import WienerPrefilter
 
     level = data.cfg.model.kwargs.get("noise_level_input", False)
-    return [(with_noise_level(noisy[None]) if level else noisy[None]).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
+    prefilter = WienerPrefilter.parse(data.cfg.model.kwargs.get("prefilter"))
+    def take(noisy: torch.Tensor) -> torch.Tensor:
+        if level:
+            return with_noise_level(noisy)
+        return prefiltered(noisy, prefilter, data.cfg.data.sample_rate) if prefilter else noisy
+    return [take(noisy[None]).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 
 _PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Pad")

@@ -166,7 +166,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(model_input(model, b[0])), b[1]), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(model_input(model, b[0], cfg.data.sample_rate)), b[1]), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -37,6 +37,7 @@ from torch import nn
 
 from autoenc.models.registry import register_model
 from autoenc.models.spectral import SpectralGate
+from autoenc.runtime.prefilter import WienerPrefilter
 from autoenc.models.unet import ResidualUNet
 
 
@@ -98,10 +99,15 @@ class UNet1dDAE(ResidualUNet):
             bottleneck steps of ``stride ** levels`` samples); empty: none.
         spectral_gate: follow the U-Net with a learned STFT gain (:class:`SpectralGate`, mono
             only), which starts as the identity.
+        prefilter: settings of a classical front end the input passes before the network
+            (:class:`autoenc.runtime.prefilter.WienerPrefilter`, e.g. ``{"name": "wiener"}``),
+            in training and at inference; outside the ONNX graph, recorded in its metadata.
+            None: the network sees the input itself.
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = (), spectral_gate: bool = False) -> None:
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = (), spectral_gate: bool = False, prefilter: dict | None = None) -> None:
         super().__init__()
+        self.prefilter = WienerPrefilter.parse(prefilter)
         if spectral_gate and channels != 1:
             raise ValueError(f"unet1d_dae: the spectral gate takes mono audio, got channels={channels}")
         self.channels, self.width, self.levels, self.stride = channels, width, levels, stride

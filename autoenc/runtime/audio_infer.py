@@ -12,6 +12,10 @@ Files at another sample rate are resampled to the model's rate and back with sox
 high quality), so the output has no content above half the model's rate (8 kHz for 16 kHz
 models): the band the model never saw is dropped rather than passed through noisy. Each channel
 is denoised on its own; the output has exactly the input's frames.
+
+A model whose metadata names a prefilter (:mod:`autoenc.runtime.prefilter`, a Wiener filter
+whose noise spectrum comes from seconds of the file) sees the stream through it first; the
+prefilter streams exactly as well, so chunked output still equals whole-file output.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from autoenc.runtime.audio_io import AudioInfo, probe_audio, read_blocks, write_stream
 from autoenc.runtime.infer import span_weights
 from autoenc.runtime.job_settings import DEFAULTS
+from autoenc.runtime.prefilter import WienerPrefilter, WienerStream
 from autoenc.runtime.session import OnnxModel
 
 
@@ -96,6 +101,7 @@ class OnnxAudioDenoiser(OnnxModel):
         self.blend = max(m, math.ceil(blend_seconds * sr / m) * m)
         overlap = 2 * self.context + self.blend
         self.window = max(math.ceil(chunk_seconds * sr / m) * m, WINDOW_OVERLAPS * overlap)
+        self.prefilter = WienerPrefilter.parse(self.info.prefilter)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
         """Denoise (C, n) samples: each channel is one batch item; short input is zero-padded."""
@@ -106,10 +112,22 @@ class OnnxAudioDenoiser(OnnxModel):
         return self._run(x[:, None, :])[:, 0, :n]
 
     def stream(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """Denoise an iterator of (frames, channels) blocks at the model's rate."""
+        """Denoise an iterator of (frames, channels) blocks at the model's rate (through the
+        model's prefilter first, where it has one: it streams exactly too)."""
         ola = _OverlapAdd(self._apply, self.window, self.context, self.blend)
+        pre: WienerStream | None = None
         for block in blocks:
-            for out in ola.push(np.ascontiguousarray(block.T, dtype=np.float32)):
+            x = np.ascontiguousarray(block.T, dtype=np.float32)
+            if self.prefilter is not None:
+                pre = pre or WienerStream(self.prefilter, x.shape[0], self.info.sample_rate)
+                parts = list(pre.push(x))
+            else:
+                parts = [x]
+            for part in parts:
+                for out in ola.push(part):
+                    yield out.T
+        for part in pre.flush() if pre is not None else ():
+            for out in ola.push(part):
                 yield out.T
         for out in ola.flush():
             yield out.T

@@ -1,0 +1,112 @@
+"""The classical front end of audio models (autoenc.runtime.prefilter): exact streaming, what it
+does to noise and to clean input, its settings, and a model that carries it from training
+through ONNX metadata to streamed inference."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from autoenc.metrics import si_sdr
+from autoenc.runtime.prefilter import HOP, N_FFT, WienerPrefilter, WienerStream
+from conftest import make_model_file, tone
+
+SR = 16000
+
+
+def _noisy(seconds: float, snr_db: float, seed: int = 0, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A speech-like tone with pauses (0.2 s in every 0.6 s, as between words) and white noise."""
+    clean = tone(seconds, SR, channels, seed=seed).T.astype(np.float64)
+    clean *= (np.arange(clean.shape[1]) % int(0.6 * SR)) < int(0.4 * SR)
+    noise = np.random.default_rng(seed + 100).standard_normal(clean.shape)
+    noise *= np.sqrt((clean**2).mean() / (noise**2).mean() / 10 ** (snr_db / 10))
+    return clean.astype(np.float32), (clean + noise).astype(np.float32)
+
+
+def _streamed(spec: WienerPrefilter, x: np.ndarray, sizes: list[int]) -> np.ndarray:
+    stream, parts, i = WienerStream(spec, x.shape[0], SR), [], 0
+    for n in sizes:
+        parts += list(stream.push(x[:, i : i + n]))
+        i += n
+    parts += list(stream.push(x[:, i:])) + list(stream.flush())
+    return np.concatenate(parts, axis=1)
+
+
+@pytest.mark.parametrize("sizes", [[1, 7, 500, 3000, 12345, 100], [N_FFT - 1, 1, HOP, 8000 * 3], [40000]])
+def test_chunked_equals_whole_over_several_noise_blocks(sizes):
+    spec = WienerPrefilter(block_seconds=0.5)  # 3 s of audio: six noise blocks
+    _, x = _noisy(3.0, 5, channels=2)
+    whole = spec.apply(x, SR)
+    assert whole.shape == x.shape and whole.dtype == np.float32
+    np.testing.assert_array_equal(_streamed(spec, x, sizes), whole)
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, N_FFT - 1, N_FFT, N_FFT + 1, 3 * HOP + 5])
+def test_output_has_exactly_the_input_length(n):
+    x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float32)
+    y = WienerPrefilter().apply(x, SR)
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_removes_stationary_noise_and_leaves_clean_input_nearly_alone():
+    clean, noisy = _noisy(2.0, 5)
+    spec = WienerPrefilter()
+    assert si_sdr(clean[0], spec.apply(noisy, SR)[0]) > si_sdr(clean[0], noisy[0]) + 5
+    assert si_sdr(clean[0], spec.apply(clean, SR)[0]) > 30
+
+
+def test_each_block_takes_its_own_noise_floor():
+    """Noise that grows 10x after 2 s: with 1 s blocks the later blocks attenuate the louder
+    noise; one block spanning the whole file takes its floor from the quiet start and leaves
+    much more of it in."""
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((1, 4 * SR)) * np.where(np.arange(4 * SR) < 2 * SR, 0.01, 0.1)
+    x = noise.astype(np.float32)
+    late = slice(3 * SR, 4 * SR)
+    per_block = WienerPrefilter(block_seconds=1.0).apply(x, SR)[:, late]
+    one_block = WienerPrefilter(block_seconds=10.0).apply(x, SR)[:, late]
+    assert np.std(per_block) < 0.5 * np.std(one_block)
+    assert np.std(per_block) < 0.5 * np.std(x[:, late])
+
+
+def test_settings_are_checked_and_stored_whole():
+    assert WienerPrefilter.parse(None) is None
+    spec = WienerPrefilter.parse({"name": "wiener", "floor_db": -15})
+    assert spec.spec() == {"name": "wiener", "alpha": 0.98, "floor_db": -15, "quantile": 0.1, "block_seconds": 8.0}
+    with pytest.raises(ValueError, match="unknown prefilter setting"):
+        WienerPrefilter.parse({"name": "wiener", "floor": -15})
+    with pytest.raises(ValueError, match="unknown prefilter 'median'"):
+        WienerPrefilter.parse({"name": "median"})
+    with pytest.raises(ValueError, match="floor_db must be negative"):
+        WienerPrefilter.parse({"floor_db": 3})
+
+
+def test_a_prefilter_model_runs_it_in_training_export_and_streamed_inference(tmp_path):
+    """The network's input is the prefiltered audio in torch (training, validation) and in
+    onnxruntime (streamed files); the ONNX metadata carries every setting and a format that an
+    older runtime refuses."""
+    from autoenc import PREFILTER_FORMAT
+    from autoenc.checkpoint import load_checkpoint
+    from autoenc.data import model_input
+    from autoenc.runtime.audio_infer import OnnxAudioDenoiser
+
+    spec = {"name": "wiener", "floor_db": -12, "block_seconds": 1.0}
+    onnx_path = make_model_file(tmp_path, channels=1, width=8, levels=3, modality="audio", noise_scale=0.2, prefilter=spec)
+    den = OnnxAudioDenoiser(onnx_path, chunk_seconds=0.2)
+    assert den.info.prefilter == WienerPrefilter(**spec).spec()
+    assert den.info.format_version == PREFILTER_FORMAT
+    _, noisy = _noisy(3.5, 5, seed=4)
+    model, _ = load_checkpoint(tmp_path / "model-c1.pt")
+    model.eval()
+    with torch.no_grad():
+        ref = model(model_input(model, torch.from_numpy(noisy[None]), SR))[0].numpy()
+        plain = model(torch.from_numpy(noisy[None]))[0].numpy()
+    assert not np.allclose(ref, plain, atol=1e-3)  # the prefilter changed what the network saw
+    assert den.window < noisy.shape[1] // 4  # the file streams through many windows and noise blocks
+    out = den.denoise(noisy.T)
+    np.testing.assert_allclose(out.T, ref, atol=2e-4)
+    sf.write(tmp_path / "in.wav", noisy.T, SR, subtype="FLOAT")
+    den.denoise_file(tmp_path / "in.wav", tmp_path / "out.wav")
+    np.testing.assert_allclose(sf.read(tmp_path / "out.wav", dtype="float32")[0], out[:, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="needs the audio's sample_rate"):
+        model_input(model, torch.from_numpy(noisy[None]))
