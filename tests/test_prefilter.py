@@ -72,7 +72,7 @@ def test_each_block_takes_its_own_noise_floor():
 def test_settings_are_checked_and_stored_whole():
     assert WienerPrefilter.parse(None) is None
     spec = WienerPrefilter.parse({"name": "wiener", "floor_db": -15})
-    assert spec.spec() == {"name": "wiener", "alpha": 0.98, "floor_db": -15, "quantile": 0.1, "block_seconds": 8.0}
+    assert spec.spec() == {"name": "wiener", "alpha": 0.98, "floor_db": -15, "quantile": 0.05, "block_seconds": 8.0}
     with pytest.raises(ValueError, match="unknown prefilter setting"):
         WienerPrefilter.parse({"name": "wiener", "floor": -15})
     with pytest.raises(ValueError, match="unknown prefilter 'median'"):
