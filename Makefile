@@ -31,7 +31,7 @@ test: $(STAMP) data
 bench: $(STAMP) data
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/image_speed.py
-	$(PY) benchmarks/audio_speed.py --config configs/speech-context.yaml
+	$(PY) benchmarks/audio_speed.py --config configs/speech-wiener.yaml
 	$(PY) benchmarks/pipeline_overhead.py --files 1000 --model autoenc/pretrained/image-gray.onnx
 	$(PY) benchmarks/load.py --files 10000 --image-model autoenc/pretrained/image-gray.onnx --audio-model autoenc/pretrained/speech.onnx
 	$(PY) benchmarks/speed.py
@@ -40,8 +40,8 @@ bench: $(STAMP) data
 	$(PY) benchmarks/camera_quality.py --int8 photo-int8
 	$(PY) benchmarks/image_quality.py --ensemble
 	$(PY) benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
-	git show 7fc05cf:autoenc/pretrained/speech.onnx > /tmp/speech-voices.onnx
-	$(PY) benchmarks/audio_quality.py --model speech --model speech-int8 --model /tmp/speech-voices.onnx
+	git show 7a56225:autoenc/pretrained/speech.onnx > /tmp/speech-context.onnx
+	$(PY) benchmarks/audio_quality.py --model speech --model speech-int8 --model /tmp/speech-context.onnx
 
 clean:
 	rm -rf runs demo .pytest_cache
