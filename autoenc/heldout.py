@@ -35,9 +35,16 @@ def make_noisy_folder(data_root: Path, val_files: list[str], channels: int, nois
     return clean_dir, noisy_dir
 
 
-def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str], out_dir: Path, limit: int = 12) -> tuple[Path, Path]:
+TRAIN_TALKERS = 32  # training clips loaded as babble voices when the held-out split has one file
+
+
+def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str], out_dir: Path, limit: int = 12, train_files: list[str] = ()) -> tuple[Path, Path]:
     """Write up to ``limit`` held-out utterances as ``clean/`` and ``noisy/`` 16-bit WAV at the
-    model rate, cycling through the config's eval noise settings (file names say which)."""
+    model rate, cycling through the config's eval noise settings (file names say which).
+
+    Babble is spoken by the other held-out voices; in a held-out split of one file, by up to
+    ``TRAIN_TALKERS`` of ``train_files`` (as validation draws it), and without those a babble
+    setting is a ValueError saying so."""
     from autoenc.runtime.audio_io import write_audio
     from autoenc.data import load_clip, noise_banks, noise_settings, other_talkers, source_of, val_segments
 
@@ -47,9 +54,16 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     _, held_banks = noise_banks(cfg, sr)
     speech = [load_clip(Path(data_root) / f, sr) for f in val_files]
     sources = [source_of(f) for f in val_files]
+    fallback: list | None = None
     for j, rel in enumerate(val_files[:limit]):
         tag, noise = settings[j % len(settings)]
         others = other_talkers(speech, sources, j)  # babble from other held-out voices
+        if not others and any(s.name == "babble" for s in [*noise.mixture, *noise.then]):
+            if fallback is None:  # a split of one file: the training voices, loaded once
+                fallback = [load_clip(Path(data_root) / f, sr) for f in list(train_files)[:TRAIN_TALKERS]]
+            if not fallback:
+                raise ValueError(f"eval noise {tag}: babble needs other voices, but the held-out split has one file and no training files were given")
+            others = fallback
         (noisy, clean), = val_segments([speech[j]], cfg.data, noise, cfg.seed + 1, f"heldout-{j}", {"speech": others, **held_banks})
         name = Path(f"{Path(rel).with_suffix('').as_posix().replace('/', '_')}__{tag}.wav")
         write_audio(clean_dir / name, clean[0].numpy(), sr)

@@ -21,9 +21,10 @@ def noisy_folder_step(config: str, run: dict, out: Path) -> tuple[Path, Path]:
     """Noisy copies of the val files: images with the first eval noise, utterances cycling
     through the eval noise settings."""
     cfg = load(config)
-    val = [e.path for e in read_manifest(Path(run["run_dir"]) / "manifest.csv") if e.split == "val"]
+    entries = read_manifest(Path(run["run_dir"]) / "manifest.csv")
+    val = [e.path for e in entries if e.split == "val"]
     if cfg.modality == "audio":
-        return make_noisy_audio_folder(cfg, Path(run["data_root"]), val, out)
+        return make_noisy_audio_folder(cfg, Path(run["data_root"]), val, out, train_files=[e.path for e in entries if e.split == "train"])
     noise = cfg.noise.model_copy(update={"mixture": cfg.eval.noises[:1]}) if cfg.eval.noises else cfg.noise
     return make_noisy_folder(Path(run["data_root"]), val, cfg.data.channels, noise, cfg.seed + 1, out)
 

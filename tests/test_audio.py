@@ -347,3 +347,25 @@ def test_si_sdr_properties():
     assert si_sdr(x, 0.5 * x) > 100  # scale-invariant
     noisy = x + 0.1 * np.random.default_rng(0).standard_normal(len(x))
     assert si_sdr(x, noisy) < si_sdr(x, x + 0.01 * np.random.default_rng(0).standard_normal(len(x)))
+
+
+def test_held_out_folder_of_one_file_takes_babble_from_training_voices(tmp_path):
+    """A held-out split of one file has no other held-out voice to build babble from: the
+    training voices speak it (as validation does), and without them the error says why."""
+    from autoenc.config import from_dict
+    from autoenc.heldout import make_noisy_audio_folder
+
+    rng = np.random.default_rng(0)
+    for rel in ["val/one.wav", "train/a.wav", "train/b.wav"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        voice = tone(1.0, 16000) if rel.startswith("val") else (0.1 * rng.standard_normal((16000, 1))).astype(np.float32)  # other "voices": unlike the target
+        sf.write(tmp_path / rel, voice, 16000)
+    cfg = from_dict({"name": "t", "modality": "audio", "noise": {"mixture": [{"name": "white", "snr_db": 5}]}, "model": {"name": "unet1d_dae"},
+                     "eval": {"noises": [{"name": "babble", "snr_db": 5, "talkers": [2, 2]}]}})
+    clean_dir, noisy_dir = make_noisy_audio_folder(cfg, tmp_path, ["val/one.wav"], tmp_path / "out", train_files=["train/a.wav", "train/b.wav"])
+    (noisy,) = sorted(noisy_dir.glob("*.wav"))
+    c, _ = sf.read(clean_dir / noisy.name)
+    n, _ = sf.read(noisy)
+    assert si_sdr(c, n) == pytest.approx(5, abs=0.5)  # babble mixed in at its SNR
+    with pytest.raises(ValueError, match="babble needs other voices"):
+        make_noisy_audio_folder(cfg, tmp_path, ["val/one.wav"], tmp_path / "out2")
