@@ -47,16 +47,12 @@ def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
     """``n`` noisy training inputs (1, C, H, W) or (1, C, T) drawn exactly as training draws
     them (seeded) from the run's train split, as the model takes them: with the noise-level plane,
     or through the prefilter, if it has one."""
-    from autoenc.data import prefiltered, with_noise_level
-    from autoenc.runtime.prefilter import WienerPrefilter
+    from autoenc.data import model_input
+    from autoenc.models import build_model
 
-    level = data.cfg.model.kwargs.get("noise_level_input", False)
-    prefilter = WienerPrefilter.parse(data.cfg.model.kwargs.get("prefilter"))
-    def take(noisy: torch.Tensor) -> torch.Tensor:
-        if level:
-            return with_noise_level(noisy)
-        return prefiltered(noisy, prefilter, data.cfg.data.sample_rate) if prefilter else noisy
-    return [take(noisy[None]).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
+    cfg = data.cfg
+    model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1)  # only what its input is: model_input reads that
+    return [model_input(model, noisy[None], cfg.data.sample_rate).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 
 _PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Slice", "Pad")

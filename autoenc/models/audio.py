@@ -37,8 +37,8 @@ from torch import nn
 
 from autoenc.models.registry import register_model
 from autoenc.models.spectral import SpectralGate
-from autoenc.runtime.prefilter import WienerPrefilter
 from autoenc.models.unet import ResidualUNet
+from autoenc.runtime.prefilter import WienerPrefilter
 
 
 class _Down(nn.Module):

@@ -135,7 +135,8 @@ class WienerStream:
         if T == 0:
             return
         X, inside = np.concatenate(self.X, axis=1), np.concatenate(self.inside)  # joined once per block
-        self.X, self.inside, self.pending = [X[:, T:]] if X.shape[1] > T else [], [inside[T:]] if X.shape[1] > T else [], X.shape[1] - T
+        self.pending -= T
+        self.X, self.inside = ([X[:, T:]], [inside[T:]]) if self.pending else ([], [])
         X, inside = X[:, :T], inside[:T]
         P = np.abs(X) ** 2
         pool, pool_in = (P, inside) if self.prev is None else (np.concatenate([self.prev[0], P], axis=1), np.concatenate([self.prev[1], inside]))
