@@ -170,13 +170,15 @@ def prefiltered(noisy: torch.Tensor, prefilter, sample_rate: int) -> torch.Tenso
 def model_input(model: torch.nn.Module, noisy: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
     """What ``model`` takes for a batch of ``noisy`` inputs: the batch itself, with its
     noise-level plane for a model that takes one, or through its prefilter for an audio model
-    that has one (``sample_rate``: the audio's rate, Hz)."""
+    that has one, followed by the unfiltered planes for a model that also takes those
+    (``sample_rate``: the audio's rate, Hz)."""
     if getattr(model, "noise_level_input", False):
         return with_noise_level(noisy)
     if getattr(model, "prefilter", None) is not None:
         if sample_rate is None:
             raise ValueError("model_input: a model with a prefilter needs the audio's sample_rate")
-        return prefiltered(noisy, model.prefilter, sample_rate)
+        filtered = prefiltered(noisy, model.prefilter, sample_rate)
+        return torch.cat([filtered, noisy], dim=1) if getattr(model, "raw_plane", False) else filtered
     return noisy
 
 

@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, PREFILTER_FORMAT, __version__
+from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, PREFILTER_FORMAT, RAW_PLANE_FORMAT, __version__
 from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
@@ -145,6 +145,18 @@ def as_stored(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     return twin
 
 
+def format_version(model: torch.nn.Module) -> int:
+    """The oldest model format that describes ``model``'s input (a runtime that reads fewer
+    formats refuses the file instead of feeding it the wrong input)."""
+    if getattr(model, "noise_level_input", False):
+        return NOISE_LEVEL_FORMAT
+    if getattr(model, "raw_plane", False):
+        return RAW_PLANE_FORMAT
+    if getattr(model, "prefilter", None) is not None:
+        return PREFILTER_FORMAT
+    return FORMAT_VERSION
+
+
 def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -> ModelInfo:
     """Export ``checkpoint`` to ``out_path`` (atomically, only after parity passes)."""
     model, ckpt = load_checkpoint(checkpoint)
@@ -167,9 +179,10 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         config_hash=ckpt["config_hash"],
         metrics=metrics,
         version=__version__,
-        format_version=NOISE_LEVEL_FORMAT if getattr(model, "noise_level_input", False) else PREFILTER_FORMAT if getattr(model, "prefilter", None) else FORMAT_VERSION,
+        format_version=format_version(model),
         noise_level_input=bool(getattr(model, "noise_level_input", False)),
         prefilter=model.prefilter.spec() if getattr(model, "prefilter", None) else None,
+        raw_plane=bool(getattr(model, "raw_plane", False)),
     )
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())

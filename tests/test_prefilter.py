@@ -81,26 +81,36 @@ def test_settings_are_checked_and_stored_whole():
         WienerPrefilter.parse({"floor_db": 3})
 
 
-def test_a_prefilter_model_runs_it_in_training_export_and_streamed_inference(tmp_path):
-    """The network's input is the prefiltered audio in torch (training, validation) and in
-    onnxruntime (streamed files); the ONNX metadata carries every setting and a format that an
-    older runtime refuses."""
-    from autoenc import PREFILTER_FORMAT
+@pytest.mark.parametrize("raw_plane", [False, True])
+def test_a_prefilter_model_runs_it_in_training_export_and_streamed_inference(tmp_path, raw_plane):
+    """The network's input is the prefiltered audio (and, for a raw-plane model, the audio
+    itself beside it) in torch (training, validation) and in onnxruntime (streamed files,
+    where the filter's output lags its input); the ONNX metadata carries every setting and a
+    format that an older runtime refuses."""
+    from autoenc import PREFILTER_FORMAT, RAW_PLANE_FORMAT
     from autoenc.checkpoint import load_checkpoint
     from autoenc.data import model_input
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     spec = {"name": "wiener", "floor_db": -12, "block_seconds": 1.0}
-    onnx_path = make_model_file(tmp_path, channels=1, width=8, levels=3, modality="audio", noise_scale=0.2, prefilter=spec)
+    onnx_path = make_model_file(tmp_path, channels=1, width=8, levels=3, modality="audio", noise_scale=0.2, prefilter=spec, raw_plane=raw_plane)
     den = OnnxAudioDenoiser(onnx_path, chunk_seconds=0.2)
     assert den.info.prefilter == WienerPrefilter(**spec).spec()
-    assert den.info.format_version == PREFILTER_FORMAT
+    assert (den.info.format_version, den.info.raw_plane) == ((RAW_PLANE_FORMAT, True) if raw_plane else (PREFILTER_FORMAT, False))
     _, noisy = _noisy(3.5, 5, seed=4)
     model, _ = load_checkpoint(tmp_path / "model-c1.pt")
     model.eval()
+    x = torch.from_numpy(noisy[None])
     with torch.no_grad():
-        ref = model(model_input(model, torch.from_numpy(noisy[None]), SR))[0].numpy()
-        plain = model(torch.from_numpy(noisy[None]))[0].numpy()
+        seen = model_input(model, x, SR)
+        ref = model(seen)[0].numpy()
+        plain = model(torch.cat([x, x], dim=1) if raw_plane else x)[0].numpy()
+    assert seen.shape[1] == 1 + raw_plane
+    if raw_plane:
+        np.testing.assert_array_equal(seen[:, 1:], x)  # the raw plane is the input itself
+        with torch.no_grad():
+            filtered_only = model(torch.cat([seen[:, :1], torch.zeros_like(x)], dim=1))[0].numpy()
+        assert not np.allclose(ref, filtered_only, atol=1e-3)  # and the network reads it
     assert not np.allclose(ref, plain, atol=1e-3)  # the prefilter changed what the network saw
     assert den.window < noisy.shape[1] // 4  # the file streams through many windows and noise blocks
     out = den.denoise(noisy.T)
@@ -112,12 +122,13 @@ def test_a_prefilter_model_runs_it_in_training_export_and_streamed_inference(tmp
         model_input(model, torch.from_numpy(noisy[None]))
 
 
-def test_a_prefilter_model_streams_stereo_files_at_another_rate_exactly(tmp_path):
+@pytest.mark.parametrize("raw_plane", [False, True])
+def test_a_prefilter_model_streams_stereo_files_at_another_rate_exactly(tmp_path, raw_plane):
     """Resampled to the model's rate and back, each channel through its own filter: small
     windows give the file that one window over all of it gives."""
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
-    onnx_path = make_model_file(tmp_path, channels=1, width=8, levels=3, modality="audio", noise_scale=0.2, prefilter={"name": "wiener", "block_seconds": 0.5})
+    onnx_path = make_model_file(tmp_path, channels=1, width=8, levels=3, modality="audio", noise_scale=0.2, prefilter={"name": "wiener", "block_seconds": 0.5}, raw_plane=raw_plane)
     _, noisy = _noisy(2.5, 5, seed=6, channels=2)
     src = tmp_path / "in.wav"
     sf.write(src, np.ascontiguousarray(noisy.T), 44100, subtype="FLOAT")  # read as 44.1 kHz audio
@@ -130,3 +141,25 @@ def test_a_prefilter_model_streams_stereo_files_at_another_rate_exactly(tmp_path
     sf.write(tmp_path / "left.wav", np.ascontiguousarray(noisy[0]), 44100, subtype="FLOAT")
     OnnxAudioDenoiser(onnx_path, chunk_seconds=0.2).denoise_file(tmp_path / "left.wav", tmp_path / "left-out.wav")
     np.testing.assert_allclose(sf.read(tmp_path / "left-out.wav")[0], b[:, 0], atol=1e-4)  # each channel on its own
+
+
+def test_a_raw_plane_model_starts_from_one_without_it_and_needs_a_prefilter(tmp_path):
+    """Adopting a trained prefilter model gives the raw plane zero input weights: the new model
+    computes exactly what the old one did until training moves them."""
+    from autoenc.data import model_input
+    from autoenc.models import get_model
+
+    kw = {"width": 8, "levels": 3, "context_dilations": (1, 3), "prefilter": {"name": "wiener", "block_seconds": 0.5}}
+    torch.manual_seed(1)
+    old = get_model("unet1d_dae", **kw)
+    torch.nn.init.normal_(old.tail.weight, std=0.2)
+    new = get_model("unet1d_dae", raw_plane=True, **kw)
+    new.adopt("unet1d_dae", old.state_dict())
+    x = torch.from_numpy(_noisy(1.5, 5, seed=2)[1][None])
+    with torch.no_grad():
+        a, b = old(model_input(old, x, SR)), new(model_input(new, x, SR))
+    assert float(a.abs().mean()) > 0.01
+    torch.testing.assert_close(a, b)
+    assert new.head[0].weight.shape[1] == 2 and float(new.head[0].weight[:, 1].abs().max()) == 0
+    with pytest.raises(ValueError, match="needs a prefilter"):
+        get_model("unet1d_dae", width=8, levels=3, raw_plane=True)

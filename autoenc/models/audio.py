@@ -103,11 +103,19 @@ class UNet1dDAE(ResidualUNet):
             (:class:`autoenc.runtime.prefilter.WienerPrefilter`, e.g. ``{"name": "wiener"}``),
             in training and at inference; outside the ONNX graph, recorded in its metadata.
             None: the network sees the input itself.
+        raw_plane: with a prefilter, the network also takes the unfiltered input, as
+            ``channels`` more planes after the filtered ones (its output is still the filtered
+            planes minus the predicted noise): it can undo the filter where the filter harms,
+            e.g. on a clean recording, and see what the filter removed.
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = (), spectral_gate: bool = False, prefilter: dict | None = None) -> None:
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 4, stride: int = 4, context_dilations: tuple[int, ...] = (), spectral_gate: bool = False, prefilter: dict | None = None, raw_plane: bool = False) -> None:
         super().__init__()
         self.prefilter = WienerPrefilter.parse(prefilter)
+        if raw_plane and self.prefilter is None:
+            raise ValueError("unet1d_dae: raw_plane gives the network the input beside its prefiltered form; it needs a prefilter")
+        self.raw_plane = bool(raw_plane)
+        self.in_channels = channels * (1 + self.raw_plane)
         if spectral_gate and channels != 1:
             raise ValueError(f"unet1d_dae: the spectral gate takes mono audio, got channels={channels}")
         self.channels, self.width, self.levels, self.stride = channels, width, levels, stride
@@ -115,7 +123,7 @@ class UNet1dDAE(ResidualUNet):
         if any(d < 1 for d in self.context_dilations):
             raise ValueError(f"unet1d_dae: context_dilations must be >= 1, got {list(self.context_dilations)}")
         widths = [width * 2**i for i in range(levels + 1)]
-        self.head = nn.Sequential(nn.Conv1d(channels, width, 7, padding=3, bias=False), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Conv1d(self.in_channels, width, 7, padding=3, bias=False), nn.ReLU(inplace=True))
         self.downs = nn.ModuleList(_Down(widths[i], widths[i + 1], stride) for i in range(levels))
         self.bottleneck = nn.Sequential(
             nn.Conv1d(widths[-1], widths[-1], 3, padding=1, bias=False), nn.ReLU(inplace=True), *(_Context(widths[-1], d) for d in self.context_dilations)
@@ -133,9 +141,10 @@ class UNet1dDAE(ResidualUNet):
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
         """Start from a trained ``unet1d_dae`` of the same width, levels and stride that lacks
         parts this one has: a plain one (no context blocks, no gate), or, for a model with a
-        spectral gate, the same model without it. Its weights are taken as they are and the
-        added parts start as the identity, so the model begins computing exactly what the old
-        one did.
+        spectral gate, the same model without it, or, for a model with a raw plane, the same
+        model without it. Its weights are taken as they are and the added parts start as the
+        identity (the raw planes with zero input weights), so the model begins computing
+        exactly what the old one did.
 
         A source that has context blocks of its own loads only into a model with as many: its
         weights do not record their dilations, which are then this config's.
@@ -145,14 +154,19 @@ class UNet1dDAE(ResidualUNet):
         sources = [UNet1dDAE(self.channels, self.width, self.levels, self.stride)]
         if self.gate is not None:
             sources.append(UNet1dDAE(self.channels, self.width, self.levels, self.stride, self.context_dilations))
+        if self.raw_plane:
+            sources.append(UNet1dDAE(self.channels, self.width, self.levels, self.stride, self.context_dilations, self.gate is not None))
+        head = "head.0.weight"
         for source in sources:
             ref = source.state_dict()
             if set(state) == set(ref) and all(state[k].shape == ref[k].shape for k in ref):
+                if state[head].shape[1] < self.in_channels:  # the raw planes: no say yet
+                    state = {**state, head: torch.cat([state[head], torch.zeros_like(state[head])], dim=1)}
                 self.load_state_dict({**self.state_dict(), **state})
                 return
         plain = sources[0].state_dict()
         odd = [k for k in plain if k not in state or state[k].shape != plain[k].shape] + sorted(set(state) - set(plain))
-        raise ValueError(f"unet1d_dae cannot start from this {model}: only a plain one of the same width, levels and stride, without context blocks (or, for a gated model, this one without its gate); it lacks, reshapes or adds {odd[:4]} (this one: width {self.width}, {self.levels} levels, stride {self.stride}, context {list(self.context_dilations)}, gate {self.gate is not None})")
+        raise ValueError(f"unet1d_dae cannot start from this {model}: only a plain one of the same width, levels and stride, without context blocks (or, for a gated model, this one without its gate); it lacks, reshapes or adds {odd[:4]} (this one: width {self.width}, {self.levels} levels, stride {self.stride}, context {list(self.context_dilations)}, gate {self.gate is not None}, raw plane {self.raw_plane})")
 
     @property
     def unprobed_radius(self) -> int:

@@ -15,7 +15,8 @@ is denoised on its own; the output has exactly the input's frames.
 
 A model whose metadata names a prefilter (:mod:`autoenc.runtime.prefilter`, a Wiener filter
 whose noise spectrum comes from seconds of the file) sees the stream through it first; the
-prefilter streams exactly as well, so chunked output still equals whole-file output.
+prefilter streams exactly as well, so chunked output still equals whole-file output. A model
+with a raw plane takes the filtered samples and the same samples unfiltered, side by side.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ class _OverlapAdd:
         self.hop = window - 2 * context - blend
         self.buf: np.ndarray | None = None  # input from absolute sample index ``pos`` on
         self.pos = 0
-        self.acc: np.ndarray | None = None  # weighted output sums from ``out_pos`` on
+        self.acc: np.ndarray | None = None  # weighted output sums from ``out_pos`` on (as many rows as ``run`` gives)
         self.wsum = np.zeros(0, np.float32)
         self.out_pos = 0
 
     def _process(self, end: int, final: bool) -> np.ndarray:
         """Run the window [pos, pos + end); return the output samples that are now final."""
         y = self.run(self.buf[:, :end])
+        if self.acc is None:
+            self.acc = np.zeros((y.shape[0], 0), np.float32)
         # Left edge has full weight only at the stream's start; right edge only at its end.
         w = span_weights((self.pos, self.pos + end), self.pos + end + (0 if final else 1), self.context, self.blend)
         skip = self.out_pos - self.pos  # already emitted; this window's weight there is 0
@@ -71,7 +74,7 @@ class _OverlapAdd:
 
     def push(self, x: np.ndarray) -> Iterator[np.ndarray]:
         if self.buf is None:
-            self.buf, self.acc = x, np.zeros((x.shape[0], 0), np.float32)
+            self.buf = x
         else:
             self.buf = np.concatenate([self.buf, x], axis=1)
         while self.buf.shape[1] > self.window:  # more input exists beyond this window
@@ -104,30 +107,43 @@ class OnnxAudioDenoiser(OnnxModel):
         self.prefilter = WienerPrefilter.parse(self.info.prefilter)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
-        """Denoise (C, n) samples: each channel is one batch item; short input is zero-padded."""
+        """Denoise (C, n) samples (for a raw-plane model (2C, n): the C filtered channels, then the
+        same C unfiltered): each channel is one batch item; short input is zero-padded."""
         n = x.shape[1]
         m = self.info.size_multiple
         if n < m:
             x = np.pad(x, ((0, 0), (0, m - n)))
-        return self._run(x[:, None, :])[:, 0, :n]
+        planes = 2 if self.info.raw_plane else 1
+        x = x.reshape(planes, -1, x.shape[1]).transpose(1, 0, 2)  # (C, planes, n)
+        return self._run(np.ascontiguousarray(x))[:, 0, :n]
 
     def stream(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """Denoise an iterator of (frames, channels) blocks at the model's rate (through the
         model's prefilter first, where it has one: it streams exactly too)."""
         ola = _OverlapAdd(self._apply, self.window, self.context, self.blend)
         pre: WienerStream | None = None
+        raw: list[np.ndarray] = []  # a raw-plane model's unfiltered samples the filter has not yet returned
+        def planes(filtered: np.ndarray) -> np.ndarray:
+            if not self.info.raw_plane:
+                return filtered
+            nonlocal raw
+            held = np.concatenate(raw, axis=1)
+            raw = [held[:, filtered.shape[1] :]]
+            return np.concatenate([filtered, held[:, : filtered.shape[1]]])
+
         for block in blocks:
             x = np.ascontiguousarray(block.T, dtype=np.float32)
             if self.prefilter is not None:
                 pre = pre or WienerStream(self.prefilter, x.shape[0], self.info.sample_rate)
-                parts = list(pre.push(x))
+                raw.append(x)
+                parts = [planes(part) for part in pre.push(x)]
             else:
                 parts = [x]
             for part in parts:
                 for out in ola.push(part):
                     yield out.T
         for part in pre.flush() if pre is not None else ():
-            for out in ola.push(part):
+            for out in ola.push(planes(part)):
                 yield out.T
         for out in ola.flush():
             yield out.T

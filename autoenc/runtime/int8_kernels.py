@@ -24,7 +24,7 @@ INT8_AGREEMENT_DB = 45.0  # least agreement (PSNR of the output against the grap
 def probe_input(info: ModelInfo) -> np.ndarray:
     """A fixed input the model takes: a 64x64 smooth pattern with noise, 8-bit (images, with
     its noise-level plane where the model takes one), or 8192 samples of a modulated tone in
-    noise (audio)."""
+    noise (audio; a raw-plane model gets it twice, as its filtered and its unfiltered plane)."""
     rng = np.random.default_rng(0)
     if info.modality == "image":
         yy, xx = np.mgrid[0:64, 0:64] / 64.0
@@ -34,7 +34,8 @@ def probe_input(info: ModelInfo) -> np.ndarray:
             x = np.concatenate([x, np.full((1, 64, 64), 0.1)])
         return x[None].astype(np.float32)
     t = np.arange(8192) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(t.shape))[None, None].astype(np.float32)
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(t.shape))[None, None].astype(np.float32)
+    return np.concatenate([x, x], axis=1) if info.raw_plane else x
 
 
 def int8_agreement_db(fused: ort.InferenceSession, reference: ort.InferenceSession, info: ModelInfo) -> float:

@@ -30,6 +30,7 @@ class ModelInfo:
     format_version: int
     noise_level_input: bool = False  # images: the input has one more plane, the estimated noise level (autoenc.runtime.noise_level)
     prefilter: Any = None  # audio: the settings of the Wiener front end the input passes first (autoenc.runtime.prefilter), or None
+    raw_plane: bool = False  # audio with a prefilter: the network takes the unfiltered input too, as planes after the filtered ones
 
     def to_props(self) -> dict[str, str]:
         """Flatten to the string->string map ONNX ``metadata_props`` holds."""

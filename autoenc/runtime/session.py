@@ -36,7 +36,8 @@ def resolve_model(model: str | Path) -> Path:
 
 def shipped_models() -> list[dict]:
     """The models shipped in the package: name, modality, registry model, whether it takes a
-    noise level (so accepts ``--strength``), its audio prefilter (or None), file size (bytes), validation metrics and model
+    noise level (so accepts ``--strength``), its audio prefilter (or None) and whether the network
+    also takes the unfiltered input, file size (bytes), validation metrics and model
     card path, sorted by name."""
     out = []
     for path in sorted(PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []:
@@ -44,7 +45,7 @@ def shipped_models() -> list[dict]:
         card = path.with_name(path.stem.removesuffix("-int8") + ".md")  # an int8 file shares its fp32 model's card
         out.append({
             "name": path.stem, "modality": info.modality, "channels": info.channels, "model": info.model, "noise_level_input": info.noise_level_input,
-            "prefilter": info.prefilter, "bytes": path.stat().st_size, "use_for": _use_for(card), "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
+            "prefilter": info.prefilter, "raw_plane": info.raw_plane, "bytes": path.stat().st_size, "use_for": _use_for(card), "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
         })
     return out
 
