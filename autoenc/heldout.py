@@ -43,7 +43,7 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
     model rate, cycling through the config's eval noise settings (file names say which).
 
     Babble is spoken by the other held-out voices; in a held-out split of one file, by up to
-    ``TRAIN_TALKERS`` of ``train_files`` (as validation draws it), and without those a babble
+    ``TRAIN_TALKERS`` of ``train_files`` taken evenly through the list (as validation draws it), and without those a babble
     setting is a ValueError saying so."""
     from autoenc.runtime.audio_io import write_audio
     from autoenc.data import load_clip, noise_banks, noise_settings, other_talkers, source_of, val_segments
@@ -60,7 +60,8 @@ def make_noisy_audio_folder(cfg: RunConfig, data_root: Path, val_files: list[str
         others = other_talkers(speech, sources, j)  # babble from other held-out voices
         if not others and any(s.name == "babble" for s in [*noise.mixture, *noise.then]):
             if fallback is None:  # a split of one file: the training voices, loaded once
-                fallback = [load_clip(Path(data_root) / f, sr) for f in list(train_files)[:TRAIN_TALKERS]]
+                spread = list(train_files)[:: max(1, -(-len(train_files) // TRAIN_TALKERS))]  # evenly through the split: a manifest lists a source's files together
+                fallback = [load_clip(Path(data_root) / f, sr) for f in spread]
             if not fallback:
                 raise ValueError(f"eval noise {tag}: babble needs other voices, but the held-out split has one file and no training files were given")
             others = fallback

@@ -369,3 +369,20 @@ def test_held_out_folder_of_one_file_takes_babble_from_training_voices(tmp_path)
     assert si_sdr(c, n) == pytest.approx(5, abs=0.5)  # babble mixed in at its SNR
     with pytest.raises(ValueError, match="babble needs other voices"):
         make_noisy_audio_folder(cfg, tmp_path, ["val/one.wav"], tmp_path / "out2")
+
+
+def test_held_out_babble_fallback_takes_voices_evenly_through_the_training_split(tmp_path, monkeypatch):
+    """A manifest lists a source's files together: the fallback talkers are spread through the
+    list rather than its first files (here only every second file exists: reading any other fails)."""
+    from autoenc import heldout
+    from autoenc.config import from_dict
+
+    monkeypatch.setattr(heldout, "TRAIN_TALKERS", 2)
+    rng = np.random.default_rng(1)
+    for rel in ["val/one.wav", "train/a.wav", "train/c.wav"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / rel, tone(1.0, 16000) if rel.startswith("val") else (0.1 * rng.standard_normal((16000, 1))).astype(np.float32), 16000)
+    cfg = from_dict({"name": "t", "modality": "audio", "noise": {"mixture": [{"name": "white", "snr_db": 5}]}, "model": {"name": "unet1d_dae"},
+                     "eval": {"noises": [{"name": "babble", "snr_db": 5, "talkers": [2, 2]}]}})
+    _, noisy_dir = heldout.make_noisy_audio_folder(cfg, tmp_path, ["val/one.wav"], tmp_path / "out", train_files=["train/a.wav", "train/b.wav", "train/c.wav", "train/d.wav"])
+    assert len(list(noisy_dir.glob("*.wav"))) == 1
