@@ -123,19 +123,22 @@ class OnnxAudioDenoiser(OnnxModel):
         ola = _OverlapAdd(self._apply, self.window, self.context, self.blend)
         pre: WienerStream | None = None
         raw: list[np.ndarray] = []  # a raw-plane model's unfiltered samples the filter has not yet returned
+
         def planes(filtered: np.ndarray) -> np.ndarray:
+            """The network's input for the filter's next samples: them, and for a raw-plane
+            model the same samples unfiltered after them."""
             if not self.info.raw_plane:
                 return filtered
-            nonlocal raw
             held = np.concatenate(raw, axis=1)
-            raw = [held[:, filtered.shape[1] :]]
+            raw[:] = [held[:, filtered.shape[1] :]]
             return np.concatenate([filtered, held[:, : filtered.shape[1]]])
 
         for block in blocks:
             x = np.ascontiguousarray(block.T, dtype=np.float32)
             if self.prefilter is not None:
                 pre = pre or WienerStream(self.prefilter, x.shape[0], self.info.sample_rate)
-                raw.append(x)
+                if self.info.raw_plane:
+                    raw.append(x)
                 parts = [planes(part) for part in pre.push(x)]
             else:
                 parts = [x]
