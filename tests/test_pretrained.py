@@ -13,7 +13,7 @@ from autoenc.runtime.session import PRETRAINED_DIR, shipped_models
 from conftest import runtime_ops
 
 EXPECTED = {"image-gray": ("image", 1), "image-gray-fast": ("image", 1), "image-color": ("image", 3), "image-color-fast": ("image", 3), "photo": ("image", 3), "photo-fast": ("image", 3), "speech": ("audio", 1)}
-INT8_IMAGE_BOUND_DB = {"image-color": 0.1}  # issue 13 asks 0.05 dB; image-color's int8 is -0.076 on its pairs (see its card)
+INT8_IMAGE_LOSS_DB = 0.05  # issue 13: an image model's int8 twin loses at most this on its validation pairs (a QAT twin may gain)
 
 
 def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
@@ -35,12 +35,12 @@ def test_shipped_int8_is_integer_at_runtime_and_records_its_effect(name, tmp_pat
     convs = {n.name for n in onnx.load(str(PRETRAINED_DIR / f"{name}.onnx")).graph.node if n.op_type == "Conv"}
     note = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["autoenc.quantization"])
     kept = len(convs & set(note["fp32_nodes"]))
-    assert kept == {"image-color": 3, "speech": 2, "photo": 2, "photo-fast": 2}.get(name, 1)  # the noise head (image-color: its two convs and the colour map in), and the input conv of the twins made since input convs stay fp32
+    assert kept == {"image-color": 3, "image-gray": 2, "speech": 2, "photo": 2, "photo-fast": 2}.get(name, 1)  # the noise head (image-color: its two convs and the colour map in), and the input conv of the twins made since input convs stay fp32
     ops = runtime_ops(path, tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == kept and ops["QLinearConv"] == len(convs) - kept, ops
     val = note["val"]
     if EXPECTED[name][0] == "image":
-        assert abs(val["delta_db"]) <= INT8_IMAGE_BOUND_DB.get(name, 0.05), val
+        assert val["delta_db"] >= -INT8_IMAGE_LOSS_DB, val
         return
     # Speech: within 0.2 dB on the noisy held-out settings on average (measured -0.12), and a
     # near-clean input (40 dB SNR) still comes back at >= 38 dB SI-SDR (fp32 40.4, int8 39.7: its
