@@ -334,6 +334,12 @@ class RunConfig(Frozen):
                 raise ValueError("camera noise needs RGB images: set data.channels: 3")
         return self
 
+    @property
+    def network_channels(self) -> int:
+        """Signal channels the network takes: the image's, or 1 for audio (a recording's
+        channels are denoised one at a time)."""
+        return self.data.channels if self.modality == "image" else 1
+
     def hash(self) -> str:
         """Stable short hash of the validated config (what a model was trained with)."""
         return _digest(_without_unset_additions(self.model_dump(mode="json")))

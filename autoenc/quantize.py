@@ -51,7 +51,7 @@ def calibration_inputs(data: TrainingData, n: int = 64) -> list[np.ndarray]:
     from autoenc.models import build_model
 
     cfg = data.cfg
-    model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1)  # only what its input is: model_input reads that
+    model = build_model(cfg.model, cfg.network_channels)  # only what its input is: model_input reads that
     return [model_input(model, noisy[None], cfg.data.sample_rate).numpy() for noisy, _ in itertools.islice(iter(data.dataset(0)), n)]
 
 

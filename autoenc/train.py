@@ -126,7 +126,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     data = TrainingData(cfg, data_root, read_manifest(manifest_path))
-    ch = cfg.data.channels if cfg.modality == "image" else 1
+    ch = cfg.network_channels
 
     torch.manual_seed(cfg.seed)  # weight init only; data draws use their own generators
     model = build_model(cfg.model, ch)

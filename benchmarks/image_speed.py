@@ -69,7 +69,7 @@ def export_for_benchmark(config: str, checkpoint: str | None, tmp: Path):
         ckpt_path = Path(checkpoint)
     else:
         cfg = load(config)
-        channels = cfg.data.channels if cfg.modality == "image" else 1
+        channels = cfg.network_channels
         model = build_model(cfg.model, channels)
         ckpt_path = Path(tmp) / "bench.pt"
         save_checkpoint(ckpt_path, pack(model, {"channels": channels, **cfg.model.kwargs}, cfg, epoch=0, step=0, history=[]))

@@ -95,7 +95,7 @@ def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module:
     """The shipped model's architecture in torch (from ``configs/<name>.yaml``), initial weights
     (weights do not change a conv net's speed); its parameter count must match the ONNX file's."""
     cfg = load(REPO / "configs" / f"{name}.yaml")
-    model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1).eval()
+    model = build_model(cfg.model, cfg.network_channels).eval()
     n_torch = sum(p.numel() for p in model.parameters())
     n_onnx = sum(int(np.prod(t.dims)) for t in as_fp32(onnx.load(str(onnx_path))).graph.initializer if t.name.endswith(PARAMETER_SUFFIXES))
     if n_torch != n_onnx:

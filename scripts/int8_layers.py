@@ -56,7 +56,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     cfg = load(args.config)
-    model = build_model(cfg.model, cfg.data.channels).eval()
+    model = build_model(cfg.model, cfg.network_channels).eval()
     start_from(model, cfg.model.name, args.weights)
     graph = onnx.load(args.int8)
     ranges = qat.conv_ranges(graph)

@@ -44,7 +44,7 @@ def main() -> None:
     cfg = load(args.config, args.set)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    model = build_model(cfg.model, cfg.data.channels if cfg.modality == "image" else 1)
+    model = build_model(cfg.model, cfg.network_channels)
     start_from(model, cfg.model.name, args.weights)
     model.eval()
     data = TrainingData(cfg, args.data_root or resolve_data_root(cfg.data.root, cfg.data.corpus_dir, cfg.modality, cfg.data.corpus), read_manifest(args.manifest))
