@@ -25,6 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from autoenc.augment import change_speed, draw_speed, random_eq, speed_source_length
 from autoenc.config import DataConfig, NoiseConfig, RunConfig
+from autoenc.dead_leaves import bank as dead_leaves_bank
 from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
 from autoenc.runtime.noise_level import estimate_sigma
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
@@ -118,13 +119,18 @@ def load_split(root: Path, entries: list[Entry], split: str, channels: int) -> l
 
 
 class PatchPairs(Dataset):
-    """``(noisy, clean)`` patch pairs; item ``i`` depends only on (seed, epoch, i)."""
+    """``(noisy, clean)`` patch pairs; item ``i`` depends only on (seed, epoch, i). With
+    ``data.dead_leaves`` > 0 that share of the patches is cut from the ``synthetic`` images
+    (chosen uniformly), the rest from the photos."""
 
-    def __init__(self, images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, epoch: int = 0) -> None:
+    def __init__(self, images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, epoch: int = 0, synthetic: list[torch.Tensor] = ()) -> None:
         p = data.patch_size
         self.images = [im for im in images if min(im.shape[1:]) >= p]
         if not self.images:
             raise ValueError(f"no training image is at least {p}x{p} pixels")
+        self.synthetic = [im for im in synthetic if min(im.shape[1:]) >= p]
+        if data.dead_leaves > 0 and not self.synthetic:
+            raise ValueError(f"data.dead_leaves is {data.dead_leaves} but no synthetic image of at least {p}x{p} pixels was given")
         area = torch.tensor([float(im.shape[1] * im.shape[2]) for im in self.images], dtype=torch.float64)
         self.weights = area / area.sum()  # bigger photos give proportionally more patches
         self.data, self.noise, self.seed, self.epoch = data, noise, seed, epoch
@@ -134,7 +140,10 @@ class PatchPairs(Dataset):
 
     def clean_patch(self, g: torch.Generator) -> torch.Tensor:
         p = self.data.patch_size
-        im = self.images[int(torch.multinomial(self.weights, 1, generator=g).item())]
+        if self.data.dead_leaves > 0 and float(torch.rand((), generator=g)) < self.data.dead_leaves:
+            im = self.synthetic[int(torch.randint(0, len(self.synthetic), (), generator=g))]
+        else:
+            im = self.images[int(torch.multinomial(self.weights, 1, generator=g).item())]
         top = int(torch.randint(0, im.shape[1] - p + 1, (), generator=g))
         left = int(torch.randint(0, im.shape[2] - p + 1, (), generator=g))
         x = TF.crop(im, top, left, p, p)
@@ -309,6 +318,7 @@ class TrainingData:
             val = load_split(data_root, entries, "val", d.channels)
             self.val = {tag: val_pairs(val, d, noise, cfg.seed, tag) for tag, noise in settings.items()}
             self.banks: dict = {}
+            self.synthetic = dead_leaves_bank(d.channels, cfg.seed) if d.dead_leaves > 0 else []
             return
         self.train = load_clips(data_root, entries, "train", d.sample_rate)
         val = load_clips(data_root, entries, "val", d.sample_rate)
@@ -324,7 +334,7 @@ class TrainingData:
     def dataset(self, epoch: int):
         c = self.cfg
         if c.modality == "image":
-            return PatchPairs(self.train, c.data, c.noise, c.seed, epoch)
+            return PatchPairs(self.train, c.data, c.noise, c.seed, epoch, self.synthetic)
         return SegmentPairs(self.train, c.data, c.noise, c.seed, epoch, self.banks)
 
 
