@@ -331,9 +331,14 @@ class TrainingData:
         val_banks = {"speech": self.train, **held_banks}  # the training voices only for a split of one clip
         self.val = {tag: val_segments(val, d, noise, cfg.seed, tag, val_banks, sources) for tag, noise in settings.items()}
 
-    def dataset(self, epoch: int):
+    def dataset(self, epoch: int, media_only: bool = False):
+        """Epoch ``epoch``'s training pairs. ``media_only``: images cut from the training photos
+        only, without the ``data.dead_leaves`` share of synthetic images (what users' files look
+        like: int8 calibration wants those ranges, not the synthetic images' full-contrast edges)."""
         c = self.cfg
         if c.modality == "image":
+            if media_only and c.data.dead_leaves > 0:
+                return PatchPairs(self.train, c.data.model_copy(update={"dead_leaves": 0.0}), c.noise, c.seed, epoch)
             return PatchPairs(self.train, c.data, c.noise, c.seed, epoch, self.synthetic)
         return SegmentPairs(self.train, c.data, c.noise, c.seed, epoch, self.banks)
 

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -61,3 +63,20 @@ def test_patch_pairs_cut_the_configured_share_from_synthetic_images():
     assert all(torch.equal(a[i][0], b[i][0]) for i in range(10))
     with pytest.raises(ValueError, match="dead_leaves"):
         PatchPairs(photos, DataConfig(patch_size=32, dead_leaves=0.3), noise, seed=1)
+
+
+def test_int8_calibration_draws_the_photos_never_the_synthetic_share():
+    """Calibration sets the int8 activation ranges from users' kind of media: a twin calibrated
+    with dead-leaves patches got wider ranges and lost more on smooth held-out photos."""
+    from autoenc.config import load
+    from autoenc.data import TrainingData
+    from autoenc.quantize import calibration_inputs
+    from conftest import REPO
+
+    cfg = load(REPO / "configs/tiny-image.yaml", ["data.dead_leaves=0.9"])
+    data = TrainingData.__new__(TrainingData)  # the two image lists, without a corpus on disk
+    data.cfg, data.train, data.synthetic = cfg, [torch.zeros(1, 64, 64)], [torch.ones(1, 64, 64)]
+    trained_on = [float(clean.mean()) for _, clean in (data.dataset(0)[i] for i in range(40))]
+    assert sum(m > 0.5 for m in trained_on) > 25  # training still draws the synthetic share
+    calib = calibration_inputs(data, 40)
+    assert len(calib) == 40 and all(float(np.median(x)) < 0.5 for x in calib)  # noisy photo patches (all zero) only
