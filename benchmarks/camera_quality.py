@@ -13,7 +13,7 @@ CBM3D and NL-means are given the noise level a user would give them: skimage's
 CBM3D also at 5x that estimate (the multiple ../shared/DATA.md found best with the clean answer
 in hand). Gaussian rows give them the true σ. Writes JSON and a picture of 1:1 crops.
 
-    python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--crop 512]
+    python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--crop 512] [--no-baselines --json OUT]
 """
 
 from __future__ import annotations
@@ -77,15 +77,16 @@ INT8_KERNELS: dict[str, str] = {}  # method -> how an int8 model ran on this CPU
 
 def methods(args) -> dict:
     """name -> fn(noisy, true_sigma or None) -> denoised; true sigma only for Gaussian rows."""
-    import bm3d
-    from skimage.restoration import denoise_nl_means
-
     out = {}
     for name in [args.model, *(args.also or [])] + ([args.int8] if args.int8 else []):
         m = OnnxDenoiser(name, threads=args.threads)
         out["autoenc " + Path(str(name)).stem] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS["autoenc " + Path(str(name)).stem] = m.int8_kernels
+    if args.no_baselines:
+        return out
+    import bm3d
+    from skimage.restoration import denoise_nl_means
 
     def cbm3d(mult):
         return lambda x, s: np.asarray(bm3d.bm3d_rgb(x, sigma_psd=s if s is not None else mult * estimated_sigma(x)), np.float32)
@@ -126,9 +127,12 @@ def main() -> None:
     ap.add_argument("--also", action="append", help="another model on the same files (default: photo-fast, photo-fast-int8, image-color, image-color-fast: the README's columns)")
     ap.add_argument("--crop", type=int, default=512, help="centre crop edge in pixels")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-baselines", action="store_true", help="models only, no CBM3D or NL-means (minutes instead of half an hour): to compare candidates; the README's table comes from a full run")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/camera_quality.json"))
     ap.add_argument("--picture", default=str(REPO / "docs/photo/crops.png"))
     args = ap.parse_args()
+    if args.no_baselines and args.json == ap.get_default("json"):
+        ap.error("--no-baselines: give --json elsewhere (the results file holds the full run with its baselines)")
     if args.also is None:
         args.also = ["photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
     clean = photos(args.crop)
