@@ -124,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="photo")
     ap.add_argument("--int8")
-    ap.add_argument("--also", action="append", help="another model on the same files (default: photo-fast, photo-fast-int8, image-color, image-color-fast: the README's columns)")
+    ap.add_argument("--also", action="append", help="another model on the same files (default: photo-hq, photo-hq-int8, photo-fast, photo-fast-int8, image-color, image-color-fast: the README's columns)")
     ap.add_argument("--crop", type=int, default=512, help="centre crop edge in pixels")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-baselines", action="store_true", help="models only, no CBM3D or NL-means (minutes instead of half an hour): to compare candidates; the README's table comes from a full run")
@@ -134,7 +134,7 @@ def main() -> None:
     if args.no_baselines and args.json == ap.get_default("json"):
         ap.error("--no-baselines: give --json elsewhere (the results file holds the full run with its baselines)")
     if args.also is None:
-        args.also = ["photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
+        args.also = ["photo-hq", "photo-hq-int8", "photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
     clean = photos(args.crop)
     mp = sum(c.shape[0] * c.shape[1] for c in clean.values()) / 1e6
     fns = methods(args)
