@@ -62,9 +62,10 @@ def tiny_config(**data):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)}) if data else cfg
 
 
-def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: int = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image", name: str | None = None, **extra) -> Path:
+def make_model_file(out_dir: Path, channels: int = 1, width: int | None = 8, levels: int | None = 2, seed: int = 0, noise_scale: float = 0.05, modality: str = "image", name: str | None = None, **extra) -> Path:
     """Export an untrained (random, non-identity) model to ``out_dir/model-c{channels}.onnx``;
-    ``extra`` are more constructor kwargs (e.g. ``noise_level_input=True``)."""
+    ``extra`` are more constructor kwargs (e.g. ``noise_level_input=True``); ``width`` or
+    ``levels`` None: not passed (a model without them, e.g. spectral_dae)."""
     import torch
 
     from autoenc.config import from_dict
@@ -75,10 +76,11 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
 
     torch.manual_seed(seed)
     name = name or ("unet_dae" if modality == "image" else "unet1d_dae")
-    model = get_model(name, channels=channels, width=width, levels=levels, **extra)
+    kwargs = {**{k: v for k, v in (("width", width), ("levels", levels)) if v is not None}, **extra}
+    model = get_model(name, channels=channels, **kwargs)
     # Make it do something: a non-zero noise head (and colour guide, for the colour models; and
     # the mixers of any audio context blocks, which start at zero).
-    heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail]
+    heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail] if hasattr(model, "tail") else []
     heads += [m.mix for m in model.modules() if isinstance(m, _Context)]
     if getattr(model, "gate", None) is not None:  # and a spectral gate's gain head and mixers
         heads += [model.gate.out, *(b.mix for b in model.gate.blocks)]
@@ -88,10 +90,10 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int = 8, levels: in
     cfg = from_dict({
         "name": "test", "modality": modality, "data": {"channels": channels},
         "noise": {"mixture": [noise]},
-        "model": {"name": name, "kwargs": {"width": width, "levels": levels, **extra}},
+        "model": {"name": name, "kwargs": kwargs},
     })
     ckpt = out_dir / f"model-c{channels}.pt"
-    save_checkpoint(ckpt, pack(model, {"channels": channels, "width": width, "levels": levels, **extra}, cfg, epoch=0, step=0, history=[]))
+    save_checkpoint(ckpt, pack(model, {"channels": channels, **kwargs}, cfg, epoch=0, step=0, history=[]))
     out = out_dir / f"model-c{channels}.onnx"
     to_onnx(ckpt, out, metrics={"test": True})
     return out

@@ -131,6 +131,38 @@ def test_spectral_gate_starts_as_the_identity_keeps_level_freedom_and_streams_ex
     np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
 
 
+def test_spectral_model_starts_as_the_identity_is_level_free_and_streams_exactly(tmp_path):
+    """spectral_dae (a learned STFT mask alone): untrained it passes its input through (perfect
+    reconstruction); trained, it changes the output yet stays level-free; it is mono only, adopts
+    no other model's weights, and a file streamed in windows much shorter than the file equals
+    the whole-file output."""
+    from conftest import make_model_file
+
+    torch.manual_seed(0)
+    model = get_model("spectral_dae", n_fft=128, hidden=16, dilations=[1, 2], floor_frames=4).eval()
+    x = torch.randn(2, 1, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x, atol=1e-5, rtol=0)
+        torch.nn.init.normal_(model.gate.out.weight, std=0.3)
+        y = model(x)
+        assert (y - x).abs().max() > 0.01
+        m64, x64 = model.double(), x.double()
+        for a in (1e-3, 10.0):
+            torch.testing.assert_close(m64(a * x64), a * m64(x64), atol=1e-9 * a, rtol=1e-6)
+    with pytest.raises(ValueError, match="mono"):
+        get_model("spectral_dae", channels=2)
+    with pytest.raises(ValueError, match="spectral_dae"):
+        model.adopt("unet1d_dae", get_model("unet1d_dae", width=8, levels=3).state_dict())
+
+    path = make_model_file(tmp_path, width=None, levels=None, modality="audio", name="spectral_dae", noise_scale=0.2, n_fft=128, hidden=16, dilations=[1, 2], floor_frames=4)
+    x = tone(20.0, 16000, 1, seed=3)
+    whole = OnnxAudioDenoiser(path, chunk_seconds=600).denoise(x)
+    small = OnnxAudioDenoiser(path, chunk_seconds=0.1)
+    assert small.context >= small.info.receptive_radius >= model.gate.radius and small.window < len(x) // 3
+    assert np.abs(whole - x).max() > 1e-3  # it does something
+    np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
+
+
 def test_chunked_equals_whole_file_with_resampling(tmp_path, audio_model):
     src = tmp_path / "in.wav"
     sf.write(src, tone(2.5, 44100, 1, seed=2), 44100, subtype="FLOAT")

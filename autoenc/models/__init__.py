@@ -1,7 +1,7 @@
 """Model registry and the registered models (importing this module imports torch)."""
 
 from autoenc.models.registry import get_model, list_models, model_modality, register_model
-from autoenc.models import audio, family, image, opponent  # noqa: F401  (registers every model)
+from autoenc.models import audio, family, image, opponent, spectral  # noqa: F401  (registers every model)
 
 __all__ = ["get_model", "list_models", "model_modality", "register_model", "build_model"]
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoenc.models.registry import register_model
+
 
 RELATIVE_FLOOR = 1e-6  # power relative to the local mean is floored here (-60 dB) before its log
 BUFFERS = ("analysis", "synthesis")  # the fixed transforms, held as (non-persistent) buffers
@@ -93,26 +95,104 @@ class SpectralGate(nn.Module):
         frames = 1 + sum(self.dilations) + 2 * self.floor_frames  # the gain's reach in frames (the floor pools powers relative to a pooled mean)
         return frames * self.hop + 2 * self.n_fft  # plus the frames over the output sample and the span of each frame read
 
-    def gain(self, power: torch.Tensor) -> torch.Tensor:
-        """Per-bin gain ``(B, F, frames)`` from the power spectrum of the same shape."""
+    def hidden(self, power: torch.Tensor) -> torch.Tensor:
+        """The gain network's features ``(B, hidden, frames)`` from the power spectrum ``(B, F, frames)``."""
         w = self.floor_frames
         local = F.avg_pool1d(power.mean(dim=1, keepdim=True), 2 * w + 1, stride=1, padding=w, count_include_pad=False)
         rel = power / (local + 1e-30) + RELATIVE_FLOOR
         floor = -torch.log(F.avg_pool1d(1.0 / rel, 2 * w + 1, stride=1, padding=w, count_include_pad=False))
         h = F.relu(self.inp(torch.cat([torch.log(rel), floor], dim=1)))
-        return 2.0 * torch.sigmoid(self.out(self.blocks(h)))
+        return self.blocks(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gain(self, power: torch.Tensor) -> torch.Tensor:
+        """Per-bin gain ``(B, F, frames)`` from the power spectrum of the same shape."""
+        return self.gain_from(self.hidden(power))
+
+    def gain_from(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-bin gain in (0, 2) from the gain network's features."""
+        return 2.0 * torch.sigmoid(self.out(h))
+
+    def spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary STFT ``(B, F, frames)`` of a mono waveform ``(B, 1, T)``."""
         n, hop, length = self.n_fft, self.hop, x.shape[-1]
         pad = n - hop
-        xp = F.pad(x, (pad, pad + (-length) % hop))
-        spec = F.conv1d(xp, self.analysis, stride=hop)  # (B, 2F, frames)
+        spec = F.conv1d(F.pad(x, (pad, pad + (-length) % hop)), self.analysis, stride=hop)  # (B, 2F, frames)
         bins = spec.shape[1] // 2
-        re, im = spec[:, :bins], spec[:, bins:]
-        g = self.gain(re * re + im * im)
-        seg = F.conv1d(torch.cat([re * g, im * g], dim=1), self.synthesis)  # (B, n_fft, frames): windowed frames
+        return spec[:, :bins], spec[:, bins:]
+
+    def synthesize(self, re: torch.Tensor, im: torch.Tensor, length: int) -> torch.Tensor:
+        """The waveform ``(B, 1, length)`` of a (masked) spectrum: inverse DFT and overlap-add."""
+        hop, pad = self.hop, self.n_fft - self.hop
+        seg = F.conv1d(torch.cat([re, im], dim=1), self.synthesis)  # (B, n_fft, frames): windowed frames
         b, frames = seg.shape[0], seg.shape[-1]
         parts = seg.reshape(b, 4, hop, frames)
         ola = sum(F.pad(parts[:, r], (r, 3 - r)) for r in range(4))  # (B, hop, frames + 3): overlap-add
         y = ola.transpose(1, 2).reshape(b, 1, (frames + 3) * hop)
         return y[:, :, pad : pad + length]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        re, im = self.spectrum(x)
+        g = self.gain(re * re + im * im)
+        return self.synthesize(re * g, im * g, x.shape[-1])
+
+
+@register_model("spectral_dae", modality="audio")
+class SpectralDAE(nn.Module):
+    """A speech denoiser that is a learned spectral gate alone (mono): the STFT mask model of
+    :class:`SpectralGate`, wider and deeper than the gate behind a U-Net, trained on its own.
+
+    Why: the waveform U-Net (``unet1d_dae``) leaves non-stationary noise of voices and sounds
+    it never heard (babble, effects) nearly untouched at 0 dB SNR, where a mask over 32 ms frames
+    with ~0.5 s of context on each side, as DeepFilterNet computes, removes most of it; and the
+    frame rate (one step per ``n_fft / 4`` samples) makes a step of training far cheaper than
+    the U-Net's, so more of the CPU budget goes into data.
+
+    Args:
+        channels: audio channels (1 only: files are denoised per channel).
+        n_fft: frame length in samples (hop ``n_fft / 4``; 512 = 32 ms at 16 kHz).
+        hidden: feature maps of the gain network.
+        dilations: one residual dilated block per entry (frames); their sum is the gain
+            network's reach on each side, beyond the level reference's ``floor_frames``.
+        floor_frames: frames on each side for the level reference and the noise-floor mean.
+    """
+
+    def __init__(self, channels: int = 1, n_fft: int = 512, hidden: int = 192, dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4, 8, 16), floor_frames: int = 31) -> None:
+        super().__init__()
+        if channels != 1:
+            raise ValueError(f"spectral_dae takes mono audio (files are denoised per channel), got channels={channels}")
+        self.channels = 1
+        self.gate = SpectralGate(n_fft, hidden, tuple(dilations), floor_frames)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[x, h]``: the input and the gain network's features per frame (the latent)."""
+        re, im = self.gate.spectrum(x)
+        return [x, self.gate.hidden(re * re + im * im)]
+
+    def decode(self, codes: list[torch.Tensor]) -> torch.Tensor:
+        """The input's spectrum masked by the gain the features give, back to a waveform."""
+        x, h = codes
+        re, im = self.gate.spectrum(x)
+        g = self.gate.gain_from(h)
+        return self.gate.synthesize(re * g, im * g, x.shape[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x)
+
+    def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
+        """No other model's weights fit this one (init_from needs a spectral_dae of the same shape)."""
+        raise ValueError(f"spectral_dae cannot start from a {model} checkpoint: only from a spectral_dae of the same n_fft, hidden and dilations")
+
+    @property
+    def unprobed_radius(self) -> int:
+        """The gate's reach (samples), which a gradient probe cannot see through its sigmoid."""
+        return self.gate.radius
+
+    @property
+    def size_multiple(self) -> int:
+        """Window starts aligned to the hop keep chunked output equal to whole-file output."""
+        return self.gate.hop
+
+    @property
+    def min_length(self) -> int:
+        """Shortest input (samples): one hop."""
+        return self.gate.hop
