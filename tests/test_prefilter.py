@@ -33,9 +33,11 @@ def _streamed(spec: WienerPrefilter, x: np.ndarray, sizes: list[int]) -> np.ndar
 
 
 @pytest.mark.parametrize("sizes", [[1, 7, 500, 3000, 12345, 100], [N_FFT - 1, 1, HOP, 8000 * 3], [40000]])
-def test_chunked_equals_whole_over_several_noise_blocks(sizes):
-    spec = WienerPrefilter(block_seconds=0.5)  # 3 s of audio: six noise blocks
+@pytest.mark.parametrize("clean_db", [None, -20.0])
+def test_chunked_equals_whole_over_several_noise_blocks(sizes, clean_db):
+    spec = WienerPrefilter(block_seconds=0.5, clean_db=clean_db)  # 3 s of audio: six noise blocks
     _, x = _noisy(3.0, 5, channels=2)
+    x[1] *= np.where(np.arange(x.shape[1]) < SR, 1.0, 0.03)  # channel 2 quieter after 1 s: clean_db (where set) acts on some blocks only
     whole = spec.apply(x, SR)
     assert whole.shape == x.shape and whole.dtype == np.float32
     np.testing.assert_array_equal(_streamed(spec, x, sizes), whole)
@@ -53,6 +55,24 @@ def test_removes_stationary_noise_and_leaves_clean_input_nearly_alone():
     spec = WienerPrefilter()
     assert si_sdr(clean[0], spec.apply(noisy, SR)[0]) > si_sdr(clean[0], noisy[0]) + 5
     assert si_sdr(clean[0], spec.apply(clean, SR)[0]) > 30
+
+
+def test_clean_db_leaves_a_clean_recording_alone_and_noisy_ones_as_they_were():
+    """Clean speech has no pauses of noise, only soft passages (here 40 dB below the loud ones):
+    the plain filter takes them for noise and dulls them; with clean_db it sees that the
+    quietest frames lie far below the rest and lets the recording through. Noisy input, whose
+    floor lies within a few dB of the speech, is filtered exactly as before."""
+    clean = tone(3.0, SR, 1, seed=5).T.astype(np.float64)
+    clean *= np.where((np.arange(clean.shape[1]) // int(0.25 * SR)) % 4 == 3, 0.01, 1.0)  # every fourth 0.25 s soft
+    clean = clean.astype(np.float32)
+    plain, guarded = WienerPrefilter(), WienerPrefilter(clean_db=-30)
+    before, after = si_sdr(clean[0], plain.apply(clean, SR)[0]), si_sdr(clean[0], guarded.apply(clean, SR)[0])
+    assert after > before + 10 and after > 50, (before, after)
+    _, noisy = _noisy(3.0, 5)
+    np.testing.assert_array_equal(guarded.apply(noisy, SR), plain.apply(noisy, SR))
+    assert guarded.spec()["clean_db"] == -30 and "clean_db" not in plain.spec()  # unset: absent, so older runtimes still read the file
+    with pytest.raises(ValueError, match="clean_db must be negative"):
+        WienerPrefilter(clean_db=0)
 
 
 def test_each_block_takes_its_own_noise_floor():

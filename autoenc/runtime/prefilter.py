@@ -16,6 +16,13 @@ it that lie wholly inside the signal (all frames, for a clip shorter than one fr
 and chunked processing give the same samples, whatever the chunk sizes, and memory is bounded by
 two blocks. A clip shorter than one block is filtered with the noise of the whole clip, like the
 benchmark's Wiener baseline.
+
+A clean recording has no noise floor: its quietest frames are the soft ends of words, and a
+filter that takes them for noise dulls the voice (clean Dutch speech came back from `speech` at
+29.7 dB SI-SDR, from its U-Net alone at 46.0). With ``clean_db`` set, a block whose noise
+estimate lies more than ``clean_db`` below the mean frame power of its pool is taken for clean:
+its noise estimate is lowered by ``CLEAN_SLOPE`` dB per dB beyond that margin, so the filter
+fades out continuously as the recording gets cleaner.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 
 N_FFT = 512  # samples per STFT frame (32 ms at 16 kHz)
 HOP = 128  # samples between frames (a quarter frame: Hann^2 sums to 1.5 everywhere)
+CLEAN_SLOPE = 3.0  # with clean_db: dB the noise estimate is lowered per dB it lies below clean_db
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class WienerPrefilter:
             best validation score for `speech`, configs/speech-wiener.yaml).
         block_seconds: frames are grouped into blocks this long (s); a block's noise comes from
             it and the block before it.
+        clean_db: a block whose noise estimate lies below this level (dB, < 0) relative to the
+            mean frame power of its pool is taken for clean and filtered less (the module's
+            docstring); None: never (the models made before this setting).
     """
 
     name: str = "wiener"
@@ -52,6 +63,7 @@ class WienerPrefilter:
     floor_db: float = -9.0
     quantile: float = 0.05
     block_seconds: float = 8.0
+    clean_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.name != "wiener":
@@ -64,6 +76,8 @@ class WienerPrefilter:
             raise ValueError(f"prefilter quantile must lie in (0, 1], got {self.quantile}")
         if not self.block_seconds > 0:
             raise ValueError(f"prefilter block_seconds must be positive, got {self.block_seconds}")
+        if self.clean_db is not None and not self.clean_db < 0:
+            raise ValueError(f"prefilter clean_db must be negative (dB below the mean frame power), got {self.clean_db}")
 
     @classmethod
     def parse(cls, spec: dict[str, Any] | None) -> "WienerPrefilter | None":
@@ -77,8 +91,12 @@ class WienerPrefilter:
         return cls(**spec)
 
     def spec(self) -> dict[str, Any]:
-        """The metadata/kwargs form (every setting, so a change of default never alters a model)."""
-        return asdict(self)
+        """The metadata/kwargs form: every setting, so a change of default never alters a model;
+        ``clean_db`` only when set, so a file without it stays readable by a runtime older than it."""
+        spec = asdict(self)
+        if spec["clean_db"] is None:
+            del spec["clean_db"]
+        return spec
 
     def block_frames(self, sample_rate: int) -> int:
         return max(1, round(self.block_seconds * sample_rate / HOP))
@@ -145,6 +163,9 @@ class WienerStream:
         energy = pool.sum(axis=2)  # (C, frames)
         quiet = energy <= np.quantile(energy, self.spec.quantile, axis=1, keepdims=True)
         noise = (pool * quiet[:, :, None]).sum(axis=1) / quiet.sum(axis=1)[:, None] + 1e-12  # (C, bins)
+        if self.spec.clean_db is not None:  # a clean recording's quietest frames are speech, not noise
+            level_db = 10 * np.log10(noise.sum(axis=1) / (energy.mean(axis=1) + 1e-30))  # (C,)
+            noise = noise * 10 ** (CLEAN_SLOPE * np.minimum(level_db - self.spec.clean_db, 0) / 10)[:, None]
         self.prev = (P, inside)
         a = self.spec.alpha
         # Per frame t, in units of the noise power: xi = alpha * |S_{t-1}|^2 / N + (1 - alpha) * max(gamma_t - 1, 0),
