@@ -14,7 +14,7 @@ from conftest import runtime_ops
 
 EXPECTED = {"image-gray": ("image", 1), "image-gray-fast": ("image", 1), "image-color": ("image", 3), "image-color-fast": ("image", 3), "photo": ("image", 3), "photo-fast": ("image", 3), "photo-hq": ("image", 3), "speech": ("audio", 1)}
 INT8_IMAGE_LOSS_DB = 0.05  # issue 13: an image model's int8 twin loses at most this on its validation pairs (a QAT twin may gain)
-INT8_LOSS_EXCEPTIONS_DB = {"photo-hq": 0.2}  # plain post-training twins not yet fine-tuned quantization-aware, loss as measured (-0.154 dB) and stated in the card
+INT8_LOSS_EXCEPTIONS_DB = {"photo-hq": 0.1}  # twins outside the rule, loss as measured and stated in the card: photo-hq-int8, quantization-aware, -0.073 dB (its plain post-training twin: -0.154)
 
 
 def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
