@@ -40,8 +40,9 @@ bench: $(STAMP) data
 	$(PY) benchmarks/camera_quality.py --int8 photo-int8
 	$(PY) benchmarks/image_quality.py --ensemble
 	$(PY) benchmarks/image_quality.py --color
+	git show 41133b2:autoenc/pretrained/speech.onnx > /tmp/speech-prev.onnx
 	git show 7a56225:autoenc/pretrained/speech.onnx > /tmp/speech-context.onnx
-	$(PY) benchmarks/audio_quality.py --model speech --model speech-int8 --model /tmp/speech-context.onnx
+	$(PY) benchmarks/audio_quality.py --model speech --model speech-int8 --model /tmp/speech-prev.onnx --model /tmp/speech-context.onnx
 
 clean:
 	rm -rf runs demo .pytest_cache

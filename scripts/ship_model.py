@@ -145,7 +145,9 @@ def main() -> None:
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
         *([f"- **Front end:** every input first passes a decision-directed Wiener filter (`autoenc/runtime/prefilter.py`: noise spectrum from the quietest {info.prefilter['quantile']:.0%} of frames "
-           f"in {info.prefilter['block_seconds']:g} s blocks, gain floor {info.prefilter['floor_db']:g} dB), in training and at inference; the network removes what it leaves"
+           f"in {info.prefilter['block_seconds']:g} s blocks, gain floor {info.prefilter['floor_db']:g} dB"
+           f"{'; a block whose noise estimate lies more than ' + format(-info.prefilter['clean_db'], 'g') + ' dB below its mean frame power is taken for clean and filtered less' if info.prefilter.get('clean_db') is not None else ''}"
+           f"), in training and at inference; the network removes what it leaves"
            f"{', reading the unfiltered input beside the filtered one (so it can restore what the filter took where that was voice)' if info.raw_plane else ''}. Settings in the ONNX metadata: `{json.dumps(info.prefilter)}`."]
           if info.prefilter else []),
         f"- **Config:** `{args.config}` (config hash `{info.config_hash}`), {metrics.get('epochs_trained', '?')} epochs, best checkpoint from epoch {metrics.get('best_epoch', '?')}.",
