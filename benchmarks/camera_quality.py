@@ -13,7 +13,7 @@ CBM3D and NL-means are given the noise level a user would give them: skimage's
 CBM3D also at 5x that estimate (the multiple ../shared/DATA.md found best with the clean answer
 in hand). Gaussian rows give them the true σ. Writes JSON and a picture of 1:1 crops.
 
-    python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--crop 512] [--no-baselines --json OUT]
+    python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--ensemble MODEL ...] [--crop 512] [--no-baselines --json OUT]
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def methods(args) -> dict:
         out["autoenc " + Path(str(name)).stem] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS["autoenc " + Path(str(name)).stem] = m.int8_kernels
+    for name in args.ensemble:  # averaged over the 8 flips/rotations (`autoenc denoise --ensemble`)
+        m = OnnxDenoiser(name, threads=args.threads, ensemble=True)
+        out["autoenc " + Path(str(name)).stem + " --ensemble"] = lambda x, s, m=m: m.denoise(x)
     if args.no_baselines:
         return out
     import bm3d
@@ -125,6 +128,7 @@ def main() -> None:
     ap.add_argument("--model", default="photo")
     ap.add_argument("--int8")
     ap.add_argument("--also", action="append", help="another model on the same files (default: photo-hq, photo-hq-int8, photo-fast, photo-fast-int8, image-color, image-color-fast: the README's columns)")
+    ap.add_argument("--ensemble", action="append", default=[], help="also this model with --ensemble (8 flips/rotations, 8x the time; repeatable)")
     ap.add_argument("--crop", type=int, default=512, help="centre crop edge in pixels")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-baselines", action="store_true", help="models only, no CBM3D or NL-means (minutes instead of half an hour): to compare candidates; the README's table comes from a full run")
