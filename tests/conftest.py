@@ -127,16 +127,23 @@ def speech_corpus_or_skip(tmp_path_factory=None) -> Path:
         pytest.skip(str(exc))
 
 
-def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0, hiss: float = 0.01) -> np.ndarray:
     """A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude
-    modulation plus a little noise, float32 (frames, channels) in -1..1."""
+    modulation plus a little noise (std ``hiss``), float32 (frames, channels) in -1..1."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / rate
     voice = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
-    out = [0.3 * voice * (1 - 0.2 * c) + 0.01 * rng.standard_normal(len(t)) for c in range(channels)]
+    out = [0.3 * voice * (1 - 0.2 * c) + hiss * rng.standard_normal(len(t)) for c in range(channels)]
     return np.stack(out, axis=1).astype(np.float32)
+
+
+def clean_voice(seconds: float = 3.0, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A clean recording as the speech front end meets one: :func:`tone` without hiss, every
+    fourth 0.25 s passage 40 dB down (soft ends of words, no pauses of noise); float32 (frames, 1)."""
+    x = tone(seconds, rate, 1, seed=seed, hiss=0.0)
+    return (x * np.where((np.arange(len(x)) // (rate // 4)) % 4 == 3, 0.01, 1.0)[:, None]).astype(np.float32)
 
 def train_steps(model, batch, objective, steps: int, lr: float, per_epoch: int = 5) -> list[float]:
     """Train ``model`` with the library's loop (train_one_epoch) on one repeated ``batch`` for

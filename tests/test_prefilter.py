@@ -9,7 +9,7 @@ import torch
 
 from autoenc.metrics import si_sdr
 from autoenc.runtime.prefilter import HOP, N_FFT, WienerPrefilter, WienerStream
-from conftest import make_model_file, tone
+from conftest import clean_voice, make_model_file, tone
 
 SR = 16000
 
@@ -62,9 +62,7 @@ def test_clean_db_leaves_a_clean_recording_alone_and_noisy_ones_as_they_were():
     the plain filter takes them for noise and dulls them; with clean_db it sees that the
     quietest frames lie far below the rest and lets the recording through. Noisy input, whose
     floor lies within a few dB of the speech, is filtered exactly as before."""
-    clean = tone(3.0, SR, 1, seed=5).T.astype(np.float64)
-    clean *= np.where((np.arange(clean.shape[1]) // int(0.25 * SR)) % 4 == 3, 0.01, 1.0)  # every fourth 0.25 s soft
-    clean = clean.astype(np.float32)
+    clean = clean_voice(3.0, SR, seed=5).T  # (1, n)
     plain, guarded = WienerPrefilter(), WienerPrefilter(clean_db=-30)
     before, after = si_sdr(clean[0], plain.apply(clean, SR)[0]), si_sdr(clean[0], guarded.apply(clean, SR)[0])
     assert after > before + 10 and after > 50, (before, after)

@@ -11,7 +11,7 @@ from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, si_sdr
 from autoenc.runtime.session import PRETRAINED_DIR, shipped_models
-from conftest import runtime_ops
+from conftest import clean_voice, runtime_ops
 
 EXPECTED = {"image-gray": ("image", 1), "image-gray-fast": ("image", 1), "image-color": ("image", 3), "image-color-fast": ("image", 3), "photo": ("image", 3), "photo-fast": ("image", 3), "photo-hq": ("image", 3), "speech": ("audio", 1)}
 INT8_IMAGE_LOSS_DB = 0.05  # issue 13: an image model's int8 twin loses at most this on its validation pairs (a QAT twin may gain)
@@ -72,11 +72,7 @@ def test_shipped_speech_model_keeps_a_clean_recording_and_removes_hiss(name):
     """Issue 12: a clean recording comes back essentially unchanged (>= 30 dB SI-SDR against
     itself), here a voiced harmonic glide with soft passages 40 dB down (what the front end's
     clean_db is for), and white noise at 5 dB SNR loses most of its power."""
-    sr = 16000
-    t = np.arange(3 * sr) / sr
-    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / sr
-    voice = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
-    clean = (0.3 * voice * np.where((np.arange(len(t)) // (sr // 4)) % 4 == 3, 0.01, 1.0))[:, None].astype(np.float32)
+    clean = clean_voice(3.0)
     model = OnnxAudioDenoiser(name, threads=1)
     assert si_sdr(clean[:, 0], model.denoise(clean)[:, 0]) >= 30
     noise = np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
