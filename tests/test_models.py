@@ -125,7 +125,7 @@ def test_opponent_model_starts_as_the_gray_model_on_luminance_and_chrominance():
     """Adopted from a narrower gray unet_dae with a level input, the opponent model computes
     the gray model on Y, C1, C2 (each told the RGB level times its row norm) mapped back to RGB;
     its guide then lets each plane see the others."""
-    from autoenc.models.opponent import OPPONENT, OPPONENT_OFFSET
+    from autoenc.runtime.opponent import OPPONENT, OPPONENT_OFFSET
 
     torch.manual_seed(0)
     gray = get_model("unet_dae", channels=1, width=8, levels=2, bottleneck_blocks=1, noise_level_input=True).eval()

@@ -1,13 +1,9 @@
 """Colour denoiser in an opponent colour space: luminance and two chrominance planes.
 
-CBM3D's trick, made trainable: RGB goes through a fixed linear map with orthogonal rows,
-
-    Y  = (R + G + B) / 3,   C1 = (R - B) / 2 + 1/2,   C2 = (R - 2G + B) / 4 + 1/2,
-
-so noise that is independent across R, G, B with deviation sigma stays independent across
-Y, C1, C2, with deviations sigma times each row's norm (0.577, 0.707, 0.612); all three planes
-stay on 0..1 like a gray photo. Most of the picture's detail lands in Y and the chrominance
-planes are smooth, so a gray denoiser run on each of them removes more noise than run on R, G
+CBM3D's trick, made trainable: RGB goes through the fixed opponent map of
+:mod:`autoenc.runtime.opponent` (orthogonal rows, so independent RGB noise stays independent;
+all three planes stay on 0..1 like a gray photo). Most of the picture's detail lands in Y and
+the chrominance planes are smooth, so a gray denoiser run on each of them removes more noise than run on R, G
 and B. A gray ``unet_dae`` (shared across the three planes) does that here, plus:
 
 - a noise-level plane per opponent plane: the RGB level the runtime estimates, times that
@@ -30,10 +26,7 @@ from torch import nn
 
 from autoenc.models.image import UNetDAE, _conv
 from autoenc.models.registry import register_model
-
-# Rows: Y, C1, C2 from R, G, B (orthogonal rows, so independent RGB noise stays independent).
-OPPONENT = ((1 / 3, 1 / 3, 1 / 3), (1 / 2, 0.0, -1 / 2), (1 / 4, -1 / 2, 1 / 4))
-OPPONENT_OFFSET = (0.0, 0.5, 0.5)  # keeps each plane on 0..1
+from autoenc.runtime.opponent import OPPONENT, OPPONENT_OFFSET
 
 
 @register_model("opponent_unet_dae", modality="image")
