@@ -27,7 +27,7 @@ from autoenc.augment import change_speed, draw_speed, random_eq, speed_source_le
 from autoenc.config import DataConfig, NoiseConfig, RunConfig
 from autoenc.dead_leaves import bank as dead_leaves_bank
 from autoenc.runtime.media import MediaError, load_float, modality_of, read_image
-from autoenc.runtime.noise_level import estimate_sigma
+from autoenc.runtime.noise_level import estimate_sigma, noise_profile
 from autoenc.noise import pair_generator, synthesize, synthesize_audio
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,15 @@ class PatchPairs(Dataset):
         return noisy, clean
 
 
-def with_noise_level(noisy: torch.Tensor) -> torch.Tensor:
+def with_noise_level(noisy: torch.Tensor, profile: bool = False) -> torch.Tensor:
     """A batch (N, C, H, W) of noisy images with one more plane per image holding its estimated
     noise level (:func:`estimate_sigma`, the estimator inference uses): the input of a model
-    built with ``noise_level_input``."""
-    levels = [estimate_sigma(x.permute(1, 2, 0).numpy()) for x in noisy]
-    plane = torch.tensor(levels, dtype=noisy.dtype).view(-1, 1, 1, 1).expand(-1, 1, *noisy.shape[2:])
-    return torch.cat([noisy, plane], dim=1)
+    built with ``noise_level_input``; with ``profile``, six more holding its
+    :func:`noise_profile` (a model built with ``noise_profile``)."""
+    images = [x.permute(1, 2, 0).numpy() for x in noisy]
+    cond = [[estimate_sigma(x), *(noise_profile(x) if profile else ())] for x in images]
+    planes = torch.tensor(cond, dtype=noisy.dtype).view(len(cond), -1, 1, 1).expand(-1, -1, *noisy.shape[2:])
+    return torch.cat([noisy, planes], dim=1)
 
 
 def prefiltered(noisy: torch.Tensor, prefilter, sample_rate: int) -> torch.Tensor:
@@ -182,7 +184,7 @@ def model_input(model: torch.nn.Module, noisy: torch.Tensor, sample_rate: int | 
     that has one, followed by the unfiltered planes for a model that also takes those
     (``sample_rate``: the audio's rate, Hz)."""
     if getattr(model, "noise_level_input", False):
-        return with_noise_level(noisy)
+        return with_noise_level(noisy, getattr(model, "noise_profile", False))
     if getattr(model, "prefilter", None) is not None:
         if sample_rate is None:
             raise ValueError("model_input: a model with a prefilter needs the audio's sample_rate")

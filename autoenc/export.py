@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, PREFILTER_FORMAT, RAW_PLANE_FORMAT, __version__
+from autoenc import FORMAT_VERSION, NOISE_LEVEL_FORMAT, NOISE_PROFILE_FORMAT, PREFILTER_FORMAT, RAW_PLANE_FORMAT, __version__
 from autoenc.config import ExportConfig, from_dict
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import ModelInfo
@@ -148,6 +148,8 @@ def as_stored(model: torch.nn.Module, weights: str) -> torch.nn.Module:
 def format_version(model: torch.nn.Module) -> int:
     """The oldest model format that describes ``model``'s input (a runtime that reads fewer
     formats refuses the file instead of feeding it the wrong input)."""
+    if getattr(model, "noise_profile", False):
+        return NOISE_PROFILE_FORMAT
     if getattr(model, "noise_level_input", False):
         return NOISE_LEVEL_FORMAT
     if getattr(model, "raw_plane", False):
@@ -181,6 +183,7 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         version=__version__,
         format_version=format_version(model),
         noise_level_input=bool(getattr(model, "noise_level_input", False)),
+        noise_profile=bool(getattr(model, "noise_profile", False)),
         prefilter=model.prefilter.spec() if getattr(model, "prefilter", None) else None,
         raw_plane=bool(getattr(model, "raw_plane", False)),
     )

@@ -162,3 +162,92 @@ def test_strength_reaches_jobs_and_is_part_of_the_ledger_identity(tmp_path, gray
     again = denoise_dir(level_model, src, tmp_path / "out2")  # another strength makes other outputs: redone
     assert again.counts()["written"] == 3
     assert denoise_dir(level_model, src, tmp_path / "out2", ensemble=True).counts()["written"] == 3  # so does the ensemble
+
+
+def test_noise_profile_tells_blotches_and_chroma_from_grain():
+    from autoenc.runtime.noise_level import PROFILE_SIZE, noise_profile
+
+    clean = _clean()
+    grain = noise_profile(_noisy(clean, 12), 255) * 255  # Y, Y coarse, C1, C1 coarse, C2, C2 coarse
+    assert grain.shape == (PROFILE_SIZE,)
+    for plane, norm in enumerate((0.577, 0.707, 0.612)):  # independent RGB noise: each opponent row's norm
+        fine, coarse = grain[2 * plane : 2 * plane + 2]
+        assert fine == pytest.approx(12 * norm, rel=0.15) and coarse == pytest.approx(fine, rel=0.15), grain
+    rng = np.random.default_rng(1)
+    blotches = np.clip(np.round(clean + rng.normal(0, 12, (128, 160, 3)).repeat(2, 0).repeat(2, 1)), 0, 255).astype(np.uint8)
+    blotchy = noise_profile(blotches, 255) * 255  # the same deviation, in 2x2 blobs
+    assert estimate_sigma(blotches, 255) * 255 < 2  # what the one level reads
+    assert all(blotchy[2 * p + 1] > 4 * max(blotchy[2 * p], 1) for p in range(3)), blotchy
+    luma_only = clean + rng.normal(0, 12, (256, 320, 1))  # the same noise in R, G and B: no chroma noise
+    prof = noise_profile(np.clip(np.round(luma_only), 0, 255).astype(np.uint8), 255) * 255
+    assert prof[0] > 8 and max(prof[2:]) < 1.5, prof
+    gray = _noisy(clean, 12)[..., 0]
+    assert np.array_equal(noise_profile(gray, 255), noise_profile(np.repeat(gray[..., None], 3, axis=2), 255))
+    assert noise_profile(gray, 255)[2:].max() == 0.0
+    assert np.allclose(noise_profile(_noisy(clean, 12).astype(np.float32) / 255), grain / 255, rtol=1e-5)
+    assert np.array_equal(noise_profile(np.zeros((3, 9, 3), np.uint8), 255), np.zeros(PROFILE_SIZE))
+    big = np.clip(np.round(128 + np.random.default_rng(2).normal(0, 12, (1100, 1300, 3))), 0, 255).astype(np.uint8)  # read on a strided grid of blocks
+    assert noise_profile(big, 255) * 255 == pytest.approx([12 * 0.577] * 2 + [12 * 0.707] * 2 + [12 * 0.612] * 2, rel=0.1)
+    with pytest.raises(ValueError, match="RGB or gray"):
+        noise_profile(np.zeros((8, 8, 4)))
+
+
+def test_profile_model_starts_as_the_level_model_and_runs_as_trained(tmp_path, monkeypatch):
+    from autoenc.data import with_noise_level
+    from autoenc.models import get_model
+    from autoenc.runtime import metadata
+    from autoenc.runtime.infer import OnnxDenoiser
+    from autoenc.runtime.int8_kernels import probe_input
+    from autoenc.runtime.jobs import denoise_dir
+
+    torch.manual_seed(0)
+    level = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True)
+    for m in (level.net.tail, level.guide):
+        torch.nn.init.normal_(m.weight, std=0.05)
+    prof = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True, noise_profile=True)
+    prof.adopt("opponent_unet_dae", level.state_dict())
+    x = torch.rand(2, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.allclose(prof(with_noise_level(x, profile=True)), level(with_noise_level(x)), atol=1e-6)  # the profile has no say yet
+        prof.net.head[0].weight[:, 2:].normal_(std=0.5)
+        assert (prof(with_noise_level(x, profile=True)) - level(with_noise_level(x))).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="needs noise_level_input"):
+        get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_profile=True)
+
+    path = make_model_file(tmp_path, channels=3, width=8, levels=2, name="opponent_unet_dae", noise_level_input=True, noise_profile=True)
+    den = OnnxDenoiser(path, tile=4096, memory_mb=None)
+    assert den.info.noise_profile and den.info.format_version == 5 and den.info.conditioning_planes == 7
+    assert probe_input(den.info).shape == (1, 10, 64, 64)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    monkeypatch.setattr(metadata, "READ_FORMATS", (1, 2, 3, 4))  # a runtime from before the profile refuses the file
+    with pytest.raises(ValueError, match="format version 5"):
+        metadata.ModelInfo.from_props(props)
+    monkeypatch.undo()
+
+    from autoenc.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(path.with_suffix(".pt"))
+    img = _noisy(photo(150, 170, 3, seed=5), 20)
+    flt = img.astype(np.float32) / 255
+    a = den.denoise(flt)
+    with torch.no_grad():  # inference tells the model what training tells it (0..1 scale, profile after the level)
+        ref = model(with_noise_level(torch.from_numpy(flt).permute(2, 0, 1)[None], profile=True))[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.abs(a - ref).max() < 1e-3
+    assert np.abs(a - OnnxDenoiser(path, tile=64, memory_mb=None).denoise(flt)).max() < 1e-4  # one profile per image, not per tile
+    strong = OnnxDenoiser(path, tile=4096, memory_mb=None, strength=2.0).denoise(flt)
+    with torch.no_grad():  # the strength scales the level and the profile alike
+        cond = with_noise_level(torch.from_numpy(flt).permute(2, 0, 1)[None], profile=True)
+        cond[:, 3:] *= 2
+        assert np.abs(strong - model(cond)[0].permute(1, 2, 0).clamp(0, 1).numpy()).max() < 1e-3
+    gray = img[..., 1]
+    with torch.no_grad():  # a gray file: R = G = B, told that image's profile (no chroma noise)
+        rep = torch.from_numpy(np.repeat(gray[..., None], 3, axis=2).astype(np.float32) / 255).permute(2, 0, 1)[None]
+        want = model(with_noise_level(rep, profile=True)).mean(dim=1)[0].clamp(0, 1).numpy()
+    assert np.abs(den.denoise(gray[..., None].astype(np.float32) / 255)[..., 0] - want).max() < 1e-3
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(img).save(src / "rgb.png")
+    Image.fromarray(gray).save(src / "gray.png")
+    report = denoise_dir(path, src, tmp_path / "out")
+    assert report.counts()["written"] == 2 and all(r.noise_sigma > 10 for r in report.results)

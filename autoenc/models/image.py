@@ -86,7 +86,8 @@ class UNetDAE(ResidualUNet):
         as wide or narrower, with or without a noise-level input, so the model begins computing
         exactly what the old one did:
 
-        - a missing noise-level plane gets zero input weights;
+        - missing conditioning planes (a noise-level plane, or an opponent model's noise
+          profile: ``in_channels`` beyond the old model's) get zero input weights;
         - wider (Net2Net, Chen et al. 2016): each new feature map copies an old one (the first
           ones in order, the rest drawn), every conv reading a copied map divides its weights
           by the number of copies, and a little noise (1e-3 of each layer's weight scale, seeded)
@@ -99,7 +100,7 @@ class UNetDAE(ResidualUNet):
         blocks = sum(isinstance(m, nn.Conv2d) for m in self.bottleneck)
         like = UNetDAE(self.channels, old_width, self.levels, blocks, noise_level_input=old_in > self.channels).state_dict()
         odd = [k for k in like if k not in state or state[k].shape != like[k].shape] + sorted(set(state) - set(like))
-        if odd or old_width > self.width or old_in not in (self.channels, self.in_channels):
+        if odd or old_width > self.width or not self.channels <= old_in <= self.in_channels:
             raise ValueError(f"unet_dae cannot start from this {model}: it lacks or reshapes {odd[:4]} (width {old_width}, {old_in} input planes; this one: width {self.width}, {self.in_channels} planes, {self.levels} levels, {blocks} bottleneck convs)")
         gen = torch.Generator().manual_seed(0)
         maps: dict = {}
@@ -116,8 +117,8 @@ class UNetDAE(ResidualUNet):
             w = state[name + ".weight"][go][:, gi] / ci[gi].view(1, -1, 1, 1)
             if old_width < self.width:
                 w = w + self.WIDEN_NOISE * state[name + ".weight"].std() * torch.randn(w.shape, generator=gen)
-            if src == "in" and w.shape[1] < self.in_channels:  # the noise-level plane: no say yet
-                w = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+            if src == "in" and w.shape[1] < self.in_channels:  # conditioning planes it lacked: no say yet
+                w = torch.cat([w, w.new_zeros(w.shape[0], self.in_channels - w.shape[1], *w.shape[2:])], dim=1)
             taken[name + ".weight"], taken[name + ".bias"] = w, state[name + ".bias"][go]
         self.load_state_dict(taken)
 

@@ -8,6 +8,9 @@ and B. A gray ``unet_dae`` (shared across the three planes) does that here, plus
 
 - a noise-level plane per opponent plane: the RGB level the runtime estimates, times that
   plane's row norm (when built with ``noise_level_input``);
+- with ``noise_profile``, two more planes per opponent plane: that plane's own noise at a fine
+  and a coarse scale (:func:`autoenc.runtime.noise_level.noise_profile`, times the strength),
+  which tells blotchy camera noise from fine grain where the one RGB level cannot;
 - a zero-initialised *guide* conv with separate weights per plane that lets each plane see all
   three noisy opponent planes (luminance edges tell the chrominance where to keep detail);
 - the output ``x - noise``, where the RGB noise is the inverse map (a fixed 1x1 conv) of the
@@ -26,6 +29,7 @@ from torch import nn
 
 from autoenc.models.image import UNetDAE, _conv
 from autoenc.models.registry import register_model
+from autoenc.runtime.noise_level import PROFILE_SCALES, PROFILE_SIZE
 from autoenc.runtime.opponent import OPPONENT, OPPONENT_OFFSET
 
 
@@ -40,16 +44,24 @@ class OpponentUNetDAE(nn.Module):
         width, levels, bottleneck_blocks: of the shared gray U-Net (see ``unet_dae``).
         noise_level_input: the input carries a fourth plane with the estimated RGB noise level
             (0..1 scale), as for ``unet_dae``.
+        noise_profile: the input also carries the six planes of the image's noise profile
+            (:func:`autoenc.runtime.noise_level.noise_profile`, 0..1 scale) after the level
+            plane; needs ``noise_level_input``.
     """
 
-    def __init__(self, channels: int = 3, width: int = 16, levels: int = 2, bottleneck_blocks: int = 1, noise_level_input: bool = False) -> None:
+    def __init__(self, channels: int = 3, width: int = 16, levels: int = 2, bottleneck_blocks: int = 1, noise_level_input: bool = False, noise_profile: bool = False) -> None:
         super().__init__()
         if channels != 3:
             raise ValueError(f"opponent_unet_dae denoises RGB (3 channels), not {channels}")
+        if noise_profile and not noise_level_input:
+            raise ValueError("opponent_unet_dae: noise_profile needs noise_level_input (the profile planes follow the level plane)")
         self.channels, self.width, self.levels = channels, width, levels
-        self.noise_level_input = noise_level_input
-        self.in_channels = channels + int(noise_level_input)
+        self.noise_level_input, self.noise_profile = noise_level_input, noise_profile
+        self.in_channels = channels + int(noise_level_input) + PROFILE_SIZE * int(noise_profile)
         self.net = UNetDAE(1, width, levels, bottleneck_blocks, noise_level_input=noise_level_input)
+        if noise_profile:  # each plane's U-Net also reads that plane's two profile values
+            self.net.in_channels += PROFILE_SCALES
+            self.net.head[0] = _conv(self.net.in_channels, width)
         self.guide = _conv(channels, channels * width)
         nn.init.zeros_(self.guide.weight)
         nn.init.zeros_(self.guide.bias)
@@ -66,9 +78,18 @@ class OpponentUNetDAE(nn.Module):
 
     def adopt(self, model: str, state: dict[str, torch.Tensor]) -> None:
         """Start from a trained gray ``unet_dae`` (as wide or narrower, with or without a
-        noise-level input: :meth:`UNetDAE.adopt`); the guide stays zero."""
+        noise-level input: :meth:`UNetDAE.adopt`; the guide stays zero), or from an
+        ``opponent_unet_dae`` of the same width without the noise profile (the profile planes
+        get zero weights, so it begins computing exactly what that model did)."""
+        if model == "opponent_unet_dae":
+            self.net.adopt("unet_dae", {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+            guide = {k.removeprefix("guide."): v for k, v in state.items() if k.startswith("guide.")}
+            if guide.get("weight") is None or guide["weight"].shape != self.guide.weight.shape:
+                raise ValueError(f"opponent_unet_dae cannot start from this {model}: its guide is not width {self.width}'s")
+            self.guide.load_state_dict(guide)
+            return
         if model != "unet_dae":
-            raise ValueError(f"opponent_unet_dae starts from a gray unet_dae, not a {model}")
+            raise ValueError(f"opponent_unet_dae starts from a gray unet_dae or an opponent_unet_dae, not a {model}")
         self.net.adopt(model, state)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -78,8 +99,10 @@ class OpponentUNetDAE(nn.Module):
         opp = F.conv2d(x[:, :3], self.to_opponent, self.opponent_offset)
         planes = opp.reshape(b * 3, 1, h, w)
         if self.noise_level_input:
-            levels = (x[:, 3:4] * self.plane_gain).reshape(b * 3, 1, h, w)
-            planes = torch.cat([planes, levels], dim=1)
+            cond = [(x[:, 3:4] * self.plane_gain).reshape(b * 3, 1, h, w)]
+            if self.noise_profile:  # (b, 6) planes ordered per opponent plane, then scale
+                cond.append(x[:, 4 : 4 + PROFILE_SIZE].reshape(b * 3, PROFILE_SCALES, h, w))
+            planes = torch.cat([planes, *cond], dim=1)
         guide = self.guide(opp).reshape(b * 3, self.width, h, w)
         return [x, *self.net.descend(F.relu(self.net.head[0](planes) + guide))]
 

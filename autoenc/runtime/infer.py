@@ -17,7 +17,9 @@ edge is then the largest whose working memory fits ``memory_mb``, never above ``
 Noise level: a model built with a noise-level input gets one more plane, constant over the
 image, holding :func:`estimate_sigma` of the whole image (not per tile, so tiling stays exact;
 per plane when a gray model runs on each plane of a colour image) times the caller's
-``strength``: above 1 smooths more, below 1 keeps more grain and detail.
+``strength``: above 1 smooths more, below 1 keeps more grain and detail. A model built with a
+noise profile gets its six planes after that one (:func:`noise_profile` of the whole image, or
+of each plane where the channel rule runs the planes one by one), times the same strength.
 
 Channel rule: a model with as many channels as the image is applied directly. Otherwise each
 image channel is denoised on its own: a 1-channel model runs on R, G, B (or C, M, Y, K)
@@ -34,7 +36,7 @@ import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
 from autoenc.runtime.ledger import settings_tag
-from autoenc.runtime.noise_level import plane_sigmas
+from autoenc.runtime.noise_level import noise_profile, plane_sigmas
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -154,11 +156,15 @@ class OnnxDenoiser(OnnxModel):
         return self._model(rep, level).mean(axis=1).transpose(1, 2, 0)
 
     def _model(self, x: np.ndarray, level: float | np.ndarray) -> np.ndarray:
-        """One run on an (N, C, h, w) batch, with the noise-level plane appended if the model
-        takes one (``level``: one value, or one per batch item)."""
-        if self.info.noise_level_input:
-            plane = np.broadcast_to(np.asarray(level, np.float32).reshape(-1, 1, 1, 1), (x.shape[0], 1, *x.shape[2:]))
-            x = np.concatenate([x, plane], axis=1)
+        """One run on an (N, C, h, w) batch, with the conditioning planes appended if the model
+        takes them (``level``: one value for all of them, or one row of
+        ``info.conditioning_planes`` values for the batch or for each batch item)."""
+        d = self.info.conditioning_planes
+        if d:
+            rows = np.asarray(level, np.float32)
+            rows = rows.reshape(-1, d) if rows.size >= d else np.full((1, d), float(rows.reshape(-1)[0]), np.float32)
+            planes = np.broadcast_to(rows[:, :, None, None], (x.shape[0], d, *x.shape[2:]))
+            x = np.concatenate([x, planes], axis=1)
         return self._run(x)
 
     def noise_level(self, planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
@@ -182,6 +188,9 @@ class OnnxDenoiser(OnnxModel):
         if self.info.noise_level_input:
             levels = np.broadcast_to(np.asarray(self.noise_level(planes, max_value) if level is None else level, np.float64), (k,))
             told = self.strength * (levels if self.info.channels == 1 and k > 1 else float(levels.mean()))
+        if self.info.noise_profile:  # one row per batch item the channel rule makes: the image, or each of its planes
+            profiles = [noise_profile(planes, max_value)] if k == 3 else [noise_profile(planes[..., i], max_value) for i in range(k)]
+            told = np.array([[told, *(self.strength * p)] for p in profiles], np.float32)
         m = self.info.size_multiple
         if self.ensemble and (h % m or w % m):  # every flipped/rotated tile on the model's grid
             padded = np.pad(planes, ((0, -h % m), (0, -w % m), (0, 0)), mode="edge")

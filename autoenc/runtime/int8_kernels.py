@@ -23,15 +23,15 @@ INT8_AGREEMENT_DB = 45.0  # least agreement (PSNR of the output against the grap
 
 def probe_input(info: ModelInfo) -> np.ndarray:
     """A fixed input the model takes: a 64x64 smooth pattern with noise, 8-bit (images, with
-    its noise-level plane where the model takes one), or 8192 samples of a modulated tone in
+    its conditioning planes where the model takes them), or 8192 samples of a modulated tone in
     noise (audio; a raw-plane model gets it twice, as its filtered and its unfiltered plane)."""
     rng = np.random.default_rng(0)
     if info.modality == "image":
         yy, xx = np.mgrid[0:64, 0:64] / 64.0
         base = 0.5 + 0.35 * np.sin(6 * xx + 3 * yy) * np.cos(5 * yy)
         x = np.round(np.stack([np.clip(base * (0.8 + 0.15 * c) + 0.1 * rng.standard_normal(base.shape), 0, 1) for c in range(info.channels)]) * 255) / 255
-        if info.noise_level_input:
-            x = np.concatenate([x, np.full((1, 64, 64), 0.1)])
+        if info.conditioning_planes:
+            x = np.concatenate([x, np.full((info.conditioning_planes, 64, 64), 0.1)])
         return x[None].astype(np.float32)
     t = np.arange(8192) / 16000
     x = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(t.shape))[None, None].astype(np.float32)

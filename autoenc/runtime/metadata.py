@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from autoenc import READ_FORMATS
+from autoenc.runtime.noise_level import PROFILE_SIZE
 
 PREFIX = "autoenc."
 
@@ -31,6 +32,12 @@ class ModelInfo:
     noise_level_input: bool = False  # images: the input has one more plane, the estimated noise level (autoenc.runtime.noise_level)
     prefilter: Any = None  # audio: the settings of the Wiener front end the input passes first (autoenc.runtime.prefilter), or None
     raw_plane: bool = False  # audio with a prefilter: the network takes the unfiltered input too, as planes after the filtered ones
+    noise_profile: bool = False  # images with a noise-level plane: the input also carries the noise profile's planes after it (autoenc.runtime.noise_level.noise_profile)
+
+    @property
+    def conditioning_planes(self) -> int:
+        """Planes the input carries after the image's: the noise level, then any noise profile."""
+        return int(self.noise_level_input) + PROFILE_SIZE * int(self.noise_profile)
 
     def to_props(self) -> dict[str, str]:
         """Flatten to the string->string map ONNX ``metadata_props`` holds."""

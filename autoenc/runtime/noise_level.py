@@ -10,11 +10,17 @@ white noise of standard deviation sigma, the same sigma and is nearly free of sm
 content; its median absolute value / 0.6745 is a robust sigma (Donoho & Johnstone 1994, as in
 scikit-image's ``estimate_sigma``). Planes are averaged. On 8-bit images the median is of half-level
 steps, so the estimate is within about 0.4 levels of the true sigma.
+
+:func:`noise_profile` says more for colour models built to take it (``noise_profile``): the same
+estimate per luminance and chrominance plane at two scales, which tells blotchy camera noise
+(strong at the coarse scale and in chrominance) from fine grain that the single number reads alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from autoenc.runtime.opponent import to_opponent
 
 MAD_TO_SIGMA = 0.6745  # median |x| of a standard normal
 MAX_SAMPLES = 1 << 20  # diagonal details used per plane at most (whole 2x2 blocks of a strided grid on larger images)
@@ -44,3 +50,39 @@ def plane_sigmas(planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
         hh = (corner(0, 0) - corner(0, 1) - corner(1, 0) + corner(1, 1)) / 2
         out.append(float(np.median(np.abs(hh))) / MAD_TO_SIGMA / max_value)
     return np.array(out)
+
+
+PROFILE_SCALES = 2  # the noise profile's scales: the finest detail, and the detail of 2x2 block means
+PROFILE_SIZE = 3 * PROFILE_SCALES  # values in a noise profile: per opponent plane (Y, C1, C2), per scale
+PROFILE_BLOCKS = 1 << 16  # 4x4 blocks a noise profile reads at most (a strided grid of them on larger images)
+
+
+def noise_profile(rgb: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+    """How the noise of an (H, W, 3) RGB image (or an (H, W) / (H, W, 1) gray one, taken as
+    R = G = B) is spread over colour and scale, on the 0..1 scale: for each opponent plane
+    (Y, C1, C2 of :mod:`autoenc.runtime.opponent`), :func:`plane_sigmas` of the plane and twice
+    that of its 2x2 block means, shape (6,) ordered Y fine, Y coarse, C1 fine, C1 coarse, C2
+    fine, C2 coarse.
+
+    White noise reads the same at both scales (block means of four samples halve its deviation);
+    noise that demosaicing, JPEG or a camera's own processing made blotchy reads higher at the
+    coarse scale, and camera chroma noise higher in C1 and C2 than independent RGB noise of the
+    same luminance level would. Images under 4x4 pixels give zeros."""
+    x = np.asarray(rgb)
+    x = x[..., None] if x.ndim == 2 else x
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)  # only this small image's copy: gray files are one plane
+    if x.shape[2] != 3:
+        raise ValueError(f"noise_profile: an RGB or gray image, not {x.shape[2]} planes")
+    h, w = x.shape[0] // 4 * 4, x.shape[1] // 4 * 4
+    if h == 0 or w == 0:
+        return np.zeros(PROFILE_SIZE)
+    step = 1
+    while (h // (4 * step)) * (w // (4 * step)) > PROFILE_BLOCKS:  # every step-th row and column of blocks
+        step += 1
+    rows = x[:h].reshape(h // 4, 4, x.shape[1], 3)[::step]
+    sub = rows[:, :, :w].reshape(rows.shape[0], 4, w // 4, 4, 3)[:, :, ::step]
+    hb, wb = sub.shape[0], sub.shape[2]
+    opp = to_opponent(sub.reshape(hb * 4, wb * 4, 3).astype(np.float32) / max_value)
+    coarse = opp.reshape(hb * 2, 2, wb * 2, 2, 3).mean(axis=(1, 3))
+    return np.stack([plane_sigmas(opp), 2 * plane_sigmas(coarse)], axis=1).reshape(-1)
