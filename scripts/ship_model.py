@@ -142,7 +142,7 @@ def main() -> None:
         f"- **Training data:** {VOICES if cfg['data'].get('corpus') == 'voices' else DATA[info.modality]}"
         + (f"; {cfg['data']['dead_leaves']:.0%} of the training patches cut from synthetic dead-leaves images instead (`autoenc/dead_leaves.py`, rendered from the run's seed)" if cfg["data"].get("dead_leaves") else "") + ".",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
-        (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file, times `--strength`):** `{json.dumps(cfg['noise'])}`"
+        (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
         *([f"- **Front end:** every input first passes a decision-directed Wiener filter (`autoenc/runtime/prefilter.py`: noise spectrum from the quietest {info.prefilter['quantile']:.0%} of frames "
            f"in {info.prefilter['block_seconds']:g} s blocks, gain floor {info.prefilter['floor_db']:g} dB"
