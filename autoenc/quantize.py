@@ -113,15 +113,17 @@ def gate_nodes(model: onnx.ModelProto) -> list[str]:
     of the gate's MACs; the fixed transforms are the rest) are quantised like the U-Net.
     A graph that holds a gate's transforms but none of its nodes by namespace is refused (an
     exporter that stopped writing it must not get the STFT quantised silently)."""
-    from autoenc.models.spectral import BUFFERS, SpectralGate
+    from autoenc.models.spectral import BUFFERS, BandGate, SpectralGate
+
+    gates = (SpectralGate.__name__, BandGate.__name__)
 
     def scope(n: onnx.NodeProto) -> str:
         return next((p.value for p in n.metadata_props if p.key == "namespace"), "")
 
     learned = {t.name for t in model.graph.initializer if t.name.split("::")[0].endswith(PARAMETER_SUFFIXES)}
-    found = [n.name for n in model.graph.node if n.name and SpectralGate.__name__ in scope(n) and not (n.op_type == "Conv" and any(i in learned for i in n.input[1:]))]
+    found = [n.name for n in model.graph.node if n.name and any(g in scope(n) for g in gates) and not (n.op_type == "Conv" and any(i in learned for i in n.input[1:]))]
     if not found and any(t.name.endswith("." + BUFFERS[0]) for t in model.graph.initializer):
-        raise ValueError(f"a spectral-gated model whose gate nodes are not found (no '{SpectralGate.__name__}' namespace in the graph): refusing to quantise its STFT")
+        raise ValueError(f"a spectral-gated model whose gate nodes are not found (no {' or '.join(gates)} namespace in the graph): refusing to quantise its STFT")
     return found
 
 

@@ -14,6 +14,7 @@ SMALL = {
     "unet_dae": {"channels": 3, "width": 8, "levels": 2}, "plane_unet_dae": {"channels": 3, "width": 8, "levels": 2},
     "opponent_unet_dae": {"channels": 3, "width": 8, "levels": 2},
     "unet1d_dae": {"channels": 1, "width": 8, "levels": 3}, "spectral_dae": {"channels": 1, "n_fft": 64, "hidden": 8, "dilations": [1, 2], "floor_frames": 3},
+    "band_dae": {"channels": 1, "n_fft": 64, "widths": [4, 6, 8], "dilations": [1, 2], "floor_frames": 3},
     "ae_dense": {"latent": 8, "hidden": 64}, "ae_conv": {"latent": 8, "width": 8}, "ae_overcomplete": {"latent": 1024, "hidden": 128},
     "ae_sparse": {"latent": 64, "hidden": 64}, "vae_dense": {"latent": 4, "hidden": 64}, "vae_conv": {"latent": 4, "width": 8},
 }
@@ -42,7 +43,7 @@ def test_every_registered_model_round_trips_and_exports_with_parity(name):
     model = get_model(name, **SMALL[name]).eval()
     x = _example(model, name, 2, 1)
     if model_modality(name) != "family":  # a randomly initialised head, so parity compares a real output
-        head = model.tail if hasattr(model, "tail") else model.net.tail if hasattr(model, "net") else model.gate.out  # (spectral_dae: its gain head)
+        head = model.tail if hasattr(model, "tail") else model.net.tail if hasattr(model, "net") else model.gate.out  # (spectral_dae, band_dae: its gain head)
         torch.nn.init.normal_(head.weight, std=0.05)
     with torch.no_grad():
         y = model(x)
