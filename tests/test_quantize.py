@@ -81,6 +81,28 @@ def test_int8_gated_speech_model_keeps_its_spectral_gate_arithmetic_fp32(tmp_pat
         gate_nodes(plain)
 
 
+def test_int8_band_model_keeps_its_transforms_fp32_and_quantises_its_unet(tmp_path):
+    """band_dae (a U-Net over the spectrogram): its STFT and inverse stay fp32 convs, every
+    learned conv of its U-Net runs as an integer QLinearConv, and the twin stays close to fp32."""
+    from autoenc.quantize import gate_nodes
+    from autoenc.weight_storage import as_fp32
+
+    fp32 = make_model_file(tmp_path, width=None, levels=None, modality="audio", name="band_dae", noise_scale=0.2, n_fft=128, widths=[4, 6, 8], dilations=[1, 2], floor_frames=4)
+    rng = np.random.default_rng(0)
+    sound = lambda: (0.3 * np.sin(np.arange(16000) / rng.uniform(3, 9)) + rng.normal(0, 0.05, 16000)).astype(np.float32)[None, None]  # noqa: E731
+    quantize_int8(fp32, tmp_path / "q.onnx", [sound() for _ in range(8)], percentile=99.999)
+    plain = as_fp32(onnx.load(str(fp32)))
+    convs = {n.name for n in plain.graph.node if n.op_type == "Conv"}
+    gate_convs = [n for n in gate_nodes(plain) if n in convs]
+    assert len(gate_convs) == 2 and set(gate_convs) == set(fixed_maps(plain))  # analysis and synthesis
+    ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
+    assert ops["Conv"] + ops["FusedConv"] == 2 and ops["QLinearConv"] == len(convs) - 2, ops
+    x = sound()
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    a, b = run(fp32), run(tmp_path / "q.onnx")
+    assert np.abs(a - x).max() > 1e-3 and 10 * np.log10((a**2).sum() / ((a - b) ** 2).sum()) > 30  # dB
+
+
 def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_path):
     """A shipped model whose run folder is gone is quantised from its training config: the data
     is ingested again, so the twin and its measured change are those the checkpoint gives; a
