@@ -186,9 +186,11 @@ class _BandBlock(nn.Module):
 
 class _BandUp(nn.Module):
     """Linear upsampling over bins to the skip's size (frames untouched), a conv, the skip
-    added, a conv; ``last``: no ReLU after that conv (the gain head reads linear features: a
-    ReLU there died in training, 99.9% of its outputs zero after 200 steps at lr 1e-3, which
-    froze the gain at 1)."""
+    added before the ReLU, a conv; ``last``: no ReLU after that conv (the gain head reads
+    linear features). Both choices come from dead units in training: a ReLU after the last
+    conv had 99.9% of its outputs zero after 200 steps at lr 1e-3, freezing the gain at 1; a
+    ReLU on the upsampled path before the skip sum died in the last stage (99.7% zeros after 4
+    epochs at lr 5e-4), cutting the gain off from the coarse stages."""
 
     def __init__(self, cin: int, cout: int, last: bool = False) -> None:
         super().__init__()
@@ -198,7 +200,7 @@ class _BandUp(nn.Module):
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        h = self.conv(F.relu(self.up(h)) + skip)
+        h = self.conv(F.relu(self.up(h) + skip))
         return h if self.last else F.relu(h)
 
 
@@ -334,7 +336,7 @@ class BandDAE(SpectralDAE):
             (:class:`autoenc.runtime.prefilter.WienerPrefilter`), in training and at inference;
             outside the ONNX graph, recorded in its metadata. None: the gate sees the input.
 
-    Tried once behind the front end (configs/speech-band.yaml, 4 epochs): 13.0 dB on the
+    Tried behind the front end (configs/speech-band.yaml, three starts of 3-4 epochs): 13.0 dB on the
     validation voices against the front end's 12.5 and the shipped U-Net's 14.4; it learned
     clicks, music and effects a little and left the front end's residual white noise and babble
     as they were. Its header says what a next try would change.
