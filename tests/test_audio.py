@@ -131,48 +131,25 @@ def test_spectral_gate_starts_as_the_identity_keeps_level_freedom_and_streams_ex
     np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
 
 
-def test_spectral_model_starts_as_the_identity_is_level_free_and_streams_exactly(tmp_path):
-    """spectral_dae (a learned STFT mask alone): untrained it passes its input through (perfect
-    reconstruction); trained, it changes the output yet stays level-free; it is mono only, adopts
-    no other model's weights, and a file streamed in windows much shorter than the file equals
-    the whole-file output."""
+MASK_MODELS = {  # small kwargs of the registered STFT-mask models, and the front ends each is tried behind
+    "spectral_dae": ({"n_fft": 128, "hidden": 16, "dilations": [1, 2], "floor_frames": 4}, [None]),
+    "band_dae": ({"n_fft": 128, "widths": [4, 6, 8], "dilations": [1, 2], "floor_frames": 4}, [None, {"name": "wiener", "floor_db": -9}]),
+}
+
+
+@pytest.mark.parametrize("name", MASK_MODELS)
+def test_mask_model_starts_as_the_identity_is_level_free_keeps_its_reach_and_streams_exactly(tmp_path, name):
+    """The STFT-mask models (spectral_dae: a gain for all bins at once; band_dae: a U-Net over
+    the spectrogram): untrained they pass their input through (perfect reconstruction); trained,
+    they change the output yet stay level-free; input beyond the declared reach changes nothing;
+    they are mono only and adopt no other model's weights; a file streamed in windows much
+    shorter than the file equals the whole-file output, also behind the Wiener front end, whose
+    settings the ONNX metadata carries."""
     from conftest import make_model_file
 
+    kw, front_ends = MASK_MODELS[name]
     torch.manual_seed(0)
-    model = get_model("spectral_dae", n_fft=128, hidden=16, dilations=[1, 2], floor_frames=4).eval()
-    x = torch.randn(2, 1, 3000)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), x, atol=1e-5, rtol=0)
-        torch.nn.init.normal_(model.gate.out.weight, std=0.3)
-        y = model(x)
-        assert (y - x).abs().max() > 0.01
-        m64, x64 = model.double(), x.double()
-        for a in (1e-3, 10.0):
-            torch.testing.assert_close(m64(a * x64), a * m64(x64), atol=1e-9 * a, rtol=1e-6)
-    with pytest.raises(ValueError, match="mono"):
-        get_model("spectral_dae", channels=2)
-    with pytest.raises(ValueError, match="spectral_dae"):
-        model.adopt("unet1d_dae", get_model("unet1d_dae", width=8, levels=3).state_dict())
-
-    path = make_model_file(tmp_path, width=None, levels=None, modality="audio", name="spectral_dae", noise_scale=0.2, n_fft=128, hidden=16, dilations=[1, 2], floor_frames=4)
-    x = tone(20.0, 16000, 1, seed=3)
-    whole = OnnxAudioDenoiser(path, chunk_seconds=600).denoise(x)
-    small = OnnxAudioDenoiser(path, chunk_seconds=0.1)
-    assert small.context >= small.info.receptive_radius >= model.gate.radius and small.window < len(x) // 3
-    assert np.abs(whole - x).max() > 1e-3  # it does something
-    np.testing.assert_allclose(small.denoise(x), whole, atol=2e-5)
-
-
-def test_band_model_starts_as_the_identity_is_level_free_streams_exactly_and_records_its_front_end(tmp_path):
-    """band_dae (a U-Net over the spectrogram, pooling frequency): untrained it passes its input
-    through; trained, it changes the output yet stays level-free; its declared reach covers what
-    it reads (a file streamed in windows much shorter than the file equals the whole-file
-    output, also behind the Wiener front end, whose settings the ONNX metadata carries)."""
-    from conftest import make_model_file
-
-    small_kw = {"n_fft": 128, "widths": [4, 6, 8], "dilations": [1, 2], "floor_frames": 4}
-    torch.manual_seed(0)
-    model = get_model("band_dae", **small_kw).eval()
+    model = get_model(name, **kw).eval()
     x = torch.randn(2, 1, 3000)
     with torch.no_grad():
         torch.testing.assert_close(model(x), x, atol=1e-5, rtol=0)
@@ -181,8 +158,7 @@ def test_band_model_starts_as_the_identity_is_level_free_streams_exactly_and_rec
             torch.nn.init.normal_(b.mix.weight, std=0.3)
         y = model(x)
         assert (y - x).abs().max() > 0.01
-        # the gain at a frame ignores input beyond the declared reach: change samples far away
-        far = model.gate.radius + 200
+        far = model.gate.radius + 200  # the output's first 1000 samples ignore input from 1000 + far on
         x2 = x.clone()
         x2[..., far + 1000 :] = torch.randn_like(x2[..., far + 1000 :])
         torch.testing.assert_close(model(x2)[..., :1000], y[..., :1000], atol=1e-6, rtol=0)
@@ -190,13 +166,12 @@ def test_band_model_starts_as_the_identity_is_level_free_streams_exactly_and_rec
         for a in (1e-3, 10.0):
             torch.testing.assert_close(m64(a * x64), a * m64(x64), atol=1e-9 * a, rtol=1e-6)
     with pytest.raises(ValueError, match="mono"):
-        get_model("band_dae", channels=2)
-    with pytest.raises(ValueError, match="band_dae"):
+        get_model(name, channels=2)
+    with pytest.raises(ValueError, match=name):
         model.adopt("unet1d_dae", get_model("unet1d_dae", width=8, levels=3).state_dict())
 
-    for prefilter in (None, {"name": "wiener", "floor_db": -9}):
-        kw = {**small_kw, **({"prefilter": prefilter} if prefilter else {})}
-        path = make_model_file(tmp_path, width=None, levels=None, modality="audio", name="band_dae", noise_scale=0.2, **kw)
+    for prefilter in front_ends:
+        path = make_model_file(tmp_path, width=None, levels=None, modality="audio", name=name, noise_scale=0.2, **kw, **({"prefilter": prefilter} if prefilter else {}))
         x = tone(20.0, 16000, 1, seed=3)
         whole_runner = OnnxAudioDenoiser(path, chunk_seconds=600)
         assert (whole_runner.info.prefilter is not None) == (prefilter is not None)
