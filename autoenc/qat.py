@@ -17,7 +17,7 @@ with straight-through gradients; and where the int8 graph quantises its input (f
 conv and for ``x - noise``: twins made before the input convs stayed fp32, whose ranges a resumed
 fine-tune reads back from its checkpoint), the model sees that 8-bit input (a forward pre-hook).
 Convs the int8 model keeps in fp32 (the residual noise head, fixed colour maps, the convs that
-read the input, :func:`autoenc.quantize.input_convs`) are left as they are.
+read the input or its colour planes: the stem, :func:`autoenc.quantize.input_convs`) are left as they are.
 Only instance attributes change (each conv's ``forward``, the hook), so the state dict, the EMA
 and the checkpoints are unchanged; :func:`detach` restores the model.
 

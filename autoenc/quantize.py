@@ -136,15 +136,26 @@ def fixed_maps(model: onnx.ModelProto) -> list[str]:
 
 
 def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
-    """Names of the Convs that read the graph input itself (through reshapes only; not
-    opponent_unet_dae's, which read its fixed colour map's planes). :func:`quantize_int8` keeps
-    them in fp32 too, for two reasons:
+    """Names of the model's *stem*: the learned Convs that read the graph input itself or planes
+    a fixed map (:func:`fixed_maps`: opponent_unet_dae's colour transform and noise-level gains)
+    made of it, through reshapes and Concats only; those Concats; and the Adds that join only
+    stem Convs' outputs (plane_unet_dae's and opponent_unet_dae's ``head(planes) + guide(...)``).
+    :func:`quantize_int8` keeps them in fp32 (a few kMAC per pixel, a few % of a U-Net's), for
+    three reasons:
 
     - **Audio** is finer than 8 bits: a 16-bit recording rounded to 256 levels over a range
       wide enough for clicks keeps a handful of levels in a quiet passage. The int8 speech model
       (99.99th percentile) returned clean speech at 35.9 dB SI-SDR and lost 0.89 dB mean on its
       held-out settings (13.81 -> 12.91); with its input conv in fp32 (1 input channel: well under
       1 % of the MACs), 60.0 dB and -0.25 dB (13.55), at the same percentile.
+    - **A colour map's planes** are float combinations of the 8-bit input; rounding them to 8
+      bits again is noise a denoiser cannot tell from the photo's. On the quantization-aware
+      photo-context weights (camera and Gaussian validation pairs; simulated int8, weights fp32),
+      8-bit activations at opponent_unet_dae's head conv alone cost -0.062 dB, at any of its 16
+      other convs at most -0.037. The whole stem must stay fp32, Concat and Add included: with
+      only the head Conv excluded, onnxruntime still quantised the Concat before it and the Add
+      after it, and the twin lost -0.191 dB against -0.153 with everything quantised; with the
+      Concat and the Add excluded too, -0.127 (``keep``-list probes, 2026-12-04).
     - **x86 without VNNI** multiplies uint8 by int8 in 16-bit pairs that saturate, and the input
       conv is where they do: its input spans the whole 8-bit range. On an AVX2-only EPYC, fused
       kernels agreed with their own Q/DQ graph at only 37-39 dB for photo, photo-fast and
@@ -152,24 +163,37 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
       kernels, at about fp32 speed: photo 0.57 MP/s), and at 69-71 dB with the input conv fp32
       (fused: photo 1.04 MP/s, image-gray-fast 2.20 against 1.41). Change on their held-out pairs:
       photo +0.005 -> -0.001 dB, photo-fast -0.033 -> -0.027, image-gray-fast -0.017 -> -0.022.
-      image-color's learned convs after its colour map, kept fp32 in one measurement, went
-      -0.08 -> -0.11 dB (its fused kernels agreed either way), so they stay quantised.
+
+    Twins made before the stem rule (2026-12-04) kept only the Convs that read the input through
+    reshapes: plane_unet_dae's guide and opponent_unet_dae's two stem Convs were quantised.
     """
     consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer = {o: n for n in model.graph.node for o in n.output}
     for n in model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    found, seen, todo = [], set(), [model.graph.input[0].name]
+    maps = set(fixed_maps(model))
+    convs, joins, seen, todo = [], [], set(), [model.graph.input[0].name]
     while todo:
         for n in consumers.get(todo.pop(), []):
             if id(n) in seen:
                 continue
             seen.add(id(n))
             if n.op_type == "Conv" and n.name not in kept:
-                found.append(n.name)
-            elif n.op_type in _PASS_THROUGH:  # a Shape's output is a size, a kept map's output no longer the input's 8-bit values
+                convs.append(n)
+            elif n.op_type in _PASS_THROUGH or n.op_type == "Concat" or n.name in maps:
+                # (a Shape's output is a size; another kept node's output, e.g. x - noise, is no stem)
+                joins += [n] if n.op_type == "Concat" else []
                 todo.extend(n.output)
-    return [n for n in found if n]
+
+    def from_stem(name: str) -> bool:
+        src = producer.get(name)
+        while src is not None and src.op_type in _PASS_THROUGH:
+            src = producer.get(src.input[0])
+        return src is not None and any(src is c for c in convs)
+
+    adds = [n for n in model.graph.node if n.op_type in ("Add", "Sum") and len(n.input) > 1 and all(from_stem(i) for i in n.input)]
+    return [n.name for n in convs + joins + adds if n.name]
 
 
 CALIBRATION_PERCENTILE = {"image": 99.99, "audio": 99.999}  # per modality: activation ranges clip
@@ -210,7 +234,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarra
     for p in src.metadata_props:
         model.metadata_props.add(key=p.key, value=p.value)
     scheme = "static QDQ, per-channel symmetric int8 weights, asymmetric uint8 activations, " + (f"{percentile:g}th-percentile calibration" if percentile else "min/max calibration")
-    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input convs in fp32" if first else "") + ("; spectral gate's transforms and gain arithmetic in fp32" if gate else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
+    info = {"scheme": scheme + ("; residual output head in fp32" if head else "") + ("; fixed colour maps in fp32" if fixed else "") + ("; input stem (the convs that read the input or its colour planes, with their Concats and Adds) in fp32" if first else "") + ("; spectral gate's transforms and gain arithmetic in fp32" if gate else ""), "fp32_nodes": keep, "calibration_inputs": len(calibration), **(note or {})}
     model.metadata_props.add(key="autoenc.quantization", value=json.dumps(info))
     blob = model.SerializeToString()
     atomic_write(out, lambda f: f.write(blob))

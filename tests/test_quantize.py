@@ -1,4 +1,4 @@
-"""int8 QDQ quantization: every conv but the residual noise head and the input convs runs as an
+"""int8 QDQ quantization: every conv but the residual noise head and the input stem runs as an
 integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
 stays close to fp32, and the metadata is carried over."""
 
@@ -27,13 +27,22 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     plain = onnx.load(str(fp32))
     kept = residual_head(plain) + [n for n in fixed_maps(plain) if n not in residual_head(plain)]
     first = input_convs(plain, kept)
-    assert set(first) <= convs - set(kept) and len(first) == (0 if name == "opponent_unet_dae" else 1)
-    kept += first  # 16-bit audio never goes through uint8, and no conv saturates 16-bit pairs on a full-range 8-bit input
+    stem_convs = [n for n in first if n in convs]
+    # the stem: the input conv; plane's and opponent's also their guide conv (opponent's read its colour map's planes)
+    assert set(stem_convs) <= convs - set(kept) and len(stem_convs) == (2 if name in ("plane_unet_dae", "opponent_unet_dae") else 1)
+    kept += first  # 16-bit audio never goes through uint8, no conv saturates 16-bit pairs on a full-range 8-bit input, no colour plane is rounded again
     kept_convs = [n for n in kept if n in convs]
-    head = 3 if name == "opponent_unet_dae" else 1 + 1  # noise head (opponent: one more conv back to RGB, and its colour map in) + input conv (opponent's convs read its colour map's planes)
+    head = {"opponent_unet_dae": 3, "plane_unet_dae": 1}.get(name, 1) + len(stem_convs)  # noise head (opponent: one more conv back to RGB, and its colour map in) + the stem's convs
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
-    q_inputs = {i for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "QuantizeLinear" for i in n.input}
-    assert "input" not in q_inputs  # (plane's colour guide reads it through a Concat, quantised there; opponent's convs its colour map's planes)
+    q = onnx.load(str(tmp_path / "q.onnx")).graph
+    q_inputs = {i for n in q.node if n.op_type == "QuantizeLinear" for i in n.input}
+    assert "input" not in q_inputs
+    joins = [n for n in q.node if n.name in first and n.op_type in ("Concat", "Add")]
+    guided = name in ("plane_unet_dae", "opponent_unet_dae")
+    assert sum(n.op_type == "Add" for n in joins) == guided  # head + guide (and any Concat gathering the planes it reads)
+    producer = {o: n for n in q.node for o in n.output}
+    for n in joins:  # the stem's joins take fp32 operands, not 8-bit rounded ones
+        assert all(producer[i].op_type != "DequantizeLinear" for i in n.input if i in producer), n.name
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
