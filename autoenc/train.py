@@ -120,6 +120,17 @@ def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> li
     return out
 
 
+def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int) -> torch.Tensor:
+    """The training loss of one (noisy, clean) batch: the model's output against the clean
+    target, or against ``teacher``'s output on the same input (``train.distill``)."""
+    x = model_input(model, batch[0], sample_rate)
+    if teacher is None:
+        return loss_fn(model(x), batch[1])
+    with torch.no_grad():
+        target = teacher(x)
+    return loss_fn(model(x), target)
+
+
 def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, resume: bool = False) -> Path:
     """Train per ``cfg`` on the manifest's train split; returns the path of ``best.pt``."""
     run_dir = Path(run_dir)
@@ -155,6 +166,12 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     qat_ranges = None
     if cfg.train.quantization_aware:  # ranges calibrated on the weights training starts from, kept for a resume
         qat_ranges = quantization_aware(model, data, cfg.export.opset, ckpt.get("qat_ranges") if resume and last_path.exists() else None)
+    teacher = None
+    if cfg.train.distill:  # the fp32 model the twin stands in for, whatever epoch a resume starts at
+        teacher = build_model(cfg.model, ch)
+        start_from(teacher, cfg.model.name, cfg.train.init_from)
+        teacher.eval().requires_grad_(False)
+        log.info("distilling: the target is %s's output, not the clean patch", cfg.train.init_from)
     ema = None
     if cfg.train.ema_decay:
         resumed = resume and last_path.exists()
@@ -166,7 +183,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: loss_fn(model(model_input(model, b[0], cfg.data.sample_rate)), b[1]), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

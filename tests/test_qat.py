@@ -18,7 +18,8 @@ from autoenc.export import export_bytes, to_onnx
 from autoenc.models import get_model
 from autoenc.made_with import run_data
 from autoenc.quantize import int8_twin, quantize_int8, val_delta
-from autoenc.train import fit
+from autoenc.losses import LOSSES
+from autoenc.train import fit, objective
 from conftest import REPO, photo_sources
 
 
@@ -73,13 +74,14 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path, caplog):
     run = tmp_path / "run"
     ingest(root, cfg.data, run / "manifest.csv")
     start = fit(cfg, root, run / "manifest.csv", run)
-    qcfg = load(REPO / "configs/tiny-image.yaml", [*base, f"train.init_from={start}", "train.quantization_aware=true", "train.lr=1e-4"])
-    assert qcfg.hash() != cfg.hash() and cfg.hash() == load(REPO / "configs/tiny-image.yaml", [*base, "train.quantization_aware=false"]).hash()  # the default leaves old hashes alone
+    qcfg = load(REPO / "configs/tiny-image.yaml", [*base, f"train.init_from={start}", "train.quantization_aware=true", "train.distill=true", "train.lr=1e-4"])
+    assert qcfg.hash() != cfg.hash() and cfg.hash() == load(REPO / "configs/tiny-image.yaml", [*base, "train.quantization_aware=false", "train.distill=false"]).hash()  # the defaults leave old hashes alone
     qrun = tmp_path / "qrun"
     ingest(root, qcfg.data, qrun / "manifest.csv")
-    with caplog.at_level("INFO", logger="autoenc.qat"):
+    with caplog.at_level("INFO"):
         best = read_checkpoint(fit(qcfg, root, qrun / "manifest.csv", qrun))
     assert any("convs train as int8" in r.message for r in caplog.records)
+    assert any("distilling" in r.message and str(start) in r.message for r in caplog.records)
     assert len(best["qat_ranges"]) >= 8 and "head.0.weight" not in best["qat_ranges"]  # kept for a resume; the input conv stays fp32
     before = read_checkpoint(start)
     assert set(best["state"]) == set(before["state"])  # plain weights: exported and quantised as usual
@@ -97,3 +99,25 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path, caplog):
     assert delta["int8"] == pytest.approx(own["int8"]) and delta["fp32"] != pytest.approx(own["fp32"], abs=1e-6)
     with pytest.raises(ValueError, match="needs an fp32 image model with 1"):
         int8_twin(qrun / "best.pt", qrun / "model.onnx", n_calibration=8, against=q)
+
+
+def test_distilling_trains_towards_the_fp32_start_not_the_clean_target():
+    torch.manual_seed(0)
+    model = get_model("unet_dae", channels=1, width=8, levels=2)
+    teacher = get_model("unet_dae", channels=1, width=8, levels=2)
+    torch.nn.init.normal_(teacher.tail.weight, std=0.1)  # a teacher that does something
+    teacher.requires_grad_(False)
+    noisy, clean = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    mse = LOSSES["l2"]
+    loss = objective(model, (noisy, clean), teacher, mse, 16000)
+    with torch.no_grad():
+        towards_teacher, towards_clean = mse(model(noisy), teacher(noisy)), mse(model(noisy), clean)
+    assert loss.item() == pytest.approx(towards_teacher.item()) and loss.item() != pytest.approx(towards_clean.item())
+    assert objective(model, (noisy, clean), None, mse, 16000).item() == pytest.approx(towards_clean.item())
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters()) and model.tail.weight.grad is not None
+
+
+def test_distill_needs_a_quantization_aware_fine_tune():
+    with pytest.raises(ValueError, match="train.distill"):
+        load(REPO / "configs/tiny-image.yaml", ["train.distill=true", "train.init_from=x.pt"])
