@@ -137,7 +137,8 @@ def fixed_maps(model: onnx.ModelProto) -> list[str]:
 
 def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
     """Names of the model's *stem*: the learned Convs that read the graph input itself or planes
-    a fixed map (:func:`fixed_maps`: opponent_unet_dae's colour transform and noise-level gains)
+    a fixed map (:func:`fixed_maps`: opponent_unet_dae's colour transform and noise-level gains;
+    a spectral model's STFT conv is one too, but its outputs feed only power and gain arithmetic)
     made of it, through reshapes and Concats only; those Concats; and the Adds that join only
     stem Convs' outputs (plane_unet_dae's and opponent_unet_dae's ``head(planes) + guide(...)``).
     :func:`quantize_int8` keeps them in fp32 (a few kMAC per pixel, a few % of a U-Net's), for
@@ -165,7 +166,10 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
       photo +0.005 -> -0.001 dB, photo-fast -0.033 -> -0.027, image-gray-fast -0.017 -> -0.022.
 
     Twins made before the stem rule (2026-12-04) kept only the Convs that read the input through
-    reshapes: plane_unet_dae's guide and opponent_unet_dae's two stem Convs were quantised.
+    reshapes: plane_unet_dae's guide and opponent_unet_dae's two stem Convs were quantised (the
+    shipped image-color-fast-int8 is such a twin, made before input convs stayed fp32 at all).
+    A quantization-aware run started before the rule and resumed after it keeps the ranges of its
+    checkpoint, stem convs included: its simulation then quantises convs its twin keeps fp32.
     """
     consumers: dict[str, list[onnx.NodeProto]] = {}
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -211,7 +215,7 @@ CALIBRATION_PERCENTILE = {"image": 99.99, "audio": 99.999}  # per modality: acti
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: list[np.ndarray], note: dict | None = None, percentile: float | None = None) -> None:
     """Write an int8 QDQ copy of ``fp32`` to ``out`` (atomically), calibrated over
     ``calibration`` inputs with min/max, or with the ``percentile`` of each activation's
-    histogram; Conv weights per channel. The residual head, fixed maps and the input convs
+    histogram; Conv weights per channel. The residual head, fixed maps and the input stem
     (:func:`input_convs`) stay fp32. ``note`` goes into the ``autoenc.quantization``
     metadata next to the scheme."""
     src = as_fp32(onnx.load(str(fp32)))  # the quantizer wants float32 weight initializers
@@ -298,6 +302,8 @@ def int8_twin(source: str | Path, fp32: str | Path, n_calibration: int = 64, aga
     data, origin = model_data(source, cfg, ckpt, overrides)
     q = Path(fp32).with_name(Path(fp32).stem + "-int8.onnx")
     note = {"quantization_aware_from": str(start)} if start is not None else {}
+    if start is not None and cfg.train.distill:
+        note["distilled"] = True  # trained towards the start model's output, not the clean target
     note.update(origin)
     if against is not None:
         note["against"] = str(against)

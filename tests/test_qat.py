@@ -95,6 +95,7 @@ def test_quantization_aware_fine_tune_runs_through_fit(tmp_path, caplog):
     q, delta = int8_twin(qrun / "best.pt", qrun / "model.onnx", n_calibration=8, against=tmp_path / "start.onnx")
     note = json.loads({p.key: p.value for p in onnx.load(str(q)).metadata_props}["autoenc.quantization"])
     assert note["quantization_aware_from"] == str(start) and note["against"] == str(tmp_path / "start.onnx") and note["val"] == delta
+    assert note["distilled"] is True
     own = val_delta(run_data(qrun / "best.pt", best), qrun / "model.onnx", q)
     assert delta["int8"] == pytest.approx(own["int8"]) and delta["fp32"] != pytest.approx(own["fp32"], abs=1e-6)
     with pytest.raises(ValueError, match="needs an fp32 image model with 1"):
@@ -105,8 +106,7 @@ def test_distilling_trains_towards_the_fp32_start_not_the_clean_target():
     torch.manual_seed(0)
     model = get_model("unet_dae", channels=1, width=8, levels=2)
     teacher = get_model("unet_dae", channels=1, width=8, levels=2)
-    torch.nn.init.normal_(teacher.tail.weight, std=0.1)  # a teacher that does something
-    teacher.requires_grad_(False)
+    torch.nn.init.normal_(teacher.tail.weight, std=0.1)  # a teacher that does something (its parameters still require grad)
     noisy, clean = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
     mse = LOSSES["l2"]
     loss = objective(model, (noisy, clean), teacher, mse, 16000)
