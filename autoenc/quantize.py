@@ -187,14 +187,16 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
                 convs.append(n)
             elif n.op_type in _PASS_THROUGH or n.op_type == "Concat" or n.name in maps:
                 # (a Shape's output is a size; another kept node's output, e.g. x - noise, is no stem)
-                joins += [n] if n.op_type == "Concat" else []
+                if n.op_type == "Concat":
+                    joins.append(n)
                 todo.extend(n.output)
+    stem = {id(c) for c in convs}
 
     def from_stem(name: str) -> bool:
         src = producer.get(name)
         while src is not None and src.op_type in _PASS_THROUGH:
             src = producer.get(src.input[0])
-        return src is not None and any(src is c for c in convs)
+        return src is not None and id(src) in stem
 
     adds = [n for n in model.graph.node if n.op_type in ("Add", "Sum") and len(n.input) > 1 and all(from_stem(i) for i in n.input)]
     return [n.name for n in convs + joins + adds if n.name]

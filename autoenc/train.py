@@ -124,10 +124,10 @@ def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     """The training loss of one (noisy, clean) batch: the model's output against the clean
     target, or against ``teacher``'s output on the same input (``train.distill``)."""
     x = model_input(model, batch[0], sample_rate)
-    if teacher is None:
-        return loss_fn(model(x), batch[1])
-    with torch.no_grad():
-        target = teacher(x)
+    target = batch[1]
+    if teacher is not None:
+        with torch.no_grad():
+            target = teacher(x)
     return loss_fn(model(x), target)
 
 
