@@ -242,8 +242,10 @@ class DataConfig(Frozen):
     patch_size: int = Field(64, ge=16)  # training crop, pixels
     patches_per_epoch: int = Field(4000, ge=1)
     val_crop: int | None = 256  # centre crop of val images (pixels) to bound eval time
+    val_smooth: int = Field(0, ge=0)  # images: also validate on this many of the smoothest SMOOTH_VAL_CROP crops of each val image (where int8 rounding shows; the centre crops are mostly texture)
     max_val_images: int | None = None  # also caps val utterances for audio
     dead_leaves: float = Field(0.0, ge=0, lt=1)  # images: share of training patches cut from synthetic dead-leaves images (autoenc.dead_leaves) instead of photos
+    smooth: float = Field(0.0, ge=0, lt=1)  # images: share of photo patches taken as the smoothest of SMOOTH_CANDIDATES random crops (sky, blurred backgrounds: where int8 rounding shows)
     # audio only
     sample_rate: int = 16000  # model rate in Hz; training files are resampled to it
     segment_seconds: float = Field(1.0, gt=0)  # training segment length
@@ -358,7 +360,7 @@ class RunConfig(Frozen):
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
 # (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

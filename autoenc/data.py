@@ -118,10 +118,37 @@ def load_split(root: Path, entries: list[Entry], split: str, channels: int) -> l
     return [torch.from_numpy(load_float(Path(root) / e.path, channels).transpose(2, 0, 1).copy()) for e in entries if e.split == split]
 
 
+SMOOTH_CANDIDATES = 8  # crops drawn for each data.smooth patch; the smoothest is kept
+
+
+def roughness(x: torch.Tensor) -> float:
+    """Mean absolute difference between neighbouring pixels of ``x`` (C, H, W), both directions
+    (0..1 scale): low for sky, walls and blurred backgrounds."""
+    return float((x[:, 1:] - x[:, :-1]).abs().mean() + (x[:, :, 1:] - x[:, :, :-1]).abs().mean())
+
+
+SMOOTH_VAL_CROP = 96  # pixels: the side of the data.val_smooth crops
+
+
+def smoothest_crops(image: torch.Tensor, n: int, size: int = SMOOTH_VAL_CROP) -> list[torch.Tensor]:
+    """The ``n`` smoothest (:func:`roughness`) ``size`` crops of ``image`` (C, H, W) that do not
+    overlap, from a grid of stride ``size // 2``; fewer where the image holds fewer."""
+    h, w = image.shape[1:]
+    grid = sorted((roughness(image[:, y : y + size, x : x + size]), y, x) for y in range(0, h - size + 1, size // 2) for x in range(0, w - size + 1, size // 2))
+    taken: list[tuple[int, int]] = []
+    for _, y, x in grid:
+        if len(taken) == n:
+            break
+        if all(abs(y - ty) >= size or abs(x - tx) >= size for ty, tx in taken):
+            taken.append((y, x))
+    return [image[:, y : y + size, x : x + size] for y, x in taken]
+
+
 class PatchPairs(Dataset):
     """``(noisy, clean)`` patch pairs; item ``i`` depends only on (seed, epoch, i). With
     ``data.dead_leaves`` > 0 that share of the patches is cut from the ``synthetic`` images
-    (chosen uniformly), the rest from the photos."""
+    (chosen uniformly), the rest from the photos; of those, a ``data.smooth`` share is the
+    smoothest of :data:`SMOOTH_CANDIDATES` random crops (:func:`roughness`)."""
 
     def __init__(self, images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, epoch: int = 0, synthetic: list[torch.Tensor] = ()) -> None:
         p = data.patch_size
@@ -138,15 +165,24 @@ class PatchPairs(Dataset):
     def __len__(self) -> int:
         return self.data.patches_per_epoch
 
-    def clean_patch(self, g: torch.Generator) -> torch.Tensor:
+    def _crop(self, images: list[torch.Tensor], g: torch.Generator) -> torch.Tensor:
+        """A random ``patch_size`` crop of one of ``images`` (photos by area, else uniformly)."""
         p = self.data.patch_size
-        if self.data.dead_leaves > 0 and float(torch.rand((), generator=g)) < self.data.dead_leaves:
-            im = self.synthetic[int(torch.randint(0, len(self.synthetic), (), generator=g))]
+        if images is self.images:
+            im = images[int(torch.multinomial(self.weights, 1, generator=g).item())]
         else:
-            im = self.images[int(torch.multinomial(self.weights, 1, generator=g).item())]
+            im = images[int(torch.randint(0, len(images), (), generator=g))]
         top = int(torch.randint(0, im.shape[1] - p + 1, (), generator=g))
         left = int(torch.randint(0, im.shape[2] - p + 1, (), generator=g))
-        x = TF.crop(im, top, left, p, p)
+        return TF.crop(im, top, left, p, p)
+
+    def clean_patch(self, g: torch.Generator) -> torch.Tensor:
+        if self.data.dead_leaves > 0 and float(torch.rand((), generator=g)) < self.data.dead_leaves:
+            x = self._crop(self.synthetic, g)
+        elif self.data.smooth > 0 and float(torch.rand((), generator=g)) < self.data.smooth:
+            x = min((self._crop(self.images, g) for _ in range(SMOOTH_CANDIDATES)), key=roughness)
+        else:
+            x = self._crop(self.images, g)
         k, flip = int(torch.randint(0, 4, (), generator=g)), bool(torch.rand((), generator=g) < 0.5)
         if flip:
             x = TF.horizontal_flip(x)
@@ -201,10 +237,10 @@ def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def val_pairs(images: list[torch.Tensor], data: DataConfig, noise: NoiseConfig, seed: int, tag: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed noisy/clean validation pairs (centre crops); ``tag`` names the noise setting."""
-    imgs = images[: data.max_val_images] if data.max_val_images else images
+    """Fixed noisy/clean validation pairs (centre crops of ``images``, which the caller capped
+    at ``data.max_val_images``); ``tag`` names the noise setting."""
     out = []
-    for j, im in enumerate(imgs):
+    for j, im in enumerate(images):
         clean = centre_crop(im, data.val_crop)
         noisy, _ = synthesize(clean, noise, pair_generator(seed, "val", tag, j))
         out.append((noisy, clean))
@@ -318,6 +354,9 @@ class TrainingData:
         if cfg.modality == "image":
             self.train = load_split(data_root, entries, "train", d.channels)
             val = load_split(data_root, entries, "val", d.channels)
+            val = val[: d.max_val_images] if d.max_val_images else val
+            if d.val_smooth:
+                val += [c for im in val for c in smoothest_crops(im, d.val_smooth)]
             self.val = {tag: val_pairs(val, d, noise, cfg.seed, tag) for tag, noise in settings.items()}
             self.banks: dict = {}
             self.synthetic = dead_leaves_bank(d.channels, cfg.seed) if d.dead_leaves > 0 else []
