@@ -133,10 +133,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-baselines", action="store_true", help="models only, no CBM3D or NL-means (minutes instead of half an hour): to compare candidates; the README's table comes from a full run")
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/camera_quality.json"))
-    ap.add_argument("--picture", default=str(REPO / "docs/photo/crops.png"))
+    ap.add_argument("--picture", help="where to draw the crops (default: docs/photo/crops.png in a full run; with --no-baselines none unless given, so a candidate run leaves the README's picture alone)")
     args = ap.parse_args()
     if args.no_baselines and args.json == ap.get_default("json"):
         ap.error("--no-baselines: give --json elsewhere (the results file holds the full run with its baselines)")
+    if args.picture is None and not args.no_baselines:
+        args.picture = str(REPO / "docs/photo/crops.png")
     if args.also is None:
         args.also = ["photo-hq", "photo-hq-int8", "photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
     clean = photos(args.crop)
@@ -162,7 +164,7 @@ def main() -> None:
             rows.append({"level": level, "method": name, "psnr": float(np.mean([psnr(clean[n], den[n]) for n in clean])), "ssim": float(np.mean([ssim(clean[n], den[n]) for n in clean])), "s_per_mp": secs / mp})
             print(f"{level} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
             shown.append((name.removeprefix("autoenc "), den))
-        if level.startswith("camera high"):
+        if level.startswith("camera high") and args.picture:
             first = next(iter(clean))
             y, x = args.crop // 2 - 80, args.crop // 2 - 80
             pick = [("noisy", noisy[first])] + [(n, d[first]) for n, d in shown if n in (args.model, *args.also[:1], "CBM3D (5× estimated σ)")] + [("clean", clean[first])]
