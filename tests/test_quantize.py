@@ -1,5 +1,5 @@
-"""int8 QDQ quantization: every conv but the residual noise head and the input stem runs as an
-integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
+"""int8 QDQ quantization: every conv but the residual noise head, the input stem and the
+decoder's last stage runs as an integer QLinearConv in onnxruntime (not fp32 between Q/DQ pairs), the output
 stays close to fp32, and the metadata is carried over."""
 
 import json
@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from autoenc.runtime.metadata import ModelInfo
-from autoenc.quantize import fixed_maps, input_convs, int8_twin, quantize_int8, residual_head
+from autoenc.quantize import fixed_maps, input_convs, int8_twin, output_tail, quantize_int8, residual_head
 from conftest import REPO, make_model_file, photo_sources, runtime_ops
 
 
@@ -31,8 +31,13 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     # the stem: the input conv; plane's and opponent's also their guide conv (opponent's read its colour map's planes)
     assert set(stem_convs) <= convs - set(kept) and len(stem_convs) == (2 if name in ("plane_unet_dae", "opponent_unet_dae") else 1)
     kept += first  # 16-bit audio never goes through uint8, no conv saturates 16-bit pairs on a full-range 8-bit input, no colour plane is rounded again
+    tail = output_tail(plain, residual_head(plain), first)
+    tail_convs = [n for n in tail if n in convs]
+    # the last decoder stage: its convs from the join with the stem's skip (a Concat; unet1d_dae's skips are summed)
+    assert len(tail_convs) == (1 if name == "unet1d_dae" else 2) and [n.op_type for n in graph.node if n.name == tail[-1]] == ["Add" if name == "unet1d_dae" else "Concat"]
+    kept += tail
     kept_convs = [n for n in kept if n in convs]
-    head = {"opponent_unet_dae": 3, "plane_unet_dae": 1}.get(name, 1) + len(stem_convs)  # noise head (opponent: one more conv back to RGB, and its colour map in) + the stem's convs
+    head = {"opponent_unet_dae": 3, "plane_unet_dae": 1}.get(name, 1) + len(stem_convs) + len(tail_convs)  # noise head (opponent: one more conv back to RGB, and its colour map in) + the stem's and the tail's convs
     assert len(kept_convs) == head and any(n.op_type == "Sub" for n in graph.node if n.name in kept)  # the noise head and x - noise
     q = onnx.load(str(tmp_path / "q.onnx")).graph
     q_inputs = {i for n in q.node if n.op_type == "QuantizeLinear" for i in n.input}
@@ -43,6 +48,8 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
     producer = {o: n for n in q.node for o in n.output}
     for n in joins:  # the stem's joins take fp32 operands, not 8-bit rounded ones
         assert all(producer[i].op_type != "DequantizeLinear" for i in n.input if i in producer), n.name
+    join = next(n for n in q.node if n.name == tail[-1])  # the tail's join reads the stem's skip unrounded
+    assert any(producer[i].op_type != "DequantizeLinear" for i in join.input if i in producer), [producer[i].op_type for i in join.input if i in producer]
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
     assert ops["Conv"] + ops["FusedConv"] == head and ops["QLinearConv"] == len(convs) - head, ops
 
@@ -60,7 +67,8 @@ def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
 def test_int8_gated_speech_model_keeps_its_spectral_gate_arithmetic_fp32(tmp_path):
     """unet1d_dae with a spectral gate: its STFT, inverse, log features and gain products stay
     fp32 (a spectrum in 8 bits loses its quiet bins), its learned gain convs and the U-Net are
-    integer QLinearConvs, the U-Net's residual head (now inside the graph) stays fp32, and the
+    integer QLinearConvs, the U-Net's residual head (now inside the graph) and the last stage
+    before it stay fp32, and the
     twin stays close to fp32 on a tone in noise."""
     from autoenc.quantize import gate_nodes
     from autoenc.weight_storage import as_fp32
@@ -78,7 +86,9 @@ def test_int8_gated_speech_model_keeps_its_spectral_gate_arithmetic_fp32(tmp_pat
     note = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "q.onnx")).metadata_props}["autoenc.quantization"])
     assert set(gate) <= set(note["fp32_nodes"]) and "spectral gate" in note["scheme"]
     ops = runtime_ops(tmp_path / "q.onnx", tmp_path)
-    fp32_convs = 2 + 1 + 1  # analysis, synthesis, the noise head, the input conv
+    tail = output_tail(plain, head, input_convs(plain, list(dict.fromkeys(head + gate))))
+    assert len([n for n in tail if n in convs]) == 1 and set(tail) <= set(note["fp32_nodes"])
+    fp32_convs = 2 + 1 + 1 + 1  # analysis, synthesis, the noise head, the input conv, the decoder's last conv (from its skip Add)
     assert ops["Conv"] + ops["FusedConv"] == fp32_convs and ops["QLinearConv"] == len(convs) - fp32_convs, ops
     x = sound()
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
