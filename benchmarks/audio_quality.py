@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from autoenc.metrics import pesq_wb, si_sdr
 from image_speed import machine
+from model_names import clashes, column
 
 SR = 16000
 NOISES = ["white", "babble", "music", "effects", "crackle"]
@@ -151,17 +152,20 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=12)
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/audio_quality.json"))
     args = ap.parse_args()
+    args.model = args.model or ["speech", "speech-int8"]
+    if clashes(args.model):
+        ap.error(f"two --model would share the column {clashes(args.model)}: copy one to another file name")
     import noisereduce
 
     from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 
     methods = {"noisy input": lambda x: x}
     int8_kernels: dict[str, str] = {}
-    for m in args.model or ["speech", "speech-int8"]:
+    for m in args.model:
         den = OnnxAudioDenoiser(m, threads=2)
-        methods[f"autoenc {Path(m).stem}"] = lambda x, den=den: den.denoise(x[:, None])[:, 0]
+        methods[column(m)] = lambda x, den=den: den.denoise(x[:, None])[:, 0]
         if den.int8_kernels:
-            int8_kernels[f"autoenc {Path(m).stem}"] = den.int8_kernels  # how it ran on this CPU (autoenc/runtime/int8_kernels.py)
+            int8_kernels[column(m)] = den.int8_kernels  # how it ran on this CPU (autoenc/runtime/int8_kernels.py)
     methods.update({
         "Wiener (decision-directed)": wiener_dd,
         "spectral subtraction": spectral_subtraction,

@@ -35,6 +35,7 @@ from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
 from autoenc.noise import pair_generator, synthesize
 from image_speed import machine
+from model_names import clashes, column
 
 CAMERA = {"name": "camera", "makers": ["Fujifilm"], "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
 LEVELS = {  # name -> noise spec; the third camera level lies beyond the training range (gain <= 8)
@@ -80,12 +81,12 @@ def methods(args) -> dict:
     out = {}
     for name in [args.model, *(args.also or [])] + ([args.int8] if args.int8 else []):
         m = OnnxDenoiser(name, threads=args.threads)
-        out["autoenc " + Path(str(name)).stem] = lambda x, s, m=m: m.denoise(x)
+        out[column(name)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
-            INT8_KERNELS["autoenc " + Path(str(name)).stem] = m.int8_kernels
+            INT8_KERNELS[column(name)] = m.int8_kernels
     for name in args.ensemble:  # averaged over the 8 flips/rotations (`autoenc denoise --ensemble`)
         m = OnnxDenoiser(name, threads=args.threads, ensemble=True)
-        out["autoenc " + Path(str(name)).stem + " --ensemble"] = lambda x, s, m=m: m.denoise(x)
+        out[column(name) + " --ensemble"] = lambda x, s, m=m: m.denoise(x)
     if args.no_baselines:
         return out
     import bm3d
@@ -141,6 +142,8 @@ def main() -> None:
         args.picture = str(REPO / "docs/photo/crops.png")
     if args.also is None:
         args.also = ["photo-hq", "photo-hq-int8", "photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
+    if clashes([args.model, *args.also, *([args.int8] if args.int8 else [])]):
+        ap.error(f"two models would share the column {clashes([args.model, *args.also, *([args.int8] if args.int8 else [])])}: copy one to another file name")
     clean = photos(args.crop)
     mp = sum(c.shape[0] * c.shape[1] for c in clean.values()) / 1e6
     fns = methods(args)

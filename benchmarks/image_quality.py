@@ -31,6 +31,7 @@ from autoenc.corpus import build_benchmark_photos
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
 from image_speed import machine
+from model_names import clashes, column
 
 CROP = 256
 
@@ -65,12 +66,12 @@ def methods(args) -> dict:
     out = {}
     for model in args.model:
         m = OnnxDenoiser(model, threads=args.threads)
-        out["autoenc " + Path(str(model)).stem] = lambda x, s, m=m: m.denoise(x)
+        out[column(model)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
-            INT8_KERNELS["autoenc " + Path(str(model)).stem] = m.int8_kernels
+            INT8_KERNELS[column(model)] = m.int8_kernels
     if args.ensemble:  # the first model averaged over the 8 flips/rotations
         e = OnnxDenoiser(args.model[0], threads=args.threads, ensemble=True)
-        out["autoenc " + Path(str(args.model[0])).stem + " --ensemble"] = lambda x, s: e.denoise(x)
+        out[column(args.model[0]) + " --ensemble"] = lambda x, s: e.denoise(x)
     if not args.no_bm3d:
         import bm3d
 
@@ -115,6 +116,8 @@ def main() -> None:
     ap.add_argument("--json", help="where to write the results (default: benchmarks/results/image_quality.json, or image_quality_color.json with --color)")
     args = ap.parse_args()
     args.model = args.model or (["image-color", "image-color-int8", "image-color-fast", "image-gray"] if args.color else ["image-gray", "image-gray-int8", "image-gray-fast", "image-gray-fast-int8"])
+    if clashes(args.model):
+        ap.error(f"two --model would share the column {clashes(args.model)}: copy one to another file name")
     photos = held_out(args.color)
     mp = sum(c.shape[0] * c.shape[1] for c in photos.values()) / 1e6
     rows = []
