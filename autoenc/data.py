@@ -122,8 +122,9 @@ SMOOTH_CANDIDATES = 8  # crops drawn for each data.smooth patch; the smoothest i
 
 
 def roughness(x: torch.Tensor) -> float:
-    """Mean absolute difference between neighbouring pixels of ``x`` (C, H, W), both directions
-    (0..1 scale): low for sky, walls and blurred backgrounds."""
+    """The mean absolute difference between vertically neighbouring pixels of ``x`` (C, H, W)
+    plus that between horizontal neighbours (0..2 on the 0..1 pixel scale): low for sky, walls
+    and blurred backgrounds."""
     return float((x[:, 1:] - x[:, :-1]).abs().mean() + (x[:, :, 1:] - x[:, :, :-1]).abs().mean())
 
 
@@ -165,11 +166,12 @@ class PatchPairs(Dataset):
     def __len__(self) -> int:
         return self.data.patches_per_epoch
 
-    def _crop(self, images: list[torch.Tensor], g: torch.Generator) -> torch.Tensor:
-        """A random ``patch_size`` crop of one of ``images`` (photos by area, else uniformly)."""
+    def _crop(self, images: list[torch.Tensor], weights: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+        """A random ``patch_size`` crop of one of ``images``, drawn by ``weights`` (the photos: by
+        area) or uniformly (None)."""
         p = self.data.patch_size
-        if images is self.images:
-            im = images[int(torch.multinomial(self.weights, 1, generator=g).item())]
+        if weights is not None:
+            im = images[int(torch.multinomial(weights, 1, generator=g).item())]
         else:
             im = images[int(torch.randint(0, len(images), (), generator=g))]
         top = int(torch.randint(0, im.shape[1] - p + 1, (), generator=g))
@@ -177,12 +179,14 @@ class PatchPairs(Dataset):
         return TF.crop(im, top, left, p, p)
 
     def clean_patch(self, g: torch.Generator) -> torch.Tensor:
+        """One clean training patch (C, patch_size, patch_size), randomly rotated and flipped;
+        every draw from ``g`` (patches of configs without ``data.smooth`` draw as before it existed)."""
         if self.data.dead_leaves > 0 and float(torch.rand((), generator=g)) < self.data.dead_leaves:
-            x = self._crop(self.synthetic, g)
+            x = self._crop(self.synthetic, None, g)
         elif self.data.smooth > 0 and float(torch.rand((), generator=g)) < self.data.smooth:
-            x = min((self._crop(self.images, g) for _ in range(SMOOTH_CANDIDATES)), key=roughness)
+            x = min((self._crop(self.images, self.weights, g) for _ in range(SMOOTH_CANDIDATES)), key=roughness)
         else:
-            x = self._crop(self.images, g)
+            x = self._crop(self.images, self.weights, g)
         k, flip = int(torch.randint(0, 4, (), generator=g)), bool(torch.rand((), generator=g) < 0.5)
         if flip:
             x = TF.horizontal_flip(x)

@@ -11,7 +11,7 @@ import torch
 
 from autoenc.checkpoint import full_history, load_checkpoint
 from autoenc.config import RunConfig
-from autoenc.data import TrainingData, load_split, model_input, noise_settings, read_manifest, val_pairs
+from autoenc.data import SMOOTH_VAL_CROP, TrainingData, load_split, model_input, noise_settings, read_manifest, val_pairs
 from autoenc.metrics import pesq_wb, psnr, si_sdr, ssim, stoi
 
 
@@ -55,6 +55,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, data_root: Path, manif
     split = {"val_files": [e.path for e in entries if e.split == "val"], "train_files": sum(e.split == "train" for e in entries)}
     if cfg.modality == "image":
         split["val_crop"] = cfg.data.val_crop
+        if cfg.data.val_smooth:
+            split["val_smooth"] = f"{cfg.data.val_smooth} smoothest {SMOOTH_VAL_CROP} px crops of each val image, in every setting beside the centre crops"
     else:
         split |= {"val_items": len(next(iter(data.val.values()))), "max_val_seconds": cfg.data.max_val_seconds, "music": "every 5th background recording (sorted) held out for val noise"}
     return {

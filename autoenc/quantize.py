@@ -215,11 +215,12 @@ def output_tail(model: onnx.ModelProto, head: list[str], stem: list[str]) -> lis
     skip and their activations to 8 bits is error the model cannot remove, and it shows where the
     picture is smooth (sky, blurred backgrounds) and the fp32 model reaches 40-48 dB. On the 24
     smoothest 96 px crops of image-gray's validation photos (scikit-learn, PyWavelets; Gaussian
-    sigma 15 / 25, 8-bit) its shipped twin lost -0.32 / -0.19 dB against the fp32 model; the same
-    weights with this tail fp32, -0.12 / -0.04; with only its Concat and first Conv fp32, -0.19 /
-    -0.08; any other one Conv fp32, at most +0.01 (simulated int8: unrounding the Concat alone won
-    two thirds of what unrounding every activation did). The cost is small: 15.6 of image-gray's
-    112 kMAC per pixel, 1.15 -> 1.12 MP/s deployed on 2 threads of an AVX2 EPYC (2026-12-05)."""
+    sigma 15 / 25, 8-bit) its twin of 2026-12-04 lost -0.32 / -0.19 dB against the fp32 model; the
+    same weights with this tail fp32 but the skip still rounded for its Concat, -0.12 / -0.04;
+    with the skip read unrounded too (:func:`fp32_reads`), -0.03 / +0.02; with only the Concat and
+    first Conv fp32, -0.19 / -0.08; any other one Conv fp32, at most +0.01 (simulated int8:
+    unrounding the Concat's input alone won two thirds of what unrounding every activation did).
+    The cost: 15.6 of image-gray's 112 kMAC per pixel, about 5% of its int8 speed (README, export)."""
     producer = {o: n for n in model.graph.node for o in n.output}
     by_name = {n.name: n for n in model.graph.node if n.name}
     convs = [by_name[k] for k in head if k in by_name and by_name[k].op_type == "Conv"]

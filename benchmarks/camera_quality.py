@@ -142,8 +142,9 @@ def main() -> None:
         args.picture = str(REPO / "docs/photo/crops.png")
     if args.also is None:
         args.also = ["photo-hq", "photo-hq-int8", "photo-fast", "photo-fast-int8", "image-color", "image-color-fast"]
-    if clashes([args.model, *args.also, *([args.int8] if args.int8 else [])]):
-        ap.error(f"two models would share the column {clashes([args.model, *args.also, *([args.int8] if args.int8 else [])])}: copy one to another file name")
+    for group in ([args.model, *args.also, *([args.int8] if args.int8 else [])], args.ensemble):  # plain columns; "--ensemble" ones
+        if clashes(group):
+            ap.error(f"two models would share the column {clashes(group)}: copy one to another file name")
     clean = photos(args.crop)
     mp = sum(c.shape[0] * c.shape[1] for c in clean.values()) / 1e6
     fns = methods(args)

@@ -13,7 +13,7 @@ def column(model: str | Path) -> str:
     return "autoenc " + Path(str(model)).stem
 
 
-def clashes(models: list) -> list[str]:
+def clashes(models: list[str | Path]) -> list[str]:
     """The column names two or more of ``models`` would share (empty when all are distinct)."""
     names = [column(m) for m in models]
     return sorted({n for n in names if names.count(n) > 1})

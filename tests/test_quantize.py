@@ -152,3 +152,28 @@ def test_int8_twin_from_the_training_config_matches_the_checkpoint_route(tmp_pat
     again = onnx.load(str(q))
     assert by_config == by_checkpoint and again.graph == onnx.load_from_string(first).graph  # same calibration, same int8 graph
     assert json.loads({p.key: p.value for p in again.metadata_props}["autoenc.quantization"])["data"] == f"ingested again from {config} --set seed={cfg.seed}"
+
+
+def _tail_graph(skip_from_stem: bool) -> onnx.ModelProto:
+    """input -> stem conv -> relu -> conv -> relu -> Concat(that, stem's relu or itself again) ->
+    conv -> relu -> head conv; output = input - head."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = lambda name, cin: numpy_helper.from_array(np.full((1, cin, 3, 3), 0.1, np.float32), name)  # noqa: E731
+    conv = lambda name, x, cin: helper.make_node("Conv", [x, f"{name}.weight"], [name], name=name, pads=[1, 1, 1, 1])  # noqa: E731
+    nodes = [conv("stem", "input", 1), helper.make_node("Relu", ["stem"], ["stem_r"], name="stem_relu"),
+             conv("mid", "stem_r", 1), helper.make_node("Relu", ["mid"], ["mid_r"], name="mid_relu"),
+             helper.make_node("Concat", ["mid_r", "stem_r" if skip_from_stem else "mid_r"], ["cat"], name="cat", axis=1),
+             conv("last", "cat", 2), helper.make_node("Relu", ["last"], ["last_r"], name="last_relu"),
+             conv("head", "last_r", 1), helper.make_node("Sub", ["input", "head"], ["output"], name="sub")]
+    io = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 8, 8])  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [io("input")], [io("output")], [w("stem.weight", 1), w("mid.weight", 1), w("last.weight", 2), w("head.weight", 1)])
+    return helper.make_model(graph)
+
+
+def test_output_tail_is_the_stage_from_the_stems_skip_and_nothing_without_one():
+    for skip, expected in ((True, ["last", "cat"]), (False, [])):
+        model = _tail_graph(skip)
+        head = residual_head(model)
+        assert head == ["sub", "head"]
+        assert output_tail(model, head, input_convs(model, head)) == expected

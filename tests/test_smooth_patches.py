@@ -35,6 +35,27 @@ def test_smooth_share_draws_the_smoothest_candidates():
     assert all(torch.equal(pairs[i][0], again[i][0]) for i in range(8))  # seeded like every draw
 
 
+def test_without_a_smooth_share_patches_draw_as_before_the_option():
+    """Runs made before data.smooth existed resume with the same patches: the draws of the code
+    before it (photo by area, top, left, rotation, flip), written out here."""
+    import torchvision.transforms.v2.functional as TF
+
+    from autoenc.data import pair_generator
+
+    photos = [torch.rand(1, 40, 50, generator=torch.Generator().manual_seed(1)), torch.rand(1, 60, 45, generator=torch.Generator().manual_seed(2))]
+    pairs = PatchPairs(photos, DataConfig(patch_size=32, patches_per_epoch=6), NOISE, seed=3)
+    area = torch.tensor([40.0 * 50, 60.0 * 45], dtype=torch.float64)
+    for i in range(6):
+        g = pair_generator(3, "train", 0, i)
+        im = photos[int(torch.multinomial(area / area.sum(), 1, generator=g).item())]
+        top, left = int(torch.randint(0, im.shape[1] - 31, (), generator=g)), int(torch.randint(0, im.shape[2] - 31, (), generator=g))
+        x = im[:, top : top + 32, left : left + 32]
+        k, flip = int(torch.randint(0, 4, (), generator=g)), bool(torch.rand((), generator=g) < 0.5)
+        x = TF.horizontal_flip(x) if flip else x
+        x = torch.rot90(x, k, dims=(1, 2)) if k else x
+        assert torch.equal(pairs[i][1], x), i
+
+
 def test_smoothest_crops_are_flat_first_and_do_not_overlap():
     image = torch.rand(1, 200, 300, generator=torch.Generator().manual_seed(3))
     image[:, 100:, 200:] = 0.7  # one flat 100x100 corner
@@ -58,5 +79,5 @@ def test_val_smooth_adds_crops_to_every_validation_setting(tmp_path):
     assert plain.val.keys() == more.val.keys()
     for tag, pairs in plain.val.items():
         assert len(pairs) == 1 and len(more.val[tag]) == 3
-        assert torch.equal(pairs[0][1], more.val[tag][0][1])  # the centre crop is still there, first
+        assert torch.equal(pairs[0][1], more.val[tag][0][1]) and torch.equal(pairs[0][0], more.val[tag][0][0])  # the centre crop is still there, first, with the same noise
         assert all(clean.shape[1:] == (SMOOTH_VAL_CROP, SMOOTH_VAL_CROP) for _, clean in more.val[tag][1:])
