@@ -91,9 +91,31 @@ def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module:
+def onnx_conv_macs(path: Path, x: np.ndarray) -> int:
+    """Multiply-accumulates of every Conv of the fp32 ONNX model at ``path`` in one run on ``x``:
+    each conv's output size times its weight's (input channels / groups x kernel) size, the
+    shapes read from onnxruntime with every conv's output and weight exposed as graph outputs (for
+    a shipped model with no ``configs/<name>.yaml`` to build its torch twin from)."""
+    model = as_fp32(onnx.load(str(path)))
+    dims = {t.name: list(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    known = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(t for n in convs for t in (n.output[0], n.input[1]) if t not in dims and t not in known):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    shapes = {n: list(v.shape) for n, v in zip(names, sess.run(None, {model.graph.input[0].name: x}))}
+    shape = lambda t: dims[t] if t in dims else shapes[t]  # noqa: E731
+    return sum(int(np.prod(shape(n.output[0]))) * int(np.prod(shape(n.input[1])[1:])) for n in convs)
+
+
+def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module | None:
     """The shipped model's architecture in torch (from ``configs/<name>.yaml``), initial weights
-    (weights do not change a conv net's speed); its parameter count must match the ONNX file's."""
+    (weights do not change a conv net's speed); its parameter count must match the ONNX file's.
+    None where there is no such config (a renamed model, e.g. image-gray-fast): no torch rows."""
+    if not (REPO / "configs" / f"{name}.yaml").exists():
+        log.warning("no configs/%s.yaml to build %s's torch twin from: no torch eager rows; MACs counted from the ONNX graph", name, name)
+        return None
     cfg = load(REPO / "configs" / f"{name}.yaml")
     model = build_model(cfg.model, cfg.network_channels).eval()
     n_torch = sum(p.numel() for p in model.parameters())
@@ -116,18 +138,20 @@ def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dic
     fp32 = resolve_model(name)
     int8 = fp32.with_name(fp32.stem + "-int8.onnx")
     model = torch_twin(name, fp32)
-    c = model.channels
+    info = OnnxDenoiser(fp32).info
+    c = info.channels
     size, tiled = args.size, args.tiled_size
-    x = np.random.default_rng(0).random((1, getattr(model, "in_channels", c), size, size), dtype=np.float32)  # with any noise-level plane
+    x = np.random.default_rng(0).random((1, c + int(info.noise_level_input), size, size), dtype=np.float32)  # with any noise-level plane
     planes = np.random.default_rng(1).random((tiled, tiled, c), dtype=np.float32)
-    macs_px = conv_macs(model, torch.from_numpy(x)) / (size * size)
+    macs_px = (conv_macs(model, torch.from_numpy(x)) if model is not None else onnx_conv_macs(fp32, x)) / (size * size)
     mp, mp_tiled = size * size / 1e6, tiled * tiled / 1e6
     rows = []
     for threads in args.threads:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            t = _time(lambda: model(torch.from_numpy(x)), args.repeats)
-        rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
+        if model is not None:
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                t = _time(lambda: model(torch.from_numpy(x)), args.repeats)
+            rows.append({"model": name, "runtime": "torch eager", "threads": threads, "path": f"whole {size}²", "mp_per_s": mp / t})
         for kind, path in (("fp32", fp32), ("int8", int8)):
             if not path.exists():
                 continue
@@ -140,7 +164,8 @@ def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dic
     for r in rows:
         r["gflops"] = 2 * macs_px * r["mp_per_s"] * 1e6 / 1e9
         r["of_gemm_peak"] = r["gflops"] / peak[r["threads"]]["int8" if "int8" in r["runtime"] else "fp32"]
-    return rows, {"model": name, "channels": c, "params": sum(p.numel() for p in model.parameters()), "macs_per_pixel": macs_px}
+    params = sum(int(np.prod(t.dims)) for t in as_fp32(onnx.load(str(fp32))).graph.initializer if t.name.endswith(PARAMETER_SUFFIXES))
+    return rows, {"model": name, "channels": c, "params": params, "macs_per_pixel": macs_px}
 
 
 def bm3d_seconds_per_mp(size: int = 256, sigma: float = 25.0) -> float:
