@@ -96,6 +96,15 @@ def residual_head(model: onnx.ModelProto) -> list[str]:
     return [k for k in keep if k]  # an empty name would exclude every unnamed node
 
 
+def _source(producer: dict[str, onnx.NodeProto], name: str, through: tuple[str, ...] = _PASS_THROUGH) -> onnx.NodeProto | None:
+    """The node that made tensor ``name``, looking through nodes of the op types ``through``
+    (None for a graph input or initializer)."""
+    src = producer.get(name)
+    while src is not None and src.op_type in through:
+        src = producer.get(src.input[0])
+    return src
+
+
 def _reads_input(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], graph_input: str) -> bool:
     """Whether ``node``'s first operand is the graph input, through reshapes only."""
     name = node.input[0] if node.input else ""
@@ -193,9 +202,7 @@ def input_convs(model: onnx.ModelProto, kept: list[str]) -> list[str]:
     stem = {id(c) for c in convs}
 
     def from_stem(name: str) -> bool:
-        src = producer.get(name)
-        while src is not None and src.op_type in _PASS_THROUGH:
-            src = producer.get(src.input[0])
+        src = _source(producer, name)
         return src is not None and id(src) in stem
 
     adds = [n for n in model.graph.node if n.op_type in ("Add", "Sum") and len(n.input) > 1 and all(from_stem(i) for i in n.input)]
@@ -227,12 +234,7 @@ def output_tail(model: onnx.ModelProto, head: list[str], stem: list[str]) -> lis
     if not convs:
         return []
     stem_ids = {id(by_name[k]) for k in stem if k in by_name}
-
-    def source(name: str) -> onnx.NodeProto | None:
-        src = producer.get(name)
-        while src is not None and (src.op_type in _PASS_THROUGH or src.op_type == "Relu"):
-            src = producer.get(src.input[0])
-        return src
+    source = lambda name: _source(producer, name, (*_PASS_THROUGH, "Relu"))  # noqa: E731
 
     tail, node = [], source(convs[-1].input[0])  # residual_head lists the head from the output back
     while node is not None and node.op_type == "Conv" and node.name not in head:

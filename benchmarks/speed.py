@@ -37,7 +37,7 @@ from autoenc.runtime.audio_infer import OnnxAudioDenoiser
 from autoenc.config import load
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.models import build_model
-from autoenc.runtime.session import resolve_model
+from autoenc.runtime.session import model_info, resolve_model
 from autoenc.weight_storage import PARAMETER_SUFFIXES, as_fp32
 from image_speed import _time, machine
 
@@ -138,7 +138,7 @@ def image_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], dic
     fp32 = resolve_model(name)
     int8 = fp32.with_name(fp32.stem + "-int8.onnx")
     model = torch_twin(name, fp32)
-    info = OnnxDenoiser(fp32).info
+    info = model_info(fp32)
     c = info.channels
     size, tiled = args.size, args.tiled_size
     x = np.random.default_rng(0).random((1, c + int(info.noise_level_input), size, size), dtype=np.float32)  # with any noise-level plane
