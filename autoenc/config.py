@@ -288,6 +288,8 @@ class TrainConfig(Frozen):
     init_from: Path | None = None  # fine-tune: start from this checkpoint's weights (same model, or one it can adopt); relative to the working directory, like data.root
     quantization_aware: bool = False  # train each conv as its int8 twin will compute (autoenc/qat.py): a short fine-tune from init_from before `autoenc quantize`
     distill: bool = False  # quantization-aware only: train towards the fp32 start model's output (init_from, frozen) instead of the clean target, so the twin keeps to the model it stands in for
+    teacher: Path | None = None  # distil: a trained model's checkpoint (.pt: it records its registry name and kwargs; any size, e.g. image-gray for a narrower student) whose output on the same input is the target, frozen; relative to the working directory
+    teacher_weight: float = Field(1.0, ge=0, le=1)  # with teacher: the target is clean + teacher_weight * (teacher's output - clean)
     trainable: list[str] | None = None  # train only the parameters whose names start with one of these (e.g. [gate.] after adding a spectral gate to a trained model); the rest keep init_from's values. None: all
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
@@ -297,6 +299,10 @@ class TrainConfig(Frozen):
             raise ValueError("train.quantization_aware fine-tunes a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
         if self.distill and not self.quantization_aware:
             raise ValueError("train.distill trains the int8 twin towards its fp32 start: it needs train.quantization_aware")
+        if self.teacher is not None and self.distill:
+            raise ValueError("train.teacher and train.distill both name the target's model: distill uses init_from, teacher another checkpoint; give one")
+        if self.teacher is not None and Path(self.teacher).suffix != ".pt":
+            raise ValueError(f"train.teacher: {self.teacher} is not a checkpoint (.pt); an exported .onnx does not record the constructor arguments to rebuild it for training")
         if self.trainable is not None and self.init_from is None:
             raise ValueError("train.trainable freezes the rest of a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
         return self
@@ -360,7 +366,7 @@ class RunConfig(Frozen):
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
 # (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from autoenc.checkpoint import pack, read_checkpoint, save_checkpoint, start_from
+from autoenc.checkpoint import load_checkpoint, pack, read_checkpoint, save_checkpoint, start_from
 from autoenc.config import RunConfig, TrainConfig
 from autoenc.data import VALIDATION_VERSION, TrainingData, model_input, read_manifest
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
-from autoenc.models import build_model
+from autoenc.models import build_model, model_modality
 from autoenc.qat import quantization_aware
 
 log = logging.getLogger(__name__)
@@ -120,15 +120,33 @@ def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> li
     return out
 
 
-def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int) -> torch.Tensor:
+def _same_input(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether :func:`model_input` gives models ``a`` and ``b`` the same input."""
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in ("noise_level_input", "noise_profile", "prefilter", "raw_plane"))
+
+
+def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0) -> torch.Tensor:
     """The training loss of one (noisy, clean) batch: the model's output against the clean
-    target, or against ``teacher``'s output on the same input (``train.distill``)."""
+    target, or against ``teacher``'s output on the same noisy input (``train.distill``,
+    ``train.teacher``; the teacher gets that input as it takes it, noise-level plane included),
+    or against ``clean + teacher_weight * (teacher's output - clean)``."""
     x = model_input(model, batch[0], sample_rate)
     target = batch[1]
-    if teacher is not None:
+    if teacher is not None and teacher_weight > 0:
         with torch.no_grad():
-            target = teacher(x)
+            told = teacher(x if _same_input(teacher, model) else model_input(teacher, batch[0], sample_rate))
+            target = told if teacher_weight == 1 else target + teacher_weight * (told - target)
     return loss_fn(model(x), target)
+
+
+def load_teacher(path: Path, model: torch.nn.Module) -> torch.nn.Module:
+    """The frozen model of checkpoint ``path`` (``train.teacher``), checked to denoise what
+    ``model`` does: the same modality and channel count."""
+    teacher = load_checkpoint(path)[0].requires_grad_(False)
+    mine, its = (model_modality(model.registry_name), model.channels), (model_modality(teacher.registry_name), teacher.channels)
+    if mine != its:
+        raise ValueError(f"train.teacher: {path} is a {its[0]} model of {its[1]} channel(s), the model trained here a {mine[0]} model of {mine[1]}")
+    return teacher
 
 
 def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, resume: bool = False) -> Path:
@@ -172,6 +190,9 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         start_from(teacher, cfg.model.name, cfg.train.init_from)
         teacher.eval().requires_grad_(False)
         log.info("distilling: the target is %s's output, not the clean patch", cfg.train.init_from)
+    elif cfg.train.teacher is not None:
+        teacher = load_teacher(cfg.train.teacher, model)
+        log.info("distilling from %s (%s): the target is clean + %.2f x (its output - clean)", cfg.train.teacher, teacher.registry_name, cfg.train.teacher_weight)
     ema = None
     if cfg.train.ema_decay:
         resumed = resume and last_path.exists()
@@ -183,7 +204,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
