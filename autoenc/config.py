@@ -301,7 +301,7 @@ class TrainConfig(Frozen):
             raise ValueError("train.distill trains the int8 twin towards its fp32 start: it needs train.quantization_aware")
         if self.teacher is not None and self.distill:
             raise ValueError("train.teacher and train.distill both name the target's model: distill uses init_from, teacher another checkpoint; give one")
-        if self.teacher is not None and Path(self.teacher).suffix != ".pt":
+        if self.teacher is not None and self.teacher.suffix != ".pt":
             raise ValueError(f"train.teacher: {self.teacher} is not a checkpoint (.pt); an exported .onnx does not record the constructor arguments to rebuild it for training")
         if self.trainable is not None and self.init_from is None:
             raise ValueError("train.trainable freezes the rest of a trained model: give train.init_from (its checkpoint or fp32 .onnx)")

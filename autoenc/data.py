@@ -233,6 +233,14 @@ def model_input(model: torch.nn.Module, noisy: torch.Tensor, sample_rate: int | 
     return noisy
 
 
+MODEL_INPUT_ATTRS = ("noise_level_input", "noise_profile", "prefilter", "raw_plane")  # what model_input reads of a model
+
+
+def same_model_input(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether :func:`model_input` gives models ``a`` and ``b`` the same input for one batch."""
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in MODEL_INPUT_ATTRS)
+
+
 def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
     if size is None:
         return x

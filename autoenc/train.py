@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from autoenc.checkpoint import load_checkpoint, pack, read_checkpoint, save_checkpoint, start_from
 from autoenc.config import RunConfig, TrainConfig
-from autoenc.data import VALIDATION_VERSION, TrainingData, model_input, read_manifest
+from autoenc.data import VALIDATION_VERSION, TrainingData, model_input, read_manifest, same_model_input
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model, model_modality
@@ -120,11 +120,6 @@ def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> li
     return out
 
 
-def _same_input(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """Whether :func:`model_input` gives models ``a`` and ``b`` the same input."""
-    return all(getattr(a, k, None) == getattr(b, k, None) for k in ("noise_level_input", "noise_profile", "prefilter", "raw_plane"))
-
-
 def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0) -> torch.Tensor:
     """The training loss of one (noisy, clean) batch: the model's output against the clean
     target, or against ``teacher``'s output on the same noisy input (``train.distill``,
@@ -134,7 +129,7 @@ def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     target = batch[1]
     if teacher is not None and teacher_weight > 0:
         with torch.no_grad():
-            told = teacher(x if _same_input(teacher, model) else model_input(teacher, batch[0], sample_rate))
+            told = teacher(x if same_model_input(teacher, model) else model_input(teacher, batch[0], sample_rate))
             target = told if teacher_weight == 1 else target + teacher_weight * (told - target)
     return loss_fn(model(x), target)
 
