@@ -90,20 +90,42 @@ def _quantize(source: str, fp32: str, calibration: int, against: str | None = No
     print(f"wrote {q}: held-out score fp32{f' ({against})' if against else ''} {delta['fp32']:.2f} dB -> int8 {delta['int8']:.2f} dB ({delta['delta_db']:+.3f} dB)")
 
 
-def _cmd_quantize(args: argparse.Namespace) -> int:
-    for path in (args.source, args.model, args.against):
+def _training_side(command: str, paths: list[str | None], work) -> int:
+    """Run ``work()`` for a training-side subcommand on files ``paths`` (None: not given): 1 with
+    one clear line for a missing file, a missing training extra or a refusal, else 0."""
+    for path in paths:
         if path is not None and not Path(path).is_file():
             print(f"error: no such file: {path}", file=sys.stderr)
             return 1
     try:
-        _quantize(args.source, args.model, args.calibration, args.against, args.set)
+        work()
     except ImportError as exc:
-        print(f"error: quantize needs the training extra (pip install 'autoenc[train]'): {exc}", file=sys.stderr)
+        print(f"error: {command} needs the training extra (pip install 'autoenc[train]'): {exc}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    return _training_side("quantize", [args.source, args.model, args.against], lambda: _quantize(args.source, args.model, args.calibration, args.against, args.set))
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from autoenc.level_calibration import calibrate
+
+    knots, report = calibrate(args.source, args.model, args.also, args.set)
+    for tag, scores in report["by_gain"].items():
+        print(f"{tag}: " + " ".join(f"{g}:{v:.3f}" for g, v in scores.items()))
+    for tag in report["before"]:
+        print(f"{tag}: {report['before'][tag]:.3f} -> {report['after'][tag]:.3f} dB")
+    told = ", ".join(f"{g:g} x at {255 * lv:.1f}" for lv, g in knots) if knots else "the estimate as it is (no gain improved the validation)"
+    print(f"wrote {', '.join(map(str, [args.model, *args.also]))}: told {told}")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    return _training_side("calibrate", [args.source, args.model, *args.also], lambda: _calibrate(args))
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
@@ -390,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with a config: the overrides the model was trained with (autoenc train --set), e.g. model.kwargs.width=24")
     p.add_argument("--against", help="the fp32 .onnx the int8 twin stands in for, if not MODEL (after a quantization-aware fine-tune: the model it started from, the default where train.init_from is an .onnx); the held-out change is measured against it")
     p.set_defaults(fn=_cmd_quantize)
+
+    p = sub.add_parser("calibrate", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="fit the gain on the estimated noise level an image model is told, on its validation pairs, and write it into MODEL (and its twins)")
+    p.add_argument("source", metavar="CHECKPOINT_OR_CONFIG", help="the checkpoint MODEL was exported from (its run folder holds the manifest), or the training config (.yaml) MODEL was made with")
+    p.add_argument("model", help="the exported fp32 .onnx, told the noise level")
+    p.add_argument("--also", action="append", default=[], metavar="TWIN", help="write the same calibration into this file too (MODEL's int8 twin)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with a config: the overrides the model was trained with (autoenc train --set)")
+    p.set_defaults(fn=_cmd_calibrate)
 
     p = sub.add_parser("denoise", parents=[common], help="denoise a folder, or files, into an output folder (onnxruntime only; images and audio)",
                        description="Denoise INPUT (a folder, or one or more files) into OUTPUT_DIR: same relative paths, names and formats. "

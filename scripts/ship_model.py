@@ -144,6 +144,9 @@ def main() -> None:
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
+        *([f"- **Level calibration** (`autoenc calibrate`, fitted on its validation pairs): told "
+           + ", ".join(f"{g:g}x the estimate at {255 * lv:.1f}" for lv, g in info.level_calibration)
+           + " (0..255 scale; linear between, the end gains beyond), then times `--strength`."] if info.level_calibration else []),
         *([f"- **Front end:** every input first passes a decision-directed Wiener filter (`autoenc/runtime/prefilter.py`: noise spectrum from the quietest {info.prefilter['quantile']:.0%} of frames "
            f"in {info.prefilter['block_seconds']:g} s blocks, gain floor {info.prefilter['floor_db']:g} dB"
            f"{'; a block whose noise estimate lies more than ' + format(-info.prefilter['clean_db'], 'g') + ' dB below its mean frame power is taken for clean and filtered less' if info.prefilter.get('clean_db') is not None else ''}"

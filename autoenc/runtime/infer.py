@@ -16,7 +16,8 @@ edge is then the largest whose working memory fits ``memory_mb``, never above ``
 
 Noise level: a model built with a noise-level input gets one more plane, constant over the
 image, holding :func:`estimate_sigma` of the whole image (not per tile, so tiling stays exact;
-per plane when a gray model runs on each plane of a colour image) times the caller's
+per plane when a gray model runs on each plane of a colour image), through the model's level
+calibration where its file carries one (:func:`calibrated_level`), times the caller's
 ``strength``: above 1 smooths more, below 1 keeps more grain and detail. A model built with a
 noise profile gets its six planes after that one (:func:`noise_profile` of the whole image, or
 of each plane where the channel rule runs the planes one by one), times the same strength.
@@ -36,7 +37,7 @@ import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
 from autoenc.runtime.ledger import settings_tag
-from autoenc.runtime.noise_level import noise_profile, plane_sigmas
+from autoenc.runtime.noise_level import calibrated_level, noise_profile, plane_sigmas
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -93,12 +94,15 @@ class OnnxDenoiser(OnnxModel):
         ensemble: average the model over the 8 flips/rotations of each tile. The image is first
             padded (edge) to a multiple of the model's size multiple, so every transformed tile
             sits on the model's grid and tiled output still equals whole-image output.
+        calibrated: apply the level calibration the model's file carries (False tells the
+            estimate as it is: what :mod:`autoenc.level_calibration` fits from).
     """
 
     PROBE = 256  # edge of the tile that measures what a tile pixel costs
 
-    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16, strength: float = DEFAULTS.strength, ensemble: bool = DEFAULTS.ensemble) -> None:
+    def __init__(self, model: str | Path, *, threads: int = DEFAULTS.threads, tile: int = DEFAULTS.tile, memory_mb: int | None = DEFAULTS.memory_mb, blend: int = 16, strength: float = DEFAULTS.strength, ensemble: bool = DEFAULTS.ensemble, calibrated: bool = True) -> None:
         super().__init__(model, threads=threads, modality="image", mem_pattern=False)
+        self.level_knots = self.info.level_calibration if calibrated else None
         if strength != 1 and not self.info.noise_level_input:
             raise ModelError(blind_strength_error(self.path, strength))
         self.strength, self.ensemble = strength, ensemble
@@ -175,9 +179,10 @@ class OnnxDenoiser(OnnxModel):
     def denoise(self, planes: np.ndarray, max_value: float = 1.0, *, level: float | np.ndarray | None = None) -> np.ndarray:
         """Denoise (H, W, K) planes: an integer array with full scale ``max_value`` returns the
         same dtype; a float array on the 0..1 scale (``max_value=1``) returns float32.
-        A model with a noise-level input is told the strength times ``level`` (on the 0..1
-        scale: one value, or one per plane as :meth:`noise_level` gives, which it computes when
-        None); a gray model on several planes gets each plane's, others the planes' mean.
+        A model with a noise-level input is told the strength times ``level`` (the estimate, on
+        the 0..1 scale: one value, or one per plane as :meth:`noise_level` gives, which it
+        computes when None) through the model's level calibration; a gray model on several
+        planes gets each plane's, others the planes' mean.
         Blind models ignore it.
 
         Works one row of tiles at a time: rows of the float accumulator are finalised as soon
@@ -186,7 +191,7 @@ class OnnxDenoiser(OnnxModel):
         h, w, k = planes.shape
         told: float | np.ndarray = 0.0
         if self.info.noise_level_input:
-            levels = np.broadcast_to(np.asarray(self.noise_level(planes, max_value) if level is None else level, np.float64), (k,))
+            levels = np.broadcast_to(calibrated_level(self.noise_level(planes, max_value) if level is None else level, self.level_knots), (k,))
             told = self.strength * (levels if self.info.channels == 1 and k > 1 else float(levels.mean()))
         if self.info.noise_profile:  # one row per batch item the channel rule makes: the image, or each of its planes
             profiles = [noise_profile(planes, max_value)] if k == 3 else [noise_profile(planes[..., i], max_value) for i in range(k)]

@@ -1,0 +1,114 @@
+"""Level calibration: the gain on the estimated noise level a model is told, fitted on its
+validation pairs (``autoenc calibrate``), carried in its ONNX metadata and applied at inference
+(fp32 and int8 twin alike), and refused for models that are not told a level."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from autoenc.runtime.noise_level import calibrated_level
+from conftest import REPO, make_model_file, photo, photo_sources
+
+
+def test_calibrated_level_is_the_estimate_times_an_interpolated_gain():
+    knots = [[15 / 255, 0.8], [50 / 255, 1.0]]
+    assert calibrated_level(0.1, None) == pytest.approx(0.1)
+    assert calibrated_level(0.1, []) == pytest.approx(0.1)
+    assert calibrated_level(10 / 255, knots) == pytest.approx(0.8 * 10 / 255)  # the end gain below the first knot
+    assert calibrated_level(80 / 255, knots) == pytest.approx(80 / 255)  # and above the last
+    mid = 32.5 / 255
+    assert calibrated_level(mid, knots) == pytest.approx(0.9 * mid)
+    per_plane = calibrated_level(np.array([15, 50]) / 255, knots)
+    assert per_plane.shape == (2,) and per_plane == pytest.approx([0.8 * 15 / 255, 50 / 255])
+
+
+def test_a_model_without_calibration_reads_as_before_and_keeps_it_through_props(tmp_path):
+    from autoenc.runtime.metadata import PREFIX, ModelInfo
+
+    path = make_model_file(tmp_path, channels=1, noise_level_input=True)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert ModelInfo.from_props(props).level_calibration is None
+    old = {k: v for k, v in props.items() if k != PREFIX + "level_calibration"}  # a file exported before the field existed
+    assert ModelInfo.from_props(old).level_calibration is None
+    info = ModelInfo.from_props({**props, PREFIX + "level_calibration": json.dumps([[0.05, 0.9]])})
+    assert ModelInfo.from_props(info.to_props()).level_calibration == [[0.05, 0.9]]
+
+
+def test_calibrate_fits_writes_and_inference_applies_it(tmp_path):
+    from autoenc.config import load
+    from autoenc.data import ingest
+    from autoenc.export import to_onnx
+    from autoenc.level_calibration import GAINS, REPORT_KEY, calibrate
+    from autoenc.quantize import int8_twin
+    from autoenc.runtime.infer import OnnxDenoiser
+    from autoenc.runtime.metadata import ModelInfo
+    from autoenc.train import fit
+
+    root = photo_sources(tmp_path / "photos", 2, 1)
+    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", "data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32", "train.epochs=1",
+                                                  "model.kwargs.noise_level_input=true", "eval.noises=[{name: gaussian, sigma: 10}, {name: gaussian, sigma: 40}, {name: poisson, peak: 30}]"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    to_onnx(best, run / "model.onnx")
+    int8_twin(best, run / "model.onnx", 4)
+    plain = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None)
+    img = np.clip(photo(72, 80, 1, seed=3)[..., None] / 255 + np.random.default_rng(0).normal(0, 20 / 255, (72, 80, 1)), 0, 1).astype(np.float32)
+    before = plain.denoise(img)
+
+    knots, report = calibrate(best, run / "model.onnx", also=[run / "model-int8.onnx"])
+    assert set(report["by_gain"]) == {"gaussian-sigma10", "gaussian-sigma40"}  # Poisson has no one level: checked, not fitted
+    assert set(report["before"]) == set(report["after"]) == {"gaussian-sigma10", "gaussian-sigma40", "poisson-peak30"}
+    start, fitted = report["knots_start"], report["knots_fitted"]
+    assert len(start) == 2 and start[0][0] < start[1][0] and start[0][0] == pytest.approx(10 / 255, rel=0.3)
+    for (level, gain), tag in zip(start, ("gaussian-sigma10", "gaussian-sigma40")):  # each setting's own best gain to start
+        scores = report["by_gain"][tag]
+        assert gain in GAINS and scores[f"{gain:g}"] == max(scores.values())
+    assert [k[0] for k in fitted] == [k[0] for k in start] and all(g in GAINS for _, g in fitted)
+    mean = lambda d: np.mean(list(d.values()))  # noqa: E731
+    assert mean(report["after"]) >= report["start_score"] - 1e-9  # the ascent never loses what the start had
+    assert report["kept"] == (mean(report["after"]) > mean(report["before"])) and (knots == fitted if report["kept"] else knots is None)
+
+    for path in (run / "model.onnx", run / "model-int8.onnx"):
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert ModelInfo.from_props(props).level_calibration == knots and json.loads(props[REPORT_KEY])["fitted_on"] == str(run / "model.onnx")
+        assert "autoenc.quantization" in props or path.name == "model.onnx"  # the twin keeps its own keys
+    now = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None)
+    uncalibrated = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None, calibrated=False)
+    est = now.noise_level(img)
+    assert np.array_equal(now.denoise(img), uncalibrated.denoise(img, level=calibrated_level(est, knots)))
+    assert np.array_equal(uncalibrated.denoise(img), before)  # the network itself is untouched
+    assert now.identity != plain.identity  # outputs may differ: a new identity for the ledger
+
+    # A forced calibration is applied by both files; a second fit replaces it.
+    forced = [[0.02, 0.7], [0.2, 1.2]]
+    from autoenc.level_calibration import _write
+
+    _write(run / "model-int8.onnx", forced, {"test": True})
+    q = OnnxDenoiser(run / "model-int8.onnx", tile=4096, memory_mb=None)
+    q_plain = OnnxDenoiser(run / "model-int8.onnx", tile=4096, memory_mb=None, calibrated=False)
+    assert np.array_equal(q.denoise(img), q_plain.denoise(img, level=calibrated_level(est, forced)))
+    assert not np.array_equal(q.denoise(img), q_plain.denoise(img))
+
+
+def test_calibrate_refuses_blind_models_mismatched_twins_and_foreign_sources(tmp_path, capsys):
+    from autoenc.cli import main
+    from autoenc.level_calibration import calibrate
+
+    for d in ("blind", "told"):
+        (tmp_path / d).mkdir()
+    blind = make_model_file(tmp_path / "blind", channels=1)
+    with pytest.raises(ValueError, match="noise_level_input"):
+        calibrate(blind.with_suffix(".pt"), blind)
+    told = make_model_file(tmp_path / "told", channels=1, noise_level_input=True)
+    with pytest.raises(ValueError, match="other input planes"):
+        calibrate(told.with_suffix(".pt"), told, also=[blind])
+    with pytest.raises(ValueError, match="not made from"):
+        calibrate(REPO / "configs/tiny-image.yaml", told)
+    before = blind.read_bytes()
+    assert main(["calibrate", str(blind.with_suffix(".pt")), str(blind)]) == 1
+    assert "noise_level_input" in capsys.readouterr().err and blind.read_bytes() == before  # one line, nothing written
+    assert main(["calibrate", str(told.with_suffix(".pt")), str(told), "--also", str(tmp_path / "missing.onnx")]) == 1
+    assert "no such file" in capsys.readouterr().err
