@@ -8,7 +8,11 @@ Why: a model trained on estimates from small noisy patches, with Gaussian, Poiss
 noise that read alike to the estimator, hedges; on whole Gaussian-noisy images it did better when
 told a little less than the estimate at low levels. On the validation photos (scikit-learn,
 PyWavelets; whole images), telling `image-gray` 0.85 x the estimate gained +0.07 dB at sigma
-15 and +0.06 at sigma 25, while sigma 50 wanted 0.95-1.0.
+15 and +0.06 at sigma 25, while sigma 50 wanted 0.95-1.0. Whether that holds beyond the
+validation photos is for a benchmark to say: for the width-16 `image-gray-fast` candidate of
+2026-12-05 a fit that gained +0.10 / +0.04 / +0.07 dB on its validation pairs (sigma 15 / 25 /
+50) lost -0.03 / 0.00 / -0.09 dB on the palapeli photos, so no shipped model carries one; fit
+on more validation photos than the four of scikit-learn and PyWavelets.
 
 How: on the run's own validation pairs (never a benchmark). Each validation setting that is
 Gaussian noise of one sigma gives a knot at the median estimate of its pairs, starting at the
