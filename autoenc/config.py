@@ -290,6 +290,7 @@ class TrainConfig(Frozen):
     distill: bool = False  # quantization-aware only: train towards the fp32 start model's output (init_from, frozen) instead of the clean target, so the twin keeps to the model it stands in for
     teacher: Path | None = None  # distil: a trained model's checkpoint (.pt: it records its registry name and kwargs; any size, e.g. image-gray for a narrower student) whose output on the same input is the target, frozen; relative to the working directory
     teacher_weight: float = Field(1.0, ge=0, le=1)  # with teacher: the target is clean + teacher_weight * (teacher's output - clean)
+    teacher_views: int = Field(1, ge=1, le=8)  # images, with teacher: its output is the mean over this many of the 8 flips/rotations of the input (as `autoenc denoise --ensemble` averages all 8); costs that many teacher runs per step
     trainable: list[str] | None = None  # train only the parameters whose names start with one of these (e.g. [gate.] after adding a spectral gate to a trained model); the rest keep init_from's values. None: all
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
@@ -303,6 +304,8 @@ class TrainConfig(Frozen):
             raise ValueError("train.teacher and train.distill both name the target's model: distill uses init_from, teacher another checkpoint; give one")
         if self.teacher is not None and self.teacher.suffix != ".pt":
             raise ValueError(f"train.teacher: {self.teacher} is not a checkpoint (.pt); an exported .onnx does not record the constructor arguments to rebuild it for training")
+        if self.teacher_views > 1 and self.teacher is None:
+            raise ValueError("train.teacher_views averages a teacher's output over flips/rotations: give train.teacher")
         if self.trainable is not None and self.init_from is None:
             raise ValueError("train.trainable freezes the rest of a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
         return self
@@ -366,7 +369,7 @@ class RunConfig(Frozen):
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
 # (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "teacher_views": 1, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

@@ -120,16 +120,36 @@ def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> li
     return out
 
 
-def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0) -> torch.Tensor:
+DIHEDRAL = [(k, flip) for k in range(4) for flip in (False, True)]  # (quarter turns, then a left-right flip): identity first, the order `--ensemble` runs them
+
+
+def dihedral_mean(net: torch.nn.Module, x: torch.Tensor, views: int) -> torch.Tensor:
+    """``net``'s output on an image batch (N, C, H, W), averaged over the first ``views`` of
+    :data:`DIHEDRAL` (each output turned back); ``views`` 1 is ``net(x)``. Constant planes
+    (a noise level) are unchanged by the transforms."""
+    if views == 1:
+        return net(x)
+    if x.dim() != 4:
+        raise ValueError("train.teacher_views: flips and rotations are for image batches (N, C, H, W)")
+    outs = []
+    for k, flip in DIHEDRAL[:views]:
+        t = torch.rot90(x, k, (2, 3))
+        y = net(t.flip(3) if flip else t)
+        outs.append(torch.rot90(y.flip(3) if flip else y, -k, (2, 3)))
+    return torch.stack(outs).mean(0)
+
+
+def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0, teacher_views: int = 1) -> torch.Tensor:
     """The training loss of one (noisy, clean) batch: the model's output against the clean
     target, or against ``teacher``'s output on the same noisy input (``train.distill``,
-    ``train.teacher``; the teacher gets that input as it takes it, noise-level plane included),
+    ``train.teacher``; the teacher gets that input as it takes it, noise-level plane included;
+    averaged over ``teacher_views`` flips/rotations, :func:`dihedral_mean`),
     or against ``clean + teacher_weight * (teacher's output - clean)``."""
     x = model_input(model, batch[0], sample_rate)
     target = batch[1]
     if teacher is not None and teacher_weight > 0:
         with torch.no_grad():
-            told = teacher(x if same_model_input(teacher, model) else model_input(teacher, batch[0], sample_rate))
+            told = dihedral_mean(teacher, x if same_model_input(teacher, model) else model_input(teacher, batch[0], sample_rate), teacher_views)
             target = told if teacher_weight == 1 else target + teacher_weight * (told - target)
     return loss_fn(model(x), target)
 
@@ -187,7 +207,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         log.info("distilling: the target is %s's output, not the clean patch", cfg.train.init_from)
     elif cfg.train.teacher is not None:
         teacher = load_teacher(cfg.train.teacher, model)
-        log.info("distilling from %s (%s): the target is clean + %.2f x (its output - clean)", cfg.train.teacher, teacher.registry_name, cfg.train.teacher_weight)
+        log.info("distilling from %s (%s): the target is clean + %.2f x (its output%s - clean)", cfg.train.teacher, teacher.registry_name, cfg.train.teacher_weight, f", the mean over {cfg.train.teacher_views} flips/rotations," if cfg.train.teacher_views > 1 else "")
     ema = None
     if cfg.train.ema_decay:
         resumed = resume and last_path.exists()
@@ -199,7 +219,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight, cfg.train.teacher_views), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -10,7 +10,7 @@ from autoenc.config import load
 from autoenc.data import ingest, with_noise_level
 from autoenc.losses import LOSSES
 from autoenc.models import get_model
-from autoenc.train import fit, load_teacher, objective
+from autoenc.train import DIHEDRAL, dihedral_mean, fit, load_teacher, objective
 from conftest import REPO, photo_sources
 
 
@@ -45,13 +45,36 @@ def test_the_target_blends_the_teachers_output_and_the_teacher_gets_its_own_inpu
     assert all(p.grad is None for p in teacher.parameters()) and student.tail.weight.grad is not None
 
 
+def test_teacher_views_average_the_teacher_over_flips_and_rotations(tmp_path):
+    path, wide = _teacher(tmp_path, channels=1, width=12, levels=2, noise_level_input=True)
+    teacher = load_teacher(path, get_model("unet_dae", channels=1, width=8, levels=2))
+    student = get_model("unet_dae", channels=1, width=8, levels=2, noise_level_input=True)
+    torch.manual_seed(0)
+    noisy, clean = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    x = with_noise_level(noisy)
+    assert len(set(DIHEDRAL)) == 8 and DIHEDRAL[0] == (0, False)
+    with torch.no_grad():
+        assert torch.equal(dihedral_mean(wide, x, 1), wide(x))
+        views = [wide(x), wide(x.flip(3)).flip(3), torch.rot90(wide(torch.rot90(x, 1, (2, 3))), -1, (2, 3))]
+        assert torch.allclose(dihedral_mean(wide, x, 3), sum(views) / 3, atol=1e-6)
+        assert (dihedral_mean(wide, x, 8) - wide(x)).abs().max() > 1e-4  # the teacher is not equivariant: views differ
+        identity = lambda t: t[:, :1]  # noqa: E731  an equivariant "model": every view gives the input back
+        assert torch.allclose(dihedral_mean(identity, x, 8), noisy, atol=1e-6)
+        mse, out = LOSSES["l2"], student(x)
+    loss = objective(student, (noisy, clean), teacher, mse, 16000, 1.0, 3)
+    assert loss.item() == pytest.approx(mse(out, sum(views) / 3).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="image batches"):
+        dihedral_mean(wide, torch.rand(2, 1, 64), 2)
+
+
 def test_a_teacher_of_other_channels_is_refused(tmp_path):
     path, _ = _teacher(tmp_path, channels=3, width=8, levels=2)
     with pytest.raises(ValueError, match="3 channel"):
         load_teacher(path, get_model("unet_dae", channels=1, width=8, levels=2))
 
 
-@pytest.mark.parametrize("sets,match", [(["train.teacher=t.onnx"], "not a checkpoint"), (["train.teacher=t.pt", "train.quantization_aware=true", "train.distill=true", "train.init_from=s.pt"], "one")])
+@pytest.mark.parametrize("sets,match", [(["train.teacher=t.onnx"], "not a checkpoint"), (["train.teacher=t.pt", "train.quantization_aware=true", "train.distill=true", "train.init_from=s.pt"], "one"),
+                                       (["train.teacher_views=4"], "give train.teacher"), (["train.teacher=t.pt", "train.teacher_views=9"], "less than or equal")])
 def test_the_config_refuses_a_teacher_it_cannot_use(sets, match):
     with pytest.raises(ValueError, match=match):
         load(REPO / "configs/tiny-image.yaml", sets)
