@@ -23,6 +23,7 @@ from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model, model_modality
 from autoenc.qat import quantization_aware
+from autoenc.runtime.infer import ENSEMBLE_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,16 @@ def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> li
     return out
 
 
-DIHEDRAL = [(k, flip) for k in range(4) for flip in (False, True)]  # (quarter turns, then a left-right flip): identity first, the order `--ensemble` runs them
-
-
 def dihedral_mean(net: torch.nn.Module, x: torch.Tensor, views: int) -> torch.Tensor:
     """``net``'s output on an image batch (N, C, H, W), averaged over the first ``views`` of
-    :data:`DIHEDRAL` (each output turned back); ``views`` 1 is ``net(x)``. Constant planes
+    the views ``--ensemble`` averages (:data:`ENSEMBLE_VIEWS`; each output turned back); ``views`` 1 is ``net(x)``. Constant planes
     (a noise level) are unchanged by the transforms."""
     if views == 1:
         return net(x)
     if x.dim() != 4:
         raise ValueError("train.teacher_views: flips and rotations are for image batches (N, C, H, W)")
     outs = []
-    for k, flip in DIHEDRAL[:views]:
+    for k, flip in ENSEMBLE_VIEWS[:views]:
         t = torch.rot90(x, k, (2, 3))
         y = net(t.flip(3) if flip else t)
         outs.append(torch.rot90(y.flip(3) if flip else y, -k, (2, 3)))

@@ -82,7 +82,7 @@ def test_calibrate_fits_writes_and_inference_applies_it(tmp_path):
     assert np.array_equal(uncalibrated.denoise(img), before)  # the network itself is untouched
     assert now.identity != plain.identity  # outputs may differ: a new identity for the ledger
 
-    # A forced calibration is applied by both files; a second fit replaces it.
+    # A calibration written into the twin alone is what the twin applies.
     forced = [[0.02, 0.7], [0.2, 1.2]]
     from autoenc.level_calibration import _write
 

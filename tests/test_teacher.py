@@ -10,7 +10,8 @@ from autoenc.config import load
 from autoenc.data import ingest, with_noise_level
 from autoenc.losses import LOSSES
 from autoenc.models import get_model
-from autoenc.train import DIHEDRAL, dihedral_mean, fit, load_teacher, objective
+from autoenc.runtime.infer import ENSEMBLE_VIEWS
+from autoenc.train import dihedral_mean, fit, load_teacher, objective
 from conftest import REPO, photo_sources
 
 
@@ -52,7 +53,7 @@ def test_teacher_views_average_the_teacher_over_flips_and_rotations(tmp_path):
     torch.manual_seed(0)
     noisy, clean = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
     x = with_noise_level(noisy)
-    assert len(set(DIHEDRAL)) == 8 and DIHEDRAL[0] == (0, False)
+    assert len(set(ENSEMBLE_VIEWS)) == 8 and ENSEMBLE_VIEWS[0] == (0, False)
     with torch.no_grad():
         assert torch.equal(dihedral_mean(wide, x, 1), wide(x))
         views = [wide(x), wide(x.flip(3)).flip(3), torch.rot90(wide(torch.rot90(x, 1, (2, 3))), -1, (2, 3))]

@@ -80,6 +80,9 @@ def _rss_bytes() -> int | None:
         return None
 
 
+ENSEMBLE_VIEWS = [(k, flip) for k in range(4) for flip in (False, True)]  # --ensemble's views: quarter turns (counter-clockwise), then a left-right flip; identity first
+
+
 class OnnxDenoiser(OnnxModel):
     """An image model with tiling.
 
@@ -142,12 +145,11 @@ class OnnxDenoiser(OnnxModel):
         if not self.ensemble:
             return self._apply_once(tile, level)
         acc = np.zeros(tile.shape, np.float32)
-        for k in range(4):
-            for flip in (False, True):
-                t = np.rot90(tile, k)[:, ::-1] if flip else np.rot90(tile, k)
-                y = self._apply_once(np.ascontiguousarray(t), level)
-                acc += np.rot90(y[:, ::-1] if flip else y, -k)
-        return acc / 8
+        for k, flip in ENSEMBLE_VIEWS:
+            t = np.rot90(tile, k)[:, ::-1] if flip else np.rot90(tile, k)
+            y = self._apply_once(np.ascontiguousarray(t), level)
+            acc += np.rot90(y[:, ::-1] if flip else y, -k)
+        return acc / len(ENSEMBLE_VIEWS)
 
     def _apply_once(self, tile: np.ndarray, level: float | np.ndarray) -> np.ndarray:
         k, c = tile.shape[2], self.info.channels
