@@ -12,6 +12,9 @@ CBM3D and NL-means are given the noise level a user would give them: skimage's
 ``estimate_sigma`` on the noisy file (it sees the fine-grain part of correlated noise only), and
 CBM3D also at 5x that estimate (the multiple ../shared/DATA.md found best with the clean answer
 in hand). Gaussian rows give them the true σ. Writes JSON and a picture of 1:1 crops.
+Against both CBM3D rows, each model's paired difference per level with a 95% interval that
+resamples the photos (``benchmarks/paired.py``), the photos it is ahead on, and issue 14's target
+(TARGETS: over CBM3D with the estimated σ) with whether the mean meets it.
 
     python benchmarks/camera_quality.py [--model photo] [--int8 photo-int8] [--also MODEL ...] [--ensemble MODEL ...] [--crop 512] [--no-baselines --json OUT]
 """
@@ -36,6 +39,7 @@ from autoenc.metrics import psnr, ssim
 from autoenc.noise import pair_generator, synthesize
 from image_speed import machine
 from model_names import clashes, column
+from paired import compare, describe
 
 CAMERA = {"name": "camera", "makers": ["Fujifilm"], "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
 LEVELS = {  # name -> noise spec; the third camera level lies beyond the training range (gain <= 8)
@@ -45,6 +49,10 @@ LEVELS = {  # name -> noise spec; the third camera level lies beyond the trainin
     "gaussian σ25": {"name": "gaussian", "sigma": 25},
     "clean": None,
 }
+
+
+REFERENCES = ["CBM3D (estimated σ)", "CBM3D (5× estimated σ)"]  # what each model is compared with, photo by photo
+TARGETS = {"camera mid (ISO 12800, gain 4)": 2.0, "camera high (ISO 25600, gain 8)": 3.0}  # issue 14: dB over REFERENCES[0]
 
 
 def photos(crop: int) -> dict[str, np.ndarray]:
@@ -165,7 +173,8 @@ def main() -> None:
             den = {n: np.clip(fn(x, true_sigma), 0, 1) for n, x in noisy.items()}
             secs = time.perf_counter() - t0
             den = {n: np.round(d * 255) / 255 for n, d in den.items()}
-            rows.append({"level": level, "method": name, "psnr": float(np.mean([psnr(clean[n], den[n]) for n in clean])), "ssim": float(np.mean([ssim(clean[n], den[n]) for n in clean])), "s_per_mp": secs / mp})
+            per_photo = {n: float(psnr(clean[n], den[n])) for n in clean}
+            rows.append({"level": level, "method": name, "psnr": float(np.mean(list(per_photo.values()))), "ssim": float(np.mean([ssim(clean[n], den[n]) for n in clean])), "s_per_mp": secs / mp, "psnr_per_photo": per_photo})
             print(f"{level} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
             shown.append((name.removeprefix("autoenc "), den))
         if level.startswith("camera high") and args.picture:
@@ -177,9 +186,30 @@ def main() -> None:
     print("| noise | method | PSNR dB | SSIM | s/MP |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
+    against = against_references(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows, "against": against}, indent=2))
     print(f"\nwrote {args.json}")
+
+
+def against_references(rows: list[dict]) -> list[dict]:
+    """Each model's paired difference from each of REFERENCES per noise level (printed as a
+    table, issue 14's target against the first); empty without baselines."""
+    out = []
+    for reference in REFERENCES:
+        ref = {r["level"]: r["psnr_per_photo"] for r in rows if r["method"] == reference}
+        for r in rows:
+            if r["method"].startswith("autoenc") and r["level"] in ref:
+                target = TARGETS.get(r["level"]) if reference == REFERENCES[0] else None
+                out.append({"level": r["level"], "method": r["method"], "reference": reference, "target": target, **compare(r["psnr_per_photo"], ref[r["level"]], margin=target or 0.0)})
+    if out:
+        print("\nPaired differences, dB [95% interval, resampling the photos] photos ahead of the target; target = issue 14's margin over CBM3D (estimated σ)\n")
+        print("| noise | method | against | difference | target | met |\n|---|---|---|---|---|---|")
+        for a in out:
+            target = "" if a["target"] is None else f"{a['target']:+.1f}"
+            met = "" if a["target"] is None else ("yes" if a["met"] else "no") + (" (whole interval)" if a["sure"] else "")
+            print(f"| {a['level']} | {a['method']} | {a['reference']} | {describe(a)} | {target} | {met} |")
+    return out
 
 
 if __name__ == "__main__":
