@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.autoenc-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup data speech-data demo test bench clean
+.PHONY: setup data wide-data speech-data demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ data: $(STAMP)
 	@bash scripts/debian-data.sh $(PY)
 
 speech-data: data
+
+# The wider photo corpus (data.corpus: photos-wide): Endless Sky's ~260 photographs (Debian
+# endless-sky-high-dpi, ~140 MB, unpacked only), licences per file from its copyright file.
+wide-data: $(STAMP) data
+	@bash scripts/debian-data.sh $(PY) --wide
 
 demo: $(STAMP) data
 	$(VENV)/bin/autoenc demo

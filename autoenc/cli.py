@@ -365,6 +365,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     builds = {
         "photos": [build_photo_corpus, build_benchmark_photos],
+        "photos-wide": [lambda out: build_photo_corpus(out, wide=True)],
         "speech": [build_voice_corpus, build_benchmark_voices, build_effects_bank],
         "asterisk": [build_speech_corpus],
         "music": [build_music_bank],
@@ -471,8 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser("corpus", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="build a default corpus offline: photos (wheels and Debian packages, with the benchmark photos), speech (many voices and languages from Debian packages, with the held-out Dutch benchmark voices and the sound-effects noise bank), asterisk (the one-voice Asterisk prompts) or music (music on hold)")
-    p.add_argument("kind", nargs="?", choices=["photos", "speech", "asterisk", "music"], default="photos")
+    p = sub.add_parser("corpus", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="build a default corpus offline: photos (wheels and Debian packages, with the benchmark photos), photos-wide (the photos plus Endless Sky's ~260 photographs, data.corpus: photos-wide; needs `make wide-data`), speech (many voices and languages from Debian packages, with the held-out Dutch benchmark voices and the sound-effects noise bank), asterisk (the one-voice Asterisk prompts) or music (music on hold)")
+    p.add_argument("kind", nargs="?", choices=["photos", "photos-wide", "speech", "asterisk", "music"], default="photos")
     p.add_argument("--out")
     p.set_defaults(fn=_cmd_corpus)
 

@@ -13,6 +13,13 @@ per file). Synthetic images (checkerboard, colorwheel, phantoms, logos, renders)
 excluded: they are not photos. Benchmark-only photos (Debian ``palapeli-data``) are written
 to a separate folder and never join the training corpus.
 
+A wider corpus (``data.corpus: photos-wide``, ``autoenc corpus photos-wide``; its own folder
+``corpus/photos-wide``) adds the photographs of :data:`WIDE_PHOTOS`: the ~260 landscape, city,
+industrial and NASA photos of the game Endless Sky (Debian ``endless-sky-high-dpi``, extracted by
+``make wide-data``), each file's licence read from the package's copyright file (public domain
+by default, CC-BY-SA-3.0/4.0 for named photographers), halved to 720x360 (they are JPEGs, some
+colour-graded). Opt-in, so that configs written for the default corpus keep their data.
+
 Audio: ``asterisk-core-sounds-en-g722`` (568 prompts, ~27 min, one US-English
 female voice, CC-BY-SA-3.0) and ``asterisk-moh-opsound-g722`` (~18 min of music on hold,
 CC-BY-SA-3.0), raw G.722 at 16 kHz, decoded with PyPI ``g722`` into 16-bit 16 kHz WAV.
@@ -152,6 +159,16 @@ BENCHMARK_PHOTOS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ]
     ]),
 }
+# The wider corpus's extra packages: package -> (folder of photos in the package, the folder's
+# path as the package's copyright file names it, the copyright file, name patterns left out
+# (not photographs, or too edited), halvings). Every other .jpg/.png in the folder joins.
+WIDE_PHOTOS: dict[str, tuple[str, str, str, tuple[str, ...], int]] = {
+    "endless-sky-high-dpi": (
+        "usr/share/games/endless-sky/plugins/endless-sky-high-dpi/images/land", "images/land",
+        "usr/share/doc/endless-sky-high-dpi/copyright", ("earthrise*", "lava*", "nasa8*", "nasa9*"), 1,
+    ),
+}
+WIDE_CORPUS = "photos-wide"  # data.corpus's name for it
 MIN_SIDE = 1280  # Debian photos are halved while their long side stays >= this: cleaner targets
 
 
@@ -215,9 +232,44 @@ def _debian_photos(table: dict, out_dir: Path) -> tuple[list[tuple[str, str, str
     return rows, missing
 
 
-def build_photo_corpus(out_dir: Path | None = None) -> Path:
+def _wide_photos(out_dir: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """Write the photos of :data:`WIDE_PHOTOS` under ``out_dir/<package>/``; (rows, missing packages)."""
+    from fnmatch import fnmatchcase
+
+    from PIL import Image
+
+    from autoenc import debian_copyright
+
+    rows, missing = [], []
+    for package, (folder, named, copyright_file, skip, halvings) in WIDE_PHOTOS.items():
+        root = next((r for r in debian_roots(package) if (r / folder).is_dir() and (r / copyright_file).is_file()), None)
+        if root is None:
+            missing.append(package)
+            continue
+        paragraphs = debian_copyright.read(root / copyright_file)
+        for src in sorted((root / folder).iterdir()):
+            if src.suffix.lower() not in (".jpg", ".jpeg", ".png") or any(fnmatchcase(src.name, pat) for pat in skip):
+                continue
+            governing = debian_copyright.licence_of(paragraphs, f"{named}/{src.name}")
+            if governing is None:
+                log.warning("corpus: %s/%s has no licence in %s: left out", package, src.name, copyright_file)
+                continue
+            name = src.stem.split("@")[0]  # city4@2x -> city4
+            path = out_dir / package / f"{name}.png"
+            if not path.exists():
+                img = Image.open(src).convert("RGB")
+                for _ in range(halvings):
+                    img = img.reduce(2)
+                save_array(path, np.asarray(img), "PNG")
+            rows.append((f"{package}/{name}.png", package, governing.licence, f"/{folder}/{src.name} ({governing.copyright})"))
+    return rows, missing
+
+
+def build_photo_corpus(out_dir: Path | None = None, wide: bool = False) -> Path:
     """Write every available photo as PNG under ``out_dir/<package>/`` (so a split can hold out
-    whole sources) plus ``SOURCES.csv`` (file, package, licence, origin).
+    whole sources) plus ``SOURCES.csv`` (file, package, licence, origin). ``wide``: also the
+    photos of :data:`WIDE_PHOTOS` (default folder ``corpus/photos-wide``); CorpusMissing when
+    none of those packages is extracted.
 
     Sources: the photos inside installed wheels (as shipped: gray or RGB) and the Debian photo
     packages (:data:`DEBIAN_PHOTOS`, RGB, halved while the long side stays >= ``MIN_SIDE``)
@@ -225,9 +277,14 @@ def build_photo_corpus(out_dir: Path | None = None) -> Path:
     missing is skipped with a warning; having none at all is an error that names the ``[train]``
     extra.
     """
-    out_dir = Path(out_dir) if out_dir else default_corpus_dir()
+    out_dir = Path(out_dir) if out_dir else (cache_dir() / "corpus" / WIDE_CORPUS if wide else default_corpus_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, missing = [], []
+    if wide:
+        wide_rows, wide_missing = _wide_photos(out_dir)
+        if wide_missing:
+            raise CorpusMissing(f"the {WIDE_CORPUS} corpus needs Debian package(s) {' '.join(wide_missing)} extracted: run `make wide-data`")
+        rows += wide_rows
     for name, (loader, package, licence) in PHOTOS.items():
         path = out_dir / package / f"{name}.png"
         flat = out_dir / f"{name}.png"  # where corpora built before the per-source layout kept it
@@ -334,14 +391,19 @@ def build_music_bank(out_dir: Path | None = None) -> Path:
 def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str = "image", corpus: str | None = None) -> Path:
     """The configured clean-data folder, or the default corpus (built if needed): ``corpus``
     names it for audio ("voices": many voices, see :mod:`autoenc.voices`; "asterisk" or None:
-    the one Asterisk voice); images always use the photo corpus."""
+    the one Asterisk voice) and images (None: the photo corpus; "photos-wide": with
+    :data:`WIDE_PHOTOS`); a name of the other modality is a ValueError."""
     if root is not None:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data.root is not a folder: {root}")
         return root
     if modality == "image":
-        return build_photo_corpus(corpus_dir)
+        if corpus not in (None, WIDE_CORPUS):
+            raise ValueError(f"data.corpus {corpus!r} is an audio corpus; an image model takes none (the photo corpus) or {WIDE_CORPUS!r}")
+        return build_photo_corpus(corpus_dir, wide=corpus == WIDE_CORPUS)
+    if corpus == WIDE_CORPUS:
+        raise ValueError(f"data.corpus {WIDE_CORPUS!r} is a photo corpus; an audio model takes 'voices' or 'asterisk'")
     if corpus == "voices":
         from autoenc.voices import build_voice_corpus
 

@@ -99,3 +99,49 @@ def test_photo_corpus_is_laid_out_by_source_with_licences(tmp_path, monkeypatch)
     if not Path("/usr/share/palapeli/collection").is_dir():
         with pytest.raises(CorpusMissing, match="palapeli-data"):
             build_benchmark_photos(tmp_path / "bench")
+
+
+def test_wide_photo_corpus_reads_each_files_licence_from_the_copyright_file(tmp_path, monkeypatch):
+    """photos-wide: the default photos plus the Endless Sky photographs, each with the licence
+    the package's DEP-5 copyright file gives it (the last matching paragraph), halved, the
+    excluded names left out; refused clearly when the package is not extracted."""
+    import csv
+
+    import autoenc.corpus as corpus
+    from autoenc.corpus import WIDE_PHOTOS, CorpusMissing, build_photo_corpus, resolve_data_root
+
+    monkeypatch.setenv("AUTOENC_CACHE", str(tmp_path / "cache"))
+    package = "endless-sky-high-dpi"
+    root = tmp_path / "cache/debian" / package
+    monkeypatch.setattr(corpus, "debian_roots", lambda p: (root,) if p == package else (tmp_path / "nowhere",))
+    with pytest.raises(CorpusMissing, match="make wide-data"):
+        build_photo_corpus(tmp_path / "none", wide=True)
+    folder, named, copyright_file, _, _ = WIDE_PHOTOS[package]
+    land = root / folder
+    land.mkdir(parents=True)
+    for name, size in [("city4@2x.jpg", (200, 100)), ("bwerner0@2x.jpg", (120, 60)), ("city17-sfiera@2x.jpg", (80, 40)), ("earthrise@2x.jpg", (80, 40)), ("notes.txt", None)]:
+        if size is None:
+            (land / name).write_text("not a photo")
+        else:
+            Image.fromarray(photo(size[1], size[0], 3)).save(land / name, quality=95)
+    (root / copyright_file).parent.mkdir(parents=True)
+    (root / copyright_file).write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: The Authors\nLicense: GPL-3+\n\n"
+        f"Files: {named}/*\nCopyright: Various\nLicense: public-domain\n Taken from morgue-file.com.\n\n"
+        f"Files: {named}/bwerner*\nCopyright: Berthold Werner\nLicense: CC-BY-SA-3.0\n\n"
+        f"Files:\n {named}/*-sfiera*\n {named}/other*\nCopyright: Chris Pickel\n 2016\nLicense: CC-BY-SA-4.0\n"
+    )
+    out = build_photo_corpus(tmp_path / "wide", wide=True)
+    rows = {r["file"]: r for r in csv.DictReader(open(out / "SOURCES.csv"))}
+    assert rows[f"{package}/city4.png"]["licence"] == "public-domain"
+    assert rows[f"{package}/bwerner0.png"]["licence"] == "CC-BY-SA-3.0" and "Berthold Werner" in rows[f"{package}/bwerner0.png"]["origin"]
+    assert rows[f"{package}/city17-sfiera.png"]["licence"] == "CC-BY-SA-4.0" and "Chris Pickel; 2016" in rows[f"{package}/city17-sfiera.png"]["origin"]
+    assert f"{package}/earthrise.png" not in rows and not (out / package / "earthrise.png").exists()  # excluded by name
+    assert Image.open(out / package / "city4.png").size == (100, 50)  # halved once
+    assert "scikit-image/camera.png" in rows  # the default corpus's photos are there too
+    assert not any(f.startswith(package) for f in {r["file"] for r in csv.DictReader(open(build_photo_corpus(tmp_path / "plain") / "SOURCES.csv"))})
+    with pytest.raises(ValueError, match="audio corpus"):
+        resolve_data_root(None, tmp_path / "x", "image", "voices")
+    with pytest.raises(ValueError, match="photo corpus"):
+        resolve_data_root(None, tmp_path / "x", "audio", "photos-wide")
