@@ -39,7 +39,7 @@ from autoenc.metrics import psnr, ssim
 from autoenc.noise import pair_generator, synthesize
 from image_speed import machine
 from model_names import clashes, column
-from paired import compare, describe
+from paired import compare, describe, verdict
 
 CAMERA = {"name": "camera", "makers": ["Fujifilm"], "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
 LEVELS = {  # name -> noise spec; the third camera level lies beyond the training range (gain <= 8)
@@ -206,8 +206,7 @@ def against_references(rows: list[dict]) -> list[dict]:
         print("\nPaired differences, dB [95% interval, resampling the photos] photos ahead of the target; target = issue 14's margin over CBM3D (estimated σ)\n")
         print("| noise | method | against | difference | target | met |\n|---|---|---|---|---|---|")
         for a in out:
-            target = "" if a["target"] is None else f"{a['target']:+.1f}"
-            met = "" if a["target"] is None else ("yes" if a["met"] else "no") + (" (whole interval)" if a["sure"] else "")
+            target, met = verdict(a)
             print(f"| {a['level']} | {a['method']} | {a['reference']} | {describe(a)} | {target} | {met} |")
     return out
 

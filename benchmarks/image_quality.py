@@ -36,7 +36,7 @@ from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
 from image_speed import machine
 from model_names import clashes, column
-from paired import compare, describe
+from paired import compare, describe, verdict
 
 CROP = 256
 # Issue 13's targets, dB over BM3D (gray) or CBM3D (colour), both told the true sigma: sigma -> margin
@@ -178,8 +178,7 @@ def against_reference(rows: list[dict], color: bool) -> list[dict]:
         print(f"\nAgainst {reference}: mean PSNR difference dB [95% interval, resampling whole photos] photos ahead of the target; target = issue 13's margin\n")
         print("| σ | method | difference | target | met |\n|---|---|---|---|---|")
         for a in out:
-            target = "" if a["target"] is None else f"{a['target']:+.1f}"
-            met = "" if a["target"] is None else ("yes" if a["met"] else "no") + (" (whole interval)" if a["sure"] else "")
+            target, met = verdict(a)
             print(f"| {a['sigma']:g} | {a['method']} | {describe(a)} | {target} | {met} |")
     return out
 

@@ -62,3 +62,11 @@ def describe(result: dict) -> str:
     """One table cell: ``+0.45 [+0.31, +0.60] 5/5`` (mean, interval, groups ahead of the margin)."""
     low, high = result["ci"]
     return f"{result['mean']:+.3f} [{low:+.2f}, {high:+.2f}] {result['ahead']}/{len(result['groups'])}"
+
+
+def verdict(result: dict) -> tuple[str, str]:
+    """The target and met cells of a table row for ``result`` with its ``target`` (None: no
+    target for that row, two empty cells): ``("+0.2", "yes (whole interval)")``."""
+    if result.get("target") is None:
+        return "", ""
+    return f"{result['target']:+.1f}", ("yes" if result["met"] else "no") + (" (whole interval)" if result["sure"] else "")

@@ -11,7 +11,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmarks import their siblings by name
 
-from paired import compare, describe  # noqa: E402
+from paired import compare, describe, verdict  # noqa: E402
 
 
 def photo(crop: str) -> str:
@@ -57,3 +57,10 @@ def test_only_common_items_count_and_none_is_an_error() -> None:
     assert compare({"a-0": 31.0, "a-1": 32.0}, {"a-0": 30.0})["mean"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no item in common"):
         compare({"a-0": 1.0}, {"b-0": 1.0})
+
+
+def test_verdict_cells() -> None:
+    r = compare({"a-0": 31.0, "b-0": 31.0}, {"a-0": 30.0, "b-0": 30.5}, group=photo, margin=0.2)
+    assert verdict({**r, "target": 0.2}) == ("+0.2", "yes (whole interval)")
+    assert verdict({**r, "target": None}) == ("", "")
+    assert verdict({**compare({"a-0": 30.0}, {"a-0": 30.5}), "target": 0.0}) == ("+0.0", "no")
