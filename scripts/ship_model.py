@@ -18,7 +18,7 @@ import onnx
 
 REPO = Path(__file__).resolve().parents[1]
 
-from autoenc.corpus import DEBIAN_PHOTOS
+from autoenc.corpus import DEBIAN_PHOTOS, WIDE_CORPUS, WIDE_PHOTOS
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
 from autoenc.weight_storage import is_fp16_stored
@@ -30,8 +30,18 @@ VOICES = ("the many-voices speech corpus (`autoenc corpus speech`, see `autoenc/
           "Noise: music on hold (Debian `asterisk-moh-opsound-g722`), hedgewars' recorded sound effects, babble of 3-10 other training talkers, and synthetic noises")
 DATA = {
     "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's " + ", ".join(DEBIAN_PHOTOS) + "; licences of the files used below",
+    WIDE_CORPUS: "the wider photo corpus (`autoenc corpus photos-wide`, after `make wide-data`): the default photo corpus (photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and photographs from Debian's "
+    + ", ".join(DEBIAN_PHOTOS) + ") plus the photographs of Debian's " + ", ".join(WIDE_PHOTOS)
+    + " (Endless Sky's landscapes, city skylines, industrial and NASA interiors: JPEGs, halved to 720x360); licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
+
+
+def _training_data(modality: str, corpus: str | None) -> str:
+    """The card's description of a run's training data, from its modality and ``data.corpus``."""
+    if corpus == "voices":
+        return VOICES
+    return DATA[WIDE_CORPUS] if modality == "image" and corpus == WIDE_CORPUS else DATA[modality]
 
 
 def _voices(run_dir: Path) -> list[str]:
@@ -139,7 +149,7 @@ def main() -> None:
         f"- **Use for:** {args.use_for.rstrip('.')}.",
         f"- **Use:** `autoenc denoise --model {args.name} INPUT_DIR OUTPUT_DIR`.",
         *([q_line] if q_line else []),
-        f"- **Training data:** {VOICES if cfg['data'].get('corpus') == 'voices' else DATA[info.modality]}"
+        f"- **Training data:** {_training_data(info.modality, cfg['data'].get('corpus'))}"
         + (f"; {cfg['data']['dead_leaves']:.0%} of the training patches cut from synthetic dead-leaves images instead (`autoenc/dead_leaves.py`, rendered from the run's seed)" if cfg["data"].get("dead_leaves") else "") + ".",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
