@@ -28,11 +28,11 @@ VOICES = ("the many-voices speech corpus (`autoenc corpus speech`, see `autoenc/
           "English, Polish, Russian, Spanish, Ukrainian accents), letters and syllables spoken in ~20 languages (`klettres-data`) and the Asterisk "
           "English prompts; all resampled to 16 kHz, trimmed of silence, peak-normalised, then speed-perturbed and equalised at random while training. "
           "Noise: music on hold (Debian `asterisk-moh-opsound-g722`), hedgewars' recorded sound effects, babble of 3-10 other training talkers, and synthetic noises")
+PHOTOS = "photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's " + ", ".join(DEBIAN_PHOTOS)
+WIDE = (f"the wider photo corpus (`autoenc corpus {WIDE_CORPUS}`, after `make wide-data`): the default photo corpus ({PHOTOS}) plus the photographs of Debian's "
+        + ", ".join(WIDE_PHOTOS) + " (Endless Sky's landscapes, city skylines, industrial and NASA interiors: JPEGs, halved to 720x360); licences of the files used below")
 DATA = {
-    "image": "the default photo corpus (`autoenc corpus photos`): photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and, where `make data` unpacked them, photographs from Debian's " + ", ".join(DEBIAN_PHOTOS) + "; licences of the files used below",
-    WIDE_CORPUS: "the wider photo corpus (`autoenc corpus photos-wide`, after `make wide-data`): the default photo corpus (photos shipped inside the scikit-image, scikit-learn, PyWavelets and matplotlib wheels and photographs from Debian's "
-    + ", ".join(DEBIAN_PHOTOS) + ") plus the photographs of Debian's " + ", ".join(WIDE_PHOTOS)
-    + " (Endless Sky's landscapes, city skylines, industrial and NASA interiors: JPEGs, halved to 720x360); licences of the files used below",
+    "image": f"the default photo corpus (`autoenc corpus photos`): {PHOTOS}; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
 
@@ -41,7 +41,7 @@ def _training_data(modality: str, corpus: str | None) -> str:
     """The card's description of a run's training data, from its modality and ``data.corpus``."""
     if corpus == "voices":
         return VOICES
-    return DATA[WIDE_CORPUS] if modality == "image" and corpus == WIDE_CORPUS else DATA[modality]
+    return WIDE if modality == "image" and corpus == WIDE_CORPUS else DATA[modality]
 
 
 def _voices(run_dir: Path) -> list[str]:
