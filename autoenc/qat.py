@@ -9,7 +9,8 @@ weight. Its forward then uses
 - the input fake-quantised to uint8 with that fixed scale and zero point (clipped to the range
   the calibration chose, rounded to its step), and its output too where the int8 graph
   quantises it (before a ReLU, a Concat of a skip, a Resize: onnxruntime folds the ReLU into
-  the uint8 range), and
+  the uint8 range), and a residual sum around it (``f + conv(f)``) rounded where the int8 graph
+  rounds it (a forward hook on the module computing the sum), and
 - the weight fake-quantised per output channel, symmetric int8 (scale ``max|w| / 127``, as
   onnxruntime's symmetric weights),
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 WEIGHT_QMAX = 127  # symmetric int8 weights: -127..127 (onnxruntime's symmetric range)
 QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a quantised initializer: <name>_quantized
 INPUT = "<input>"  # conv_ranges' key for the graph input's own range
+SUM = ":sum"  # conv_ranges' key suffix for a residual sum around a conv (a module's output), after the module's name
 
 
 Range = tuple[float, int]  # (scale, zero point) of a uint8 activation
@@ -61,7 +63,12 @@ def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
     """For each quantised Conv of a QDQ model: its weight's name in the fp32 model (the torch
     parameter name) -> the (scale, zero point) of its input and of its output (None where the
     output is not quantised: it feeds an fp32 node). Under the key :data:`INPUT` (where the
-    graph's input is quantised): the input's range, output None."""
+    graph's input is quantised): the input's range, output None. Where a quantised Conv's output
+    reaches, through reshapes only, an Add whose sum is quantised (a residual ``f + conv(f)``,
+    :class:`autoenc.models.opponent.PlaneMix`), that sum's range under the conv's module name
+    plus :data:`SUM` (its owner, one level up, is the module that computes the sum), output None:
+    the sum is rounded once for every reader, a skip's Concat included, where the convs reading
+    it would otherwise see only their own rounding of it."""
     init = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     producer = {o: n for n in int8.graph.node for o in n.output}
     quantizer = {n.input[0]: n for n in int8.graph.node if n.op_type == "QuantizeLinear"}
@@ -76,8 +83,34 @@ def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
         if act is None or weight is None or act.op_type != "DequantizeLinear" or weight.op_type != "DequantizeLinear":
             continue  # an fp32 Conv (kept out of quantisation)
         q_out = quantizer.get(node.output[0])
-        out[weight.input[0].removesuffix(QUANTIZED_SUFFIX)] = (qparams(act), qparams(q_out) if q_out is not None else None)
+        name = weight.input[0].removesuffix(QUANTIZED_SUFFIX)
+        out[name] = (qparams(act), qparams(q_out) if q_out is not None else None)
+        total = _residual_sum(int8, node)
+        if total is not None and total.output[0] in quantizer:
+            out[name.removesuffix(".weight").rpartition(".")[0] + SUM] = (qparams(quantizer[total.output[0]]), None)
     return out
+
+
+_DATA_MOVES = ("QuantizeLinear", "DequantizeLinear", "Reshape")
+
+
+def _residual_sum(int8: onnx.ModelProto, conv: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The Add that ``conv``'s output reaches through Q/DQ pairs and reshapes only, when it is
+    the one node it reaches; else None."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in int8.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    node = conv
+    while True:
+        nxt = consumers.get(node.output[0], [])
+        if len(nxt) != 1:
+            return None
+        node = nxt[0]
+        if node.op_type == "Add":
+            return node
+        if node.op_type not in _DATA_MOVES:
+            return None
 
 
 def _fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
@@ -101,32 +134,41 @@ def _quantized_input(args: tuple, r: Range) -> tuple:
     return (_fake_quant(args[0], r), *args[1:])
 
 
+def _quantized_output(module: torch.nn.Module, args: tuple, out: torch.Tensor, r: Range) -> torch.Tensor:
+    return _fake_quant(out, r)
+
+
 def attach(model: torch.nn.Module, ranges: dict[str, tuple[Range, Range | None]]) -> list[str]:
     """Make each Conv of ``model`` named in ``ranges`` (by its weight, see
     :func:`conv_ranges`) compute as its int8 twin will, and the model see its input as the int8
     model does (8-bit, where it quantises the input: its ``x - noise`` starts from that too);
     returns the module names."""
     detach(model)
-    done, convs = [], []
+    done, convs, hooks = [], [], []
     for name, module in model.named_modules():
         key = f"{name}.weight"
         if key in ranges and isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
             module.forward = _quantized_forward(module, *ranges[key])
             done.append(name)
             convs.append(module)
-    missing = set(ranges) - {f"{n}.weight" for n in done} - {INPUT}
+        if name + SUM in ranges:  # a residual sum the int8 model rounds: the module's output
+            hooks.append(module.register_forward_hook(lambda m, args, out, r=ranges[name + SUM][0]: _quantized_output(m, args, out, r)))
+            done.append(name + SUM)
+    missing = set(ranges) - {f"{n}.weight" for n in done} - set(done) - {INPUT}
     if missing:
         raise ValueError(f"quantised convs not found in the torch model: {sorted(missing)}")
     if INPUT in ranges:
         model._qat_input = model.register_forward_pre_hook(lambda m, args, r=ranges[INPUT][0]: _quantized_input(args, r))
-    model._qat_convs = convs
-    return done
+    model._qat_convs, model._qat_sums = convs, hooks
+    return [n for n in done if not n.endswith(SUM)]
 
 
 def detach(model: torch.nn.Module) -> None:
     """Undo :func:`attach`: every module computes in fp32 again."""
     for module in model.__dict__.pop("_qat_convs", []):
         module.__dict__.pop("forward", None)
+    for handle in model.__dict__.pop("_qat_sums", []):
+        handle.remove()
     handle = model.__dict__.pop("_qat_input", None)
     if handle is not None:
         handle.remove()

@@ -82,6 +82,7 @@ def make_model_file(out_dir: Path, channels: int = 1, width: int | None = 8, lev
     # the mixers of any audio context blocks, which start at zero).
     heads = [model.net.tail, model.guide] if hasattr(model, "guide") else [model.tail] if hasattr(model, "tail") else []
     heads += [m.mix for m in model.modules() if isinstance(m, _Context)]
+    heads += [m.conv for m in model.mix] if getattr(model, "plane_mixing", False) else []  # opponent_unet_dae's cross-plane convs
     if getattr(model, "gate", None) is not None:  # and a spectral gate's gain head and mixers
         heads += [model.gate.out, *(b.mix for b in model.gate.blocks)]
     for head in heads:

@@ -152,6 +152,37 @@ def test_opponent_model_starts_as_the_gray_model_on_luminance_and_chrominance():
         wide.adopt("plane_unet_dae", {})
 
 
+def test_plane_mixing_starts_as_the_model_without_it_then_lets_planes_meet_at_every_scale(tmp_path):
+    """An opponent model with plane_mixing, started from an exported one without it, computes
+    what that model did (the mixing convs start at zero); once they are not zero, a change in
+    one opponent plane reaches the others' deep features, which without mixing only the
+    input guide could carry (export and int8: tests/test_quantize.py)."""
+    from autoenc.checkpoint import start_from
+    from conftest import make_model_file
+
+    path = make_model_file(tmp_path, channels=3, width=8, levels=2, name="opponent_unet_dae", noise_level_input=True)
+    plain = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True).eval()
+    mixed = get_model("opponent_unet_dae", channels=3, width=8, levels=2, noise_level_input=True, plane_mixing=True).eval()
+    start_from(plain, "opponent_unet_dae", path)
+    assert start_from(mixed, "opponent_unet_dae", path)["model"] == "opponent_unet_dae"
+    assert len(mixed.mix) == 2 + 1 and all(torch.count_nonzero(m.conv.weight) == 0 for m in mixed.mix)
+    x = torch.cat([torch.rand(2, 3, 32, 40), torch.full((2, 1, 32, 40), 0.1)], dim=1)
+    with torch.inference_mode():
+        assert torch.equal(plain(x), mixed(x))
+        torch.nn.init.zeros_(mixed.guide.weight)  # only the mixing may carry one plane's change to another
+        for m in mixed.mix:
+            torch.nn.init.normal_(m.conv.weight, std=0.05)
+        y, d = x.clone(), 0.2 * torch.rand(2, 32, 40)
+        y[:, 0] += d
+        y[:, 2] += d  # R and B move alike: C1 = (R - B) / 2 stays, so its own plane's input is unchanged
+        deep = lambda m, v: m.encode(v)[-1].reshape(2, 3, -1)[:, 1]  # noqa: E731  C1's latent
+        assert not torch.allclose(deep(mixed, x), deep(mixed, y), atol=1e-5)
+        torch.nn.init.zeros_(plain.guide.weight)
+        assert torch.allclose(deep(plain, x), deep(plain, y))
+    with pytest.raises(ValueError, match="plane_mixing"):
+        plain.adopt("opponent_unet_dae", mixed.state_dict())
+
+
 def test_opponent_model_continues_from_its_onnx_export(tmp_path):
     """train.init_from an exported opponent model gives back every weight (as stored, rounded to
     fp16), including the all-zero biases (untrained guide and noise head) that the exporter drops."""

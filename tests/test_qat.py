@@ -75,6 +75,43 @@ def test_fake_quantized_model_computes_what_the_int8_model_computes(tmp_path, na
     assert int8_error > 0 and left < 0.45 * int8_error, (int8_error, left)
 
 
+def test_plane_mixing_sums_are_rounded_where_the_int8_model_rounds_them(tmp_path):
+    """opponent_unet_dae's plane mixing adds a conv's output to the features it read; the int8
+    graph rounds that sum once for all its readers (the next stage and the decoder's Concat of
+    the skip). conv_ranges finds each sum's range, and the fake-quantised model's mixing
+    outputs then lie on that 8-bit grid, matching the int8 graph's sums."""
+    torch.manual_seed(0)
+    model = get_model("opponent_unet_dae", channels=3, width=8, levels=2, plane_mixing=True).eval()
+    for m in [model.net.tail, model.guide, *(p.conv for p in model.mix)]:
+        torch.nn.init.normal_(m.weight, std=0.05)
+    (tmp_path / "fp32.onnx").write_bytes(export_bytes(model, 18))
+    rng = np.random.default_rng(0)
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "q.onnx", [_smooth(rng, (1, 3, 64, 64)) for _ in range(4)])
+    ranges = qat.conv_ranges(onnx.load(str(tmp_path / "q.onnx")))
+    sums = {k.removesuffix(qat.SUM): v[0] for k, v in ranges.items() if k.endswith(qat.SUM)}
+    assert sorted(sums) == [f"mix.{i}" for i in range(len(model.mix))] and all(v[1] is None for k, v in ranges.items() if k.endswith(qat.SUM))
+    got = {}
+    watch = lambda: [m.register_forward_hook(lambda mod, args, out, i=i: got.__setitem__(f"mix.{i}", out.detach().clone())) for i, m in enumerate(model.mix)]  # noqa: E731
+    x = torch.from_numpy(_smooth(rng, (1, 3, 64, 64)))
+    with torch.no_grad():
+        hooks = watch()
+        model(x)
+        plain = dict(got)
+        for h in hooks:
+            h.remove()
+        qat.attach(model, ranges)
+        watch()  # after attach's own hooks: sees the rounded sums
+        model(x)
+    for name, (scale, zero) in sums.items():
+        steps = got[name] / scale + zero
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.min() >= -1e-3 and steps.max() <= 255 + 1e-3, name
+        assert not torch.allclose(plain[name] / scale, (plain[name] / scale).round(), atol=1e-3)  # fp32 sums are off the grid
+    qat.detach(model)
+    with torch.no_grad():
+        model(x)
+    assert all(torch.equal(got[k], plain[k]) for k in plain)  # detached: fp32 again
+
+
 def test_quantization_aware_fine_tune_runs_through_fit(tmp_path, caplog):
     root = photo_sources(tmp_path / "photos", 3, 1)
     base = ["data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=64", "train.epochs=1", f"data.root={root}"]

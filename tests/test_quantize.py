@@ -14,9 +14,9 @@ from autoenc.quantize import fixed_maps, input_convs, int8_twin, output_tail, qu
 from conftest import REPO, make_model_file, photo_sources, runtime_ops
 
 
-@pytest.mark.parametrize("modality,name,channels", [("image", "unet_dae", 1), ("image", "plane_unet_dae", 3), ("image", "opponent_unet_dae", 3), ("audio", "unet1d_dae", 1)])
-def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels):
-    fp32 = make_model_file(tmp_path, modality=modality, name=name, channels=channels)
+@pytest.mark.parametrize("modality,name,channels,extra", [("image", "unet_dae", 1, {}), ("image", "plane_unet_dae", 3, {}), ("image", "opponent_unet_dae", 3, {}), ("image", "opponent_unet_dae", 3, {"plane_mixing": True}), ("audio", "unet1d_dae", 1, {})])
+def test_int8_convs_are_integer_at_runtime(tmp_path, modality, name, channels, extra):
+    fp32 = make_model_file(tmp_path, modality=modality, name=name, channels=channels, **extra)
     shape = (1, channels, 64, 64) if modality == "image" else (1, 1, 4096)
     rng = np.random.default_rng(0)
     smooth = lambda: np.cumsum(rng.random(shape, dtype=np.float32), axis=-1) / shape[-1]  # noqa: E731
