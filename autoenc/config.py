@@ -252,7 +252,7 @@ class DataConfig(Frozen):
     level_dbfs: float = -20.0  # noisy segments are scaled to this RMS (models are level-invariant)
     music_dir: Path | None = None  # background recordings for 'music' noise (default: MOH bank)
     effects_dir: Path | None = None  # recorded sound effects for 'effects' noise (default: hedgewars effects bank)
-    corpus: Literal["asterisk", "voices", "photos-wide"] | None = None  # the default corpus when root is unset: audio voices (many, autoenc.voices) or asterisk (one voice; also None); images None (the photo corpus) or photos-wide (with autoenc.corpus.WIDE_PHOTOS)
+    corpus: str | None = None  # the default corpus when root is unset, one of autoenc.corpus.CORPORA's for the modality (checked by RunConfig): audio voices (many, autoenc.voices) or asterisk (one voice; also None); images None (the photo corpus) or photos-wide (with autoenc.corpus.WIDE_PHOTOS)
     speed: tuple[float, float] = (1.0, 1.0)  # audio: clean segments played at a speed drawn from this range (tempo and pitch together), in steps of 5%
     eq_db: float = Field(0.0, ge=0, le=24)  # audio: three random peaking filters of up to +-eq_db dB colour each clean segment
     max_val_seconds: float | None = 6.0  # crop val utterances to bound eval time
@@ -339,6 +339,9 @@ class RunConfig(Frozen):
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
         _check_model(self.model, self.modality)
+        from autoenc.corpus import check_corpus
+
+        check_corpus(self.modality, self.data.corpus)
         from autoenc.noise import AUDIO_NOISES, NOISES  # local: noise synthesis imports torch
 
         allowed = NOISES if self.modality == "image" else AUDIO_NOISES  # the registries are the truth

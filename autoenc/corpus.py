@@ -169,6 +169,15 @@ WIDE_PHOTOS: dict[str, tuple[str, str, str, tuple[str, ...], int]] = {
     ),
 }
 WIDE_CORPUS = "photos-wide"  # data.corpus's name for it
+CORPORA: dict[str, tuple[str, ...]] = {"image": (WIDE_CORPUS,), "audio": ("voices", "asterisk")}  # data.corpus's names by modality (unset: the photo corpus, or for audio the Asterisk voice)
+
+
+def check_corpus(modality: str, corpus: str | None) -> None:
+    """ValueError unless ``corpus`` (data.corpus) is unset or names one of ``modality``'s corpora."""
+    if corpus is not None and corpus not in CORPORA[modality]:
+        other = next((m for m, names in CORPORA.items() if corpus in names), None)
+        what = f"an {other} corpus" if other else "no corpus"
+        raise ValueError(f"data.corpus {corpus!r} is {what}; an {modality} model takes one of {list(CORPORA[modality])} or none (the default corpus)")
 MIN_SIDE = 1280  # Debian photos are halved while their long side stays >= this: cleaner targets
 
 
@@ -392,18 +401,15 @@ def resolve_data_root(root: Path | None, corpus_dir: Path | None, modality: str 
     """The configured clean-data folder, or the default corpus (built if needed): ``corpus``
     names it for audio ("voices": many voices, see :mod:`autoenc.voices`; "asterisk" or None:
     the one Asterisk voice) and images (None: the photo corpus; "photos-wide": with
-    :data:`WIDE_PHOTOS`); a name of the other modality is a ValueError."""
+    :data:`WIDE_PHOTOS`); another name (:data:`CORPORA`) is a ValueError."""
     if root is not None:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data.root is not a folder: {root}")
         return root
+    check_corpus(modality, corpus)  # RunConfig checked it already; scripts pass names from run records
     if modality == "image":
-        if corpus not in (None, WIDE_CORPUS):
-            raise ValueError(f"data.corpus {corpus!r} is an audio corpus; an image model takes none (the photo corpus) or {WIDE_CORPUS!r}")
         return build_photo_corpus(corpus_dir, wide=corpus == WIDE_CORPUS)
-    if corpus == WIDE_CORPUS:
-        raise ValueError(f"data.corpus {WIDE_CORPUS!r} is a photo corpus; an audio model takes 'voices' or 'asterisk'")
     if corpus == "voices":
         from autoenc.voices import build_voice_corpus
 

@@ -52,6 +52,11 @@ def test_model_kwargs_and_ranges_are_checked_at_load():
         load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: gaussian, sigma: [50, 5]}]"])
     with pytest.raises(ConfigError, match="not an image noise"):
         load(REPO / "configs/tiny-image.yaml", ["noise.mixture=[{name: white, snr_db: 5}]"])
+    with pytest.raises(ConfigError, match="'voices' is an audio corpus"):  # at load, not when training starts
+        load(REPO / "configs/tiny-image.yaml", ["data.corpus=voices"])
+    with pytest.raises(ConfigError, match="'photos' is no corpus"):
+        load(REPO / "configs/tiny-audio.yaml", ["data.corpus=photos"])
+    assert load(REPO / "configs/tiny-image.yaml", ["data.corpus=photos-wide"]).data.corpus == "photos-wide"
 
 
 def test_hashes_of_configs_without_later_fields_are_unchanged_by_them():
@@ -75,4 +80,4 @@ def test_hashes_of_configs_without_later_fields_are_unchanged_by_them():
     assert load(REPO / "configs" / "tiny-image.yaml", ["train.ema_decay=0.999"]).hash() != cfg.hash()
     assert load(REPO / "configs" / "tiny-image.yaml", ["data.val_files=[]", "data.val_sources=[a]"]).hash() != cfg.hash()
     assert load(REPO / "configs" / "tiny-image.yaml", ["data.speed=[0.9,1.1]"]).hash() != cfg.hash()
-    assert load(REPO / "configs" / "tiny-image.yaml", ["data.corpus=voices"]).hash() != cfg.hash()
+    assert load(REPO / "configs" / "tiny-image.yaml", ["data.corpus=photos-wide"]).hash() != cfg.hash()

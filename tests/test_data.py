@@ -141,7 +141,7 @@ def test_wide_photo_corpus_reads_each_files_licence_from_the_copyright_file(tmp_
     assert Image.open(out / package / "city4.png").size == (100, 50)  # halved once
     assert "scikit-image/camera.png" in rows  # the default corpus's photos are there too
     assert not any(f.startswith(package) for f in {r["file"] for r in csv.DictReader(open(build_photo_corpus(tmp_path / "plain") / "SOURCES.csv"))})
-    with pytest.raises(ValueError, match="audio corpus"):
+    with pytest.raises(ValueError, match="an audio corpus"):
         resolve_data_root(None, tmp_path / "x", "image", "voices")
-    with pytest.raises(ValueError, match="photo corpus"):
+    with pytest.raises(ValueError, match="an image corpus"):
         resolve_data_root(None, tmp_path / "x", "audio", "photos-wide")
