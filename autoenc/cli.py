@@ -115,12 +115,18 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> None:
     from autoenc.level_calibration import calibrate
 
-    knots, report = calibrate(args.source, args.model, args.also, args.set)
+    from autoenc.runtime.typed_config import read_yaml_mapping
+
+    settings = read_yaml_mapping(Path(args.settings)).get("noises") if args.settings else None
+    if args.settings and not isinstance(settings, list):
+        raise ValueError(f"--settings {args.settings}: needs a 'noises' list (as a config's eval.noises)")
+    knots, report = calibrate(args.source, args.model, args.also, args.set, settings)
     for tag, scores in report["by_gain"].items():
         print(f"{tag}: " + " ".join(f"{g}:{v:.3f}" for g, v in scores.items()))
     for tag in report["before"]:
         print(f"{tag}: {report['before'][tag]:.3f} -> {report['after'][tag]:.3f} dB")
-    told = ", ".join(f"{g:g} x at {255 * lv:.1f}" for lv, g in knots) if knots else "the estimate as it is (no gain improved the validation)"
+    curve = lambda ks: ", ".join(f"{g:g} x at {255 * lv:.1f}" for lv, g in ks)  # noqa: E731
+    told = ("; ".join(f"{kind} noise {curve(ks)}" for kind, ks in knots.items()) if isinstance(knots, dict) else curve(knots)) if knots else "the estimate as it is (no gain improved the validation)"
     print(f"wrote {', '.join(map(str, [args.model, *args.also]))}: told {told}")
 
 
@@ -419,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the exported fp32 .onnx, told the noise level")
     p.add_argument("--also", action="append", default=[], metavar="TWIN", help="write the same calibration into this file too (MODEL's int8 twin)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with a config: the overrides the model was trained with (autoenc train --set)")
+    p.add_argument("--settings", metavar="YAML", help="fit on these validation noise settings (a YAML file with a 'noises' list, as a config's eval.noises) instead of the run's own, on the same held-out files; camera settings give knots by kind of noise (white or blotchy)")
     p.set_defaults(fn=_cmd_calibrate)
 
     p = sub.add_parser("denoise", parents=[common], help="denoise a folder, or files, into an output folder (onnxruntime only; images and audio)",

@@ -38,7 +38,7 @@ from autoenc.made_with import model_config, model_data
 from autoenc.metrics import psnr
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import PREFIX, ModelInfo
-from autoenc.runtime.noise_level import calibrated_level
+from autoenc.runtime.noise_level import blotchiness, calibrated_level
 
 if TYPE_CHECKING:
     from autoenc.config import NoiseConfig
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GAINS = tuple(round(0.70 + 0.05 * i, 2) for i in range(11))  # gains tried at each knot: 0.70 .. 1.20
+GAINS = (0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.3, 2.6)  # gains tried at each knot: 0.05 apart near 1 (white noise), coarser out to 0.4 and 2.6 (photo-hq on camera noise wanted both, 2026-12-05)
 ROUNDS = 2  # passes of coordinate ascent over the knots
 REPORT_KEY = PREFIX + "calibration"  # metadata key of the fit's report (scores per gain, before/after)
 
@@ -59,7 +59,19 @@ def one_sigma(noise: NoiseConfig) -> bool:
     return spec.name == "gaussian" and spec.sigma[0] == spec.sigma[1]
 
 
-def fit(data: TrainingData, model: str | Path) -> tuple[list[list[float]] | None, dict]:
+def one_camera(noise: NoiseConfig) -> bool:
+    """Whether a validation setting is camera noise of a single ISO and gain (a knot's setting
+    on the blotchy curve)."""
+    if len(noise.mixture) != 1 or noise.then:
+        return False
+    spec = noise.mixture[0]
+    return spec.name == "camera" and spec.iso[0] == spec.iso[1] and spec.gain[0] == spec.gain[1]
+
+
+Knots = list[list[float]] | dict[str, list[list[float]]]  # [level, gain] pairs, or such pairs by kind of noise ("white", "blotchy")
+
+
+def fit(data: TrainingData, model: str | Path) -> tuple[Knots | None, dict]:
     """(knots or None, report) for ``model`` (an .onnx with a noise-level input) on ``data``'s
     validation pairs; see the module docstring. The report holds the mean PSNR (dB) per
     Gaussian setting and uniform gain, the knots each setting alone picks (the start), the
@@ -70,6 +82,7 @@ def fit(data: TrainingData, model: str | Path) -> tuple[list[list[float]] | None
     runner = OnnxDenoiser(model, calibrated=False)
     pairs = {tag: [(x.permute(1, 2, 0).numpy(), c.permute(1, 2, 0).numpy()) for x, c in p] for tag, p in data.val.items()}
     estimates = {tag: [runner.noise_level(x) for x, _ in p] for tag, p in pairs.items()}
+    blotchy = {tag: [blotchiness(x[..., :3] if x.shape[2] >= 3 else x[..., 0]) for x, _ in p] for tag, p in pairs.items()}
     cache: dict[tuple, float] = {}  # (setting, pair, told level) -> PSNR: a knot's gain moves only the pairs near it
 
     def pair_score(tag: str, j: int, told: np.ndarray) -> float:
@@ -79,37 +92,48 @@ def fit(data: TrainingData, model: str | Path) -> tuple[list[list[float]] | None
             cache[key] = psnr(c, runner.denoise(x, level=told))
         return cache[key]
 
-    def scores(told: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
-        return {tag: float(np.mean([pair_score(tag, j, told(e)) for j, e in enumerate(estimates[tag])])) for tag in pairs}
+    def scores(told: Callable[[np.ndarray, float], np.ndarray]) -> dict[str, float]:
+        return {tag: float(np.mean([pair_score(tag, j, told(e, blotchy[tag][j])) for j, e in enumerate(estimates[tag])])) for tag in pairs}
 
-    def overall(knots: list[list[float]]) -> float:
-        return float(np.mean(list(scores(lambda e: calibrated_level(e, knots)).values())))
+    def overall(knots: Knots) -> float:
+        return float(np.mean(list(scores(lambda e, b: calibrated_level(e, knots, b)).values())))
 
     by_gain: dict[str, dict[str, float]] = {}
-    start = []
+    curves: dict[str, list[list[float]]] = {"white": [], "blotchy": []}
     for tag, noise in noise_settings(data.cfg).items():
-        if not one_sigma(noise):
+        curve = "white" if one_sigma(noise) else "blotchy" if one_camera(noise) else None
+        if curve is None:
             continue
         by_gain[tag] = {f"{g:g}": float(np.mean([pair_score(tag, j, g * e) for j, e in enumerate(estimates[tag])])) for g in GAINS}
-        start.append([float(np.median([e.mean() for e in estimates[tag]])), max(GAINS, key=lambda g: by_gain[tag][f"{g:g}"])])
-    start.sort()
-    knots = [list(k) for k in start]
-    for _ in range(ROUNDS):  # coordinate ascent on the whole validation score, one knot's gain at a time
-        for k in knots:
-            k[1] = max(GAINS, key=lambda g: overall([*(kk if kk is not k else [k[0], g] for kk in knots)]))
-    before = scores(lambda e: e)
-    after = scores(lambda e: calibrated_level(e, knots)) if knots else dict(before)
-    kept = bool(knots) and float(np.mean(list(after.values()))) > float(np.mean(list(before.values())))
-    report = {"gains": list(GAINS), "by_gain": by_gain, "knots_start": start, "start_score": overall(start) if start else None,
+        curves[curve].append([float(np.median([e.mean() for e in estimates[tag]])), max(GAINS, key=lambda g: by_gain[tag][f"{g:g}"])])
+    for c in curves.values():
+        c.sort()
+    start: Knots = curves if curves["blotchy"] else curves["white"]  # by kind of noise only where the validation has camera noise
+    knots: Knots = {k: [list(kn) for kn in c] for k, c in start.items()} if isinstance(start, dict) else [list(k) for k in start]
+    every = [k for c in (knots.values() if isinstance(knots, dict) else [knots]) for k in c]
+    for _ in range(ROUNDS):  # coordinate ascent on the whole validation score, one knot's gain at a time (ties keep it)
+        for k in every:
+            was, scored = k[1], {}
+            for g in GAINS:
+                k[1] = g
+                scored[g] = overall(knots)
+            k[1] = max(GAINS, key=lambda g: (scored[g], g == was))
+    before = scores(lambda e, b: e)
+    after = scores(lambda e, b: calibrated_level(e, knots, b)) if every else dict(before)
+    kept = bool(every) and float(np.mean(list(after.values()))) > float(np.mean(list(before.values())))
+    report = {"gains": list(GAINS), "by_gain": by_gain, "knots_start": start, "start_score": overall(start) if every else None,
               "knots_fitted": knots, "before": before, "after": after, "kept": kept}
     return (knots if kept else None), report
 
 
-def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | None = None, overrides: list[str] | None = None) -> tuple[list[list[float]] | None, dict]:
+def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | None = None, overrides: list[str] | None = None, settings: list[dict] | None = None) -> tuple[Knots | None, dict]:
     """Fit ``model``'s level calibration on the validation pairs of ``source`` (the checkpoint it
     was exported from, or its training config with ``overrides``; its config hash must be the
     model's) and write it, with the fit's report, into ``model`` and each file in ``also`` (its
-    int8 twin: the same input planes), atomically. Returns (knots or None, report)."""
+    int8 twin: the same input planes), atomically. ``settings``: noise specs (as in a config's
+    ``eval.noises``) to fit on instead of the run's own validation settings, on the same held-out
+    files: more levels than training watched, or camera noise for knots by kind of noise.
+    Returns (knots or None, report)."""
     info = _info(model)
     if info.modality != "image" or not info.noise_level_input:
         raise ValueError(f"{model}: only an image model told the noise level (noise_level_input) has a level to calibrate")
@@ -119,9 +143,15 @@ def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | No
         if (theirs.modality, theirs.channels, theirs.noise_level_input, theirs.noise_profile) != (info.modality, info.channels, info.noise_level_input, info.noise_profile):
             raise ValueError(f"--also {twin}: takes other input planes than {model}; give its int8 twin")
     cfg, ckpt = model_config(source, model, info, overrides)
+    if settings is not None:  # after the hash check: the validation settings are not what the model was made with
+        from autoenc.config import from_dict
+
+        tree = cfg.model_dump(mode="json")
+        cfg = from_dict({**tree, "eval": {**tree["eval"], "noises": settings}}, source=f"{source} with the calibration's settings")
+        ckpt = {**ckpt, "config": cfg.model_dump(mode="json")} if ckpt is not None else None
     data, origin = model_data(source, cfg, ckpt, overrides)
     knots, report = fit(data, model)
-    report = {**report, "fitted_on": str(model), "source": str(source), **origin}
+    report = {**report, "fitted_on": str(model), "source": str(source), **origin, **({"settings": settings} if settings is not None else {})}
     for path in [Path(model), *twins]:
         _write(path, knots, report)
     log.info("level calibration of %s: %s (validation %.3f -> %.3f dB)", model, knots, np.mean(list(report["before"].values())), np.mean(list(report["after"].values())))

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from autoenc.runtime.noise_level import calibrated_level
+from autoenc.runtime.noise_level import BLOTCHY_RATIO, blotchiness, calibrated_level
 from conftest import REPO, make_model_file, photo, photo_sources
 
 
@@ -22,6 +22,86 @@ def test_calibrated_level_is_the_estimate_times_an_interpolated_gain():
     assert calibrated_level(mid, knots) == pytest.approx(0.9 * mid)
     per_plane = calibrated_level(np.array([15, 50]) / 255, knots)
     assert per_plane.shape == (2,) and per_plane == pytest.approx([0.8 * 15 / 255, 50 / 255])
+
+
+def _blotches(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """White noise of deviation ``sigma`` spread by a 3x3 box (scaled back to ``sigma``)."""
+    n = np.pad(rng.normal(0, 1, shape), ((1, 1), (1, 1), (0, 0)), mode="wrap")
+    h, w = shape[:2]
+    return sigma * sum(n[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 3
+
+
+def test_knots_by_kind_of_noise_blend_on_the_images_blotchiness():
+    """Knots by kind of noise: the white curve's gain for white noise (or no blotchiness given),
+    the blotchy curve's for camera-like noise, linear between BLOTCHY_RATIO's ends; and
+    blotchiness reads white noise near 1 and noise made blotchy (spread over neighbours, as
+    demosaicing and JPEG's chroma subsampling spread it) well above the blotchy end."""
+    knots = {"white": [[10 / 255, 0.5], [40 / 255, 1.0]], "blotchy": [[5 / 255, 2.0]]}
+    lv = 10 / 255
+    lo, hi = BLOTCHY_RATIO
+    assert calibrated_level(lv, knots) == pytest.approx(0.5 * lv) and calibrated_level(lv, knots, lo) == pytest.approx(0.5 * lv)
+    assert calibrated_level(lv, knots, hi) == pytest.approx(2.0 * lv) and calibrated_level(lv, knots, 3.0) == pytest.approx(2.0 * lv)
+    assert calibrated_level(lv, knots, (lo + hi) / 2) == pytest.approx(1.25 * lv)
+    assert calibrated_level(lv, {"white": [], "blotchy": [[lv, 2.0]]}, 1.0) == pytest.approx(lv)  # an empty curve: the estimate as it is
+
+    rng = np.random.default_rng(0)
+    flat = np.full((256, 256, 3), 0.5)
+    white = flat + rng.normal(0, 0.03, flat.shape)
+    blotchy = flat + _blotches(rng, flat.shape, 0.03)
+    assert abs(blotchiness(white) - 1) < 0.1 and blotchiness(blotchy) > hi
+    assert blotchiness(white[..., 0]) == pytest.approx(blotchiness(np.repeat(white[..., :1], 3, axis=2)))  # gray reads as R = G = B
+    assert blotchiness(flat) == 1.0  # nothing to read
+
+
+def test_calibrate_on_camera_settings_fits_knots_by_kind_and_inference_applies_them(tmp_path):
+    """``settings`` replaces the run's validation settings for the fit (the config hash still
+    the model's); a camera setting puts its knot on the blotchy curve, a Gaussian one on the
+    white, and the denoiser tells the model the estimate through the curve the file's own
+    blotchiness picks."""
+    import yaml
+
+    from autoenc.cli import main
+    from autoenc.config import load
+    from autoenc.data import ingest
+    from autoenc.export import to_onnx
+    from autoenc.level_calibration import GAINS, REPORT_KEY
+    from autoenc.runtime.infer import OnnxDenoiser
+    from autoenc.runtime.metadata import ModelInfo
+    from autoenc.train import fit
+    from test_camera import write_profiles
+
+    root = photo_sources(tmp_path / "photos", 2, 3)
+    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", "data.channels=3", "data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32",
+                                                  "train.epochs=1", "model.kwargs.noise_level_input=true"])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    to_onnx(best, run / "model.onnx")
+    camera = {"name": "camera", "iso": 3200, "gain": 2, "profiles": str(write_profiles(tmp_path / "profiles.json", scale=20)), "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump({"noises": [{"name": "gaussian", "sigma": 10}, camera]}))
+    assert main(["calibrate", str(best), str(run / "model.onnx"), "--settings", str(tmp_path / "settings.yaml")]) == 0
+
+    props = {p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}
+    report = json.loads(props[REPORT_KEY])
+    assert report["settings"][1]["name"] == "camera" and len(report["before"]) == 2  # fitted on these, not the run's own sigma 25
+    start, fitted = report["knots_start"], report["knots_fitted"]
+    assert set(start) == set(fitted) == {"white", "blotchy"} and len(start["white"]) == len(start["blotchy"]) == 1
+    assert start["white"][0][0] == pytest.approx(10 / 255, rel=0.5) and all(g in GAINS for c in fitted.values() for _, g in c)
+    knots = ModelInfo.from_props(props).level_calibration
+    assert knots == (fitted if report["kept"] else None)
+    forced = {"white": [[0.02, 0.7]], "blotchy": [[0.02, 1.6]]}  # whatever the fit kept: inference follows the file's knots
+    from autoenc.level_calibration import _write
+
+    _write(run / "model.onnx", forced, {"test": True})
+    now = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None)
+    raw = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None, calibrated=False)
+    rng = np.random.default_rng(1)
+    img = photo(72, 80, 3, seed=3) / 255
+    for noise in (rng.normal(0, 12 / 255, img.shape), _blotches(rng, img.shape, 12 / 255)):
+        x = np.clip(img + noise, 0, 1).astype(np.float32)
+        told = calibrated_level(now.noise_level(x), forced, blotchiness(x))
+        assert np.array_equal(now.denoise(x), raw.denoise(x, level=told))
+    assert blotchiness(x) > BLOTCHY_RATIO[1]  # the second image went down the blotchy curve
 
 
 def test_a_model_without_calibration_reads_as_before_and_keeps_it_through_props(tmp_path):

@@ -37,7 +37,7 @@ import numpy as np
 
 from autoenc.runtime.job_settings import DEFAULTS, blind_strength_error
 from autoenc.runtime.ledger import settings_tag
-from autoenc.runtime.noise_level import calibrated_level, noise_profile, plane_sigmas
+from autoenc.runtime.noise_level import blotchiness, calibrated_level, noise_profile, plane_sigmas
 from autoenc.runtime.session import ModelError, OnnxModel, resolve_model  # noqa: F401  (re-exported)
 
 
@@ -193,7 +193,8 @@ class OnnxDenoiser(OnnxModel):
         h, w, k = planes.shape
         told: float | np.ndarray = 0.0
         if self.info.noise_level_input:
-            levels = np.broadcast_to(calibrated_level(self.noise_level(planes, max_value) if level is None else level, self.level_knots), (k,))
+            blotchy = blotchiness(planes[..., :3] if k >= 3 else planes[..., 0], max_value) if isinstance(self.level_knots, dict) else None
+            levels = np.broadcast_to(calibrated_level(self.noise_level(planes, max_value) if level is None else level, self.level_knots, blotchy), (k,))
             told = self.strength * (levels if self.info.channels == 1 and k > 1 else float(levels.mean()))
         if self.info.noise_profile:  # one row per batch item the channel rule makes: the image, or each of its planes
             profiles = [noise_profile(planes, max_value)] if k == 3 else [noise_profile(planes[..., i], max_value) for i in range(k)]

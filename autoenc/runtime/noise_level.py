@@ -17,7 +17,8 @@ estimate per luminance and chrominance plane at two scales, which tells blotchy 
 
 :func:`calibrated_level` is what a model is told for an estimate when its file carries a
 level calibration (``level_calibration``, fitted on its validation pairs by
-:mod:`autoenc.level_calibration`): the estimate times a gain that depends on the estimate.
+:mod:`autoenc.level_calibration`): the estimate times a gain that depends on the estimate, and
+with knots by kind of noise also on the image's :func:`blotchiness` (white or camera-like).
 Trained on estimates from small noisy patches (and on a mix of noises that read alike), a model
 can do better on whole images when told a little less than the estimate at low levels.
 """
@@ -58,16 +59,51 @@ def plane_sigmas(planes: np.ndarray, max_value: float = 1.0) -> np.ndarray:
     return np.array(out)
 
 
-def calibrated_level(levels: float | np.ndarray, knots: list[list[float]] | None) -> np.ndarray:
+BLOTCHY_RATIO = (1.3, 1.8)  # blotchiness (coarse / fine luminance noise) at and below which noise reads as white, at and above which as blotchy
+
+
+def calibrated_level(levels: float | np.ndarray, knots: list[list[float]] | dict[str, list[list[float]]] | None, blotchy: float | None = None) -> np.ndarray:
     """What a model is told for estimated ``levels`` (0..1 scale, any shape): each times the
     gain its ``level_calibration`` ``knots`` ([level, gain] pairs, levels ascending, 0..1
     scale) give at it, linear between knots and the end gains beyond; ``None`` or no knots:
-    the levels unchanged."""
+    the levels unchanged.
+
+    Knots by kind of noise, ``{"white": knots, "blotchy": knots}``, give the gain of the curve
+    the image's ``blotchy`` (:func:`blotchiness`; None reads as white) picks: the white curve at
+    or below ``BLOTCHY_RATIO[0]``, the blotchy one at or above ``BLOTCHY_RATIO[1]``, a linear
+    blend between. One number cannot tell camera noise that demosaicing made blotchy (which the
+    fine-scale estimate reads far too low) from white noise of the same reading."""
     lv = np.asarray(levels, np.float64)
     if not knots:
         return lv
+    if isinstance(knots, dict):
+        w = blotchy_weight(blotchy)
+        return lv * ((1 - w) * _gain(lv, knots["white"]) + w * _gain(lv, knots["blotchy"]))
+    return lv * _gain(lv, knots)
+
+
+def _gain(lv: np.ndarray, knots: list[list[float]]) -> np.ndarray:
+    if not knots:
+        return np.ones_like(lv)
     x, gain = np.asarray(knots, np.float64).T
-    return lv * np.interp(lv, x, gain)
+    return np.interp(lv, x, gain)
+
+
+def blotchy_weight(blotchy: float | None) -> float:
+    """How far along from white (0) to blotchy (1) noise of ``blotchiness`` reads (BLOTCHY_RATIO)."""
+    if blotchy is None:
+        return 0.0
+    lo, hi = BLOTCHY_RATIO
+    return float(np.clip((blotchy - lo) / (hi - lo), 0.0, 1.0))
+
+
+def blotchiness(planes: np.ndarray, max_value: float = 1.0) -> float:
+    """The luminance noise at the coarse scale over that at the fine scale
+    (:func:`noise_profile`) of an (H, W), (H, W, 1) or (H, W, 3) image: about 1 for white noise,
+    1.6-3.3 for the simulated camera's noise (demosaicing, JPEG) on the validation photos;
+    textured pictures with little noise also read above 1. 1 where the fine scale reads 0."""
+    p = noise_profile(planes, max_value)
+    return float(p[1] / p[0]) if p[0] > 0 else 1.0
 
 
 PROFILE_SCALES = 2  # the noise profile's scales: the finest detail, and the detail of 2x2 block means
