@@ -22,6 +22,19 @@ setting's best gain is not the best knot: the knots' gains are then chosen by co
 ascent on the whole validation score (every setting, the non-Gaussian ones included: Poisson
 noise reads like a Gaussian level and may want another gain there). The knots are kept only if
 that score beats the plain estimate's; otherwise the model is written with no calibration.
+
+By kind of noise: where the validation settings include camera noise of one ISO and gain
+(``calibrate(settings=...)``, ``autoenc calibrate --settings``: other settings on the same
+held-out files), those settings' knots form a second, *blotchy* curve beside the Gaussian
+(*white*) one, and each pair is told the estimate through the blend its own blotchiness picks
+(:func:`autoenc.runtime.noise_level.blotchiness`). Why: the fine-scale estimate reads camera
+noise (demosaiced, JPEG-smeared) far too low and white noise about right, so one curve over the
+estimate cannot serve both. On its validation photos (seed-30 pairs, probe of 2026-12-05)
+`photo-hq` wanted 0.4 x the estimate for mild camera noise (ISO 6400 x2, +0.14 dB) and for
+Gaussian sigma 10 (+0.42 dB), but 2.6 x for ISO 25600 x8 / x16 (+0.20 / +0.48 dB), at estimates
+that overlap (camera x8 read 4.5-8.9 / 255, Gaussian sigma 5 4.9-7.9 / 255), where
+blotchiness mostly separates them (camera 1.6-3.3, Gaussian sigma >= 10 1.05-1.4, sigma 5
+1.15-1.67 on textured crops).
 """
 
 from __future__ import annotations
