@@ -110,6 +110,30 @@ def test_shipped_photo_model_cleans_camera_noise_and_keeps_clean_photos(corpus_d
         assert psnr(clean, np.round(den.denoise(clean) * 255) / 255) >= 34, variant
 
 
+def test_shipped_photo_hq_is_told_more_for_camera_noise_and_less_for_fine_white_grain():
+    """photo-hq and its twin carry one level calibration by kind of noise (README, Use): a
+    photo with strong blotchy noise (as demosaicing leaves it) is told more than the estimate, a
+    photo with white grain of about the same estimate less, and the denoiser applies exactly that."""
+    from autoenc.runtime.noise_level import BLOTCHY_RATIO, blotchiness, calibrated_level
+    from conftest import photo
+
+    fp32, int8 = OnnxDenoiser("photo-hq", threads=1), OnnxDenoiser("photo-hq-int8", threads=1)
+    knots = fp32.level_knots
+    assert isinstance(knots, dict) and set(knots) == {"white", "blotchy"} and int8.level_knots == knots
+    rng = np.random.default_rng(0)
+    img = photo(128, 128, 3, seed=1) / 255
+    n = np.pad(rng.normal(0, 1, img.shape), ((1, 1), (1, 1), (0, 0)), mode="wrap")
+    blotches = sum(n[dy : dy + 128, dx : dx + 128] for dy in range(3) for dx in range(3)) / 3  # spread as demosaicing spreads it
+    camera = np.clip(img + 40 / 255 * blotches, 0, 1).astype(np.float32)  # strong: read above the blotchy curve's last knot
+    est = float(fp32.noise_level(camera).mean())
+    white = np.clip(img + rng.normal(0, est, img.shape), 0, 1).astype(np.float32)  # white grain the estimator reads alike
+    assert est >= knots["blotchy"][-1][0] and blotchiness(camera) >= BLOTCHY_RATIO[1] and blotchiness(white) <= BLOTCHY_RATIO[0]
+    assert calibrated_level(est, knots, blotchiness(camera)) > 1.5 * est
+    assert calibrated_level(fp32.noise_level(white).mean(), knots, blotchiness(white)) < 0.8 * fp32.noise_level(white).mean()
+    raw = OnnxDenoiser("photo-hq", threads=1, calibrated=False)
+    assert np.array_equal(fp32.denoise(camera), raw.denoise(camera, level=calibrated_level(fp32.noise_level(camera), knots, blotchiness(camera))))
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_shipped_int8_as_loaded_computes_what_its_graph_says_on_this_cpu(name):
     """x86 CPUs without VNNI saturate onnxruntime's fused uint8 x int8 kernels (on the AVX2-only
