@@ -24,6 +24,24 @@ def test_calibrated_level_is_the_estimate_times_an_interpolated_gain():
     assert per_plane.shape == (2,) and per_plane == pytest.approx([0.8 * 15 / 255, 50 / 255])
 
 
+def _tiny_told_model(tmp_path, channels: int, *overrides: str):
+    """(best checkpoint, run folder with model.onnx) of a tiny model told the noise level,
+    trained one short epoch on synthetic photos with source ``b`` held out."""
+    from autoenc.config import load
+    from autoenc.data import ingest
+    from autoenc.export import to_onnx
+    from autoenc.train import fit
+
+    root = photo_sources(tmp_path / "photos", 2, channels)
+    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", f"data.channels={channels}", "data.val_files=[]", "data.val_sources=[b]",
+                                                  "data.patches_per_epoch=32", "train.epochs=1", "model.kwargs.noise_level_input=true", *overrides])
+    run = tmp_path / "run"
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    to_onnx(best, run / "model.onnx")
+    return best, run
+
+
 def _blotches(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     """White noise of deviation ``sigma`` spread by a 3x3 box (scaled back to ``sigma``)."""
     n = np.pad(rng.normal(0, 1, shape), ((1, 1), (1, 1), (0, 0)), mode="wrap")
@@ -61,22 +79,12 @@ def test_calibrate_on_camera_settings_fits_knots_by_kind_and_inference_applies_t
     import yaml
 
     from autoenc.cli import main
-    from autoenc.config import load
-    from autoenc.data import ingest
-    from autoenc.export import to_onnx
     from autoenc.level_calibration import GAINS, REPORT_KEY
     from autoenc.runtime.infer import OnnxDenoiser
     from autoenc.runtime.metadata import ModelInfo
-    from autoenc.train import fit
     from test_camera import write_profiles
 
-    root = photo_sources(tmp_path / "photos", 2, 3)
-    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", "data.channels=3", "data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32",
-                                                  "train.epochs=1", "model.kwargs.noise_level_input=true"])
-    run = tmp_path / "run"
-    ingest(root, cfg.data, run / "manifest.csv")
-    best = fit(cfg, root, run / "manifest.csv", run)
-    to_onnx(best, run / "model.onnx")
+    best, run = _tiny_told_model(tmp_path, 3)
     camera = {"name": "camera", "iso": 3200, "gain": 2, "profiles": str(write_profiles(tmp_path / "profiles.json", scale=20)), "demosaic": ["mhc"], "tone": 0.5, "saturation": 0.6, "jpeg_quality": 90}
     (tmp_path / "settings.yaml").write_text(yaml.safe_dump({"noises": [{"name": "gaussian", "sigma": 10}, camera]}))
     assert main(["calibrate", str(best), str(run / "model.onnx"), "--settings", str(tmp_path / "settings.yaml")]) == 0
@@ -117,22 +125,12 @@ def test_a_model_without_calibration_reads_as_before_and_keeps_it_through_props(
 
 
 def test_calibrate_fits_writes_and_inference_applies_it(tmp_path):
-    from autoenc.config import load
-    from autoenc.data import ingest
-    from autoenc.export import to_onnx
     from autoenc.level_calibration import GAINS, REPORT_KEY, calibrate
     from autoenc.quantize import int8_twin
     from autoenc.runtime.infer import OnnxDenoiser
     from autoenc.runtime.metadata import ModelInfo
-    from autoenc.train import fit
 
-    root = photo_sources(tmp_path / "photos", 2, 1)
-    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", "data.val_files=[]", "data.val_sources=[b]", "data.patches_per_epoch=32", "train.epochs=1",
-                                                  "model.kwargs.noise_level_input=true", "eval.noises=[{name: gaussian, sigma: 10}, {name: gaussian, sigma: 40}, {name: poisson, peak: 30}]"])
-    run = tmp_path / "run"
-    ingest(root, cfg.data, run / "manifest.csv")
-    best = fit(cfg, root, run / "manifest.csv", run)
-    to_onnx(best, run / "model.onnx")
+    best, run = _tiny_told_model(tmp_path, 1, "eval.noises=[{name: gaussian, sigma: 10}, {name: gaussian, sigma: 40}, {name: poisson, peak: 30}]")
     int8_twin(best, run / "model.onnx", 4)
     plain = OnnxDenoiser(run / "model.onnx", tile=4096, memory_mb=None)
     img = np.clip(photo(72, 80, 1, seed=3)[..., None] / 255 + np.random.default_rng(0).normal(0, 20 / 255, (72, 80, 1)), 0, 1).astype(np.float32)
