@@ -86,9 +86,10 @@ Knots = list[list[float]] | dict[str, list[list[float]]]  # [level, gain] pairs,
 
 def fit(data: TrainingData, model: str | Path) -> tuple[Knots | None, dict]:
     """(knots or None, report) for ``model`` (an .onnx with a noise-level input) on ``data``'s
-    validation pairs; see the module docstring. The report holds the mean PSNR (dB) per
-    Gaussian setting and uniform gain, the knots each setting alone picks (the start), the
-    fitted knots, and the score per setting before and after."""
+    validation pairs; see the module docstring. The report holds the mean PSNR (dB) per knot
+    setting (single-sigma Gaussian, single-ISO camera) and uniform gain, the knots each setting
+    alone picks (the start; by kind of noise where there are camera settings), the fitted knots,
+    and the score per setting before and after."""
     from autoenc.data import noise_settings
     from autoenc.runtime.infer import OnnxDenoiser
 
