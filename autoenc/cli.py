@@ -115,6 +115,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> None:
     from autoenc.level_calibration import calibrate
 
+    from autoenc.runtime.noise_level import describe_calibration
     from autoenc.runtime.typed_config import read_yaml_mapping
 
     settings = read_yaml_mapping(Path(args.settings)).get("noises") if args.settings else None
@@ -125,8 +126,7 @@ def _calibrate(args: argparse.Namespace) -> None:
         print(f"{tag}: " + " ".join(f"{g}:{v:.3f}" for g, v in scores.items()))
     for tag in report["before"]:
         print(f"{tag}: {report['before'][tag]:.3f} -> {report['after'][tag]:.3f} dB")
-    curve = lambda ks: ", ".join(f"{g:g} x at {255 * lv:.1f}" for lv, g in ks)  # noqa: E731
-    told = ("; ".join(f"{kind} noise {curve(ks)}" for kind, ks in knots.items()) if isinstance(knots, dict) else curve(knots)) if knots else "the estimate as it is (no gain improved the validation)"
+    told = describe_calibration(knots) if knots else "the estimate as it is (no gain improved the validation)"
     print(f"wrote {', '.join(map(str, [args.model, *args.also]))}: told {told}")
 
 

@@ -32,8 +32,8 @@ noise (demosaiced, JPEG-smeared) far too low and white noise about right, so one
 estimate cannot serve both. On its validation photos (seed-30 pairs, probe of 2026-12-05)
 `photo-hq` wanted 0.4 x the estimate for mild camera noise (ISO 6400 x2, +0.14 dB) and for
 Gaussian sigma 10 (+0.42 dB), but 2.6 x for ISO 25600 x8 / x16 (+0.20 / +0.48 dB), at estimates
-that overlap (camera x8 read 4.5-8.9 / 255, Gaussian sigma 5 4.9-7.9 / 255), where
-blotchiness mostly separates them (camera 1.6-3.3, Gaussian sigma >= 10 1.05-1.4, sigma 5
+that overlap (camera x8 / x16 read 4.5-8.9 / 255, Gaussian sigma 5 4.9-7.9 / 255), where
+blotchiness mostly separates them (camera 1.6-3.3, Gaussian sigma >= 10 1.03-1.4, sigma 5
 1.15-1.67 on textured crops).
 """
 
@@ -96,7 +96,7 @@ def fit(data: TrainingData, model: str | Path) -> tuple[Knots | None, dict]:
     runner = OnnxDenoiser(model, calibrated=False)
     pairs = {tag: [(x.permute(1, 2, 0).numpy(), c.permute(1, 2, 0).numpy()) for x, c in p] for tag, p in data.val.items()}
     estimates = {tag: [runner.noise_level(x) for x, _ in p] for tag, p in pairs.items()}
-    blotchy = {tag: [blotchiness(x[..., :3] if x.shape[2] >= 3 else x[..., 0]) for x, _ in p] for tag, p in pairs.items()}
+    blotchy = {tag: [blotchiness(x) for x, _ in p] for tag, p in pairs.items()}
     cache: dict[tuple, float] = {}  # (setting, pair, told level) -> PSNR: a knot's gain moves only the pairs near it
 
     def pair_score(tag: str, j: int, told: np.ndarray) -> float:

@@ -73,6 +73,10 @@ def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
     producer = {o: n for n in int8.graph.node for o in n.output}
     quantizer = {n.input[0]: n for n in int8.graph.node if n.op_type == "QuantizeLinear"}
     qparams = lambda q: (float(init[q.input[1]]), int(init[q.input[2]]))  # noqa: E731
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in int8.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     out: dict[str, tuple[Range, Range | None]] = {}
     if int8.graph.input[0].name in quantizer:
         out[INPUT] = (qparams(quantizer[int8.graph.input[0].name]), None)
@@ -85,7 +89,7 @@ def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
         q_out = quantizer.get(node.output[0])
         name = weight.input[0].removesuffix(QUANTIZED_SUFFIX)
         out[name] = (qparams(act), qparams(q_out) if q_out is not None else None)
-        total = _residual_sum(int8, node)
+        total = _residual_sum(consumers, node)
         if total is not None and total.output[0] in quantizer:
             out[name.removesuffix(".weight").rpartition(".")[0] + SUM] = (qparams(quantizer[total.output[0]]), None)
     return out
@@ -94,13 +98,9 @@ def conv_ranges(int8: onnx.ModelProto) -> dict[str, tuple[Range, Range | None]]:
 _DATA_MOVES = ("QuantizeLinear", "DequantizeLinear", "Reshape")
 
 
-def _residual_sum(int8: onnx.ModelProto, conv: onnx.NodeProto) -> onnx.NodeProto | None:
-    """The Add that ``conv``'s output reaches through Q/DQ pairs and reshapes only, when it is
-    the one node it reaches; else None."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in int8.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+def _residual_sum(consumers: dict[str, list[onnx.NodeProto]], conv: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The Add that ``conv``'s output reaches (``consumers``: the graph's readers of each
+    tensor) through Q/DQ pairs and reshapes only, when it is the one node it reaches; else None."""
     node = conv
     while True:
         nxt = consumers.get(node.output[0], [])

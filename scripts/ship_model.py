@@ -19,7 +19,7 @@ import onnx
 REPO = Path(__file__).resolve().parents[1]
 
 from autoenc.corpus import DEBIAN_PHOTOS, WIDE_CORPUS, WIDE_PHOTOS
-from autoenc.runtime.noise_level import BLOTCHY_RATIO
+from autoenc.runtime.noise_level import describe_calibration
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
 from autoenc.weight_storage import is_fp16_stored
@@ -36,16 +36,6 @@ DATA = {
     "image": f"the default photo corpus (`autoenc corpus photos`): {PHOTOS}; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
 }
-
-
-def _told(knots: list | dict) -> str:
-    """A level calibration's knots in words (one curve, or one per kind of noise)."""
-    curve = lambda ks: ", ".join(f"{g:g}x the estimate at {255 * lv:.1f}" for lv, g in ks)  # noqa: E731
-    if isinstance(knots, dict):
-        lo, hi = BLOTCHY_RATIO
-        return (f"for white noise {curve(knots['white'])}; for blotchy (camera) noise {curve(knots['blotchy'])}; the curve chosen per file by its blotchiness "
-                f"(coarse / fine luminance noise, `autoenc/runtime/noise_level.py`): white at or below {lo:g}, blotchy at or above {hi:g}, blended between")
-    return curve(knots)
 
 
 def _training_data(modality: str, corpus: str | None) -> str:
@@ -165,7 +155,7 @@ def main() -> None:
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
-        *([f"- **Level calibration** (`autoenc calibrate`, fitted on its validation pairs): told {_told(info.level_calibration)}"
+        *([f"- **Level calibration** (`autoenc calibrate`, fitted on its validation pairs): told {describe_calibration(info.level_calibration)}"
            " (0..255 scale; linear between, the end gains beyond), then times `--strength`."] if info.level_calibration else []),
         *([f"- **Front end:** every input first passes a decision-directed Wiener filter (`autoenc/runtime/prefilter.py`: noise spectrum from the quietest {info.prefilter['quantile']:.0%} of frames "
            f"in {info.prefilter['block_seconds']:g} s blocks, gain floor {info.prefilter['floor_db']:g} dB"

@@ -193,7 +193,7 @@ class OnnxDenoiser(OnnxModel):
         h, w, k = planes.shape
         told: float | np.ndarray = 0.0
         if self.info.noise_level_input:
-            blotchy = blotchiness(planes[..., :3] if k >= 3 else planes[..., 0], max_value) if isinstance(self.level_knots, dict) else None
+            blotchy = blotchiness(planes, max_value) if isinstance(self.level_knots, dict) else None
             levels = np.broadcast_to(calibrated_level(self.noise_level(planes, max_value) if level is None else level, self.level_knots, blotchy), (k,))
             told = self.strength * (levels if self.info.channels == 1 and k > 1 else float(levels.mean()))
         if self.info.noise_profile:  # one row per batch item the channel rule makes: the image, or each of its planes

@@ -99,11 +99,25 @@ def blotchy_weight(blotchy: float | None) -> float:
 
 def blotchiness(planes: np.ndarray, max_value: float = 1.0) -> float:
     """The luminance noise at the coarse scale over that at the fine scale
-    (:func:`noise_profile`) of an (H, W), (H, W, 1) or (H, W, 3) image: about 1 for white noise,
-    1.6-3.3 for the simulated camera's noise (demosaicing, JPEG) on the validation photos;
-    textured pictures with little noise also read above 1. 1 where the fine scale reads 0."""
-    p = noise_profile(planes, max_value)
+    (:func:`noise_profile`) of an (H, W) or (H, W, K) image (its first three planes as RGB when
+    it has three or more, else its first as gray): about 1 for white noise, 1.6-3.3 for the
+    simulated camera's noise (demosaicing, JPEG) on the validation photos; textured pictures
+    with little noise also read above 1. 1 where the fine scale reads 0."""
+    x = np.asarray(planes)
+    x = x if x.ndim == 2 else x[..., :3] if x.shape[2] >= 3 else x[..., 0]
+    p = noise_profile(x, max_value)
     return float(p[1] / p[0]) if p[0] > 0 else 1.0
+
+
+def describe_calibration(knots: list[list[float]] | dict[str, list[list[float]]]) -> str:
+    """A level calibration's knots in words, levels on the 0..255 scale (one curve, or one per
+    kind of noise and how a file's :func:`blotchiness` picks between them)."""
+    curve = lambda ks: ", ".join(f"{g:g}x the estimate at {255 * lv:.1f}" for lv, g in ks)  # noqa: E731
+    if isinstance(knots, dict):
+        lo, hi = BLOTCHY_RATIO
+        return (f"for white noise {curve(knots['white'])}; for blotchy (camera) noise {curve(knots['blotchy'])}; the curve chosen per file by its blotchiness "
+                f"(coarse / fine luminance noise, `autoenc/runtime/noise_level.py`): white at or below {lo:g}, blotchy at or above {hi:g}, blended between")
+    return curve(knots)
 
 
 PROFILE_SCALES = 2  # the noise profile's scales: the finest detail, and the detail of 2x2 block means
