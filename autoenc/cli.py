@@ -113,14 +113,11 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
+    from autoenc.config import load_calibration_settings
     from autoenc.level_calibration import calibrate
-
     from autoenc.runtime.noise_level import describe_calibration
-    from autoenc.runtime.typed_config import read_yaml_mapping
 
-    settings = read_yaml_mapping(Path(args.settings)).get("noises") if args.settings else None
-    if args.settings and not isinstance(settings, list):
-        raise ValueError(f"--settings {args.settings}: needs a 'noises' list (as a config's eval.noises)")
+    settings = load_calibration_settings(args.settings) if args.settings else None
     knots, report = calibrate(args.source, args.model, args.also, args.set, settings)
     for tag, scores in report["by_gain"].items():
         print(f"{tag}: " + " ".join(f"{g}:{v:.3f}" for g, v in scores.items()))
@@ -425,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the exported fp32 .onnx, told the noise level")
     p.add_argument("--also", action="append", default=[], metavar="TWIN", help="write the same calibration into this file too (MODEL's int8 twin)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with a config: the overrides the model was trained with (autoenc train --set)")
-    p.add_argument("--settings", metavar="YAML", help="fit on these validation noise settings (a YAML file with a 'noises' list, as a config's eval.noises) instead of the run's own, on the same held-out files; camera settings give knots by kind of noise (white or blotchy)")
+    p.add_argument("--settings", metavar="YAML", help="fit on these validation noise settings (a YAML file with a 'noises' list, as a config's eval.noises) instead of the run's own; camera settings give knots by kind of noise (white or blotchy). Its optional 'data' mapping names other held-out files (corpus, val_files or val_sources, max_val_images, val_crop), none of which the model may have trained on")
     p.set_defaults(fn=_cmd_calibrate)
 
     p = sub.add_parser("denoise", parents=[common], help="denoise a folder, or files, into an output folder (onnxruntime only; images and audio)",

@@ -454,3 +454,41 @@ def load(path: str | Path, overrides: list[str] | None = None) -> "RunConfig | F
 def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | FamilyConfig":
     """Validate a config mapping, turning pydantic errors into one readable message."""
     return validate((FamilyConfig if tree.get("modality") == "family" else RunConfig), tree, source)
+
+
+# ---------------------------------------------------------------- level calibration settings
+
+CALIBRATION_DATA_KEYS = ("corpus", "val_files", "val_sources", "max_val_images", "val_crop")  # data keys a calibration may set: which held-out files, nothing about training
+
+
+class CalibrationSettings(Frozen):
+    """An ``autoenc calibrate --settings`` file: the validation noise settings to fit a level
+    calibration on (as a config's ``eval.noises``) and, optionally, other held-out files than the
+    model's own validation split (``data``: :data:`CALIBRATION_DATA_KEYS`, e.g. ``corpus`` and
+    ``val_files``; none of them may be a file the model trained on, which calibrate checks)."""
+
+    noises: list[dict[str, Any]] = Field(min_length=1)
+    data: dict[str, Any] = {}
+
+    @field_validator("data")
+    @classmethod
+    def _only_validation_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        other = sorted(set(v) - set(CALIBRATION_DATA_KEYS))
+        if other:
+            raise ValueError(f"a calibration may set only the held-out files ({', '.join(CALIBRATION_DATA_KEYS)}), not {', '.join(other)}")
+        return v
+
+    def applied(self, cfg: RunConfig, source: str) -> RunConfig:
+        """``cfg`` with these validation noise settings and held-out files (a split rule given
+        here replaces the config's: ``val_files`` drops its ``val_sources`` and the reverse)."""
+        tree = cfg.model_dump(mode="json")
+        data = dict(tree["data"])
+        if "val_files" in self.data or "val_sources" in self.data:
+            data.update(val_files=[], val_sources=[])
+        data.update(self.data)
+        return from_dict({**tree, "data": data, "eval": {**tree["eval"], "noises": self.noises}}, source=f"{source} with the calibration's settings")
+
+
+def load_calibration_settings(path: str | Path) -> CalibrationSettings:
+    """Read and validate an ``autoenc calibrate --settings`` YAML file."""
+    return validate(CalibrationSettings, read_yaml_mapping(Path(path)), str(path))

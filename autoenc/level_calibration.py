@@ -47,14 +47,14 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import onnx
 
-from autoenc.made_with import model_config, model_data
+from autoenc.made_with import held_out_data, model_config, model_data
 from autoenc.metrics import psnr
 from autoenc.runtime.media import atomic_write
 from autoenc.runtime.metadata import PREFIX, ModelInfo
 from autoenc.runtime.noise_level import blotchiness, calibrated_level
 
 if TYPE_CHECKING:
-    from autoenc.config import NoiseConfig
+    from autoenc.config import CalibrationSettings, NoiseConfig
     from autoenc.data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -140,14 +140,15 @@ def fit(data: TrainingData, model: str | Path) -> tuple[Knots | None, dict]:
     return (knots if kept else None), report
 
 
-def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | None = None, overrides: list[str] | None = None, settings: list[dict] | None = None) -> tuple[Knots | None, dict]:
+def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | None = None, overrides: list[str] | None = None, settings: CalibrationSettings | None = None) -> tuple[Knots | None, dict]:
     """Fit ``model``'s level calibration on the validation pairs of ``source`` (the checkpoint it
     was exported from, or its training config with ``overrides``; its config hash must be the
     model's) and write it, with the fit's report, into ``model`` and each file in ``also`` (its
-    int8 twin: the same input planes), atomically. ``settings``: noise specs (as in a config's
-    ``eval.noises``) to fit on instead of the run's own validation settings, on the same held-out
-    files: more levels than training watched, or camera noise for knots by kind of noise.
-    Returns (knots or None, report)."""
+    int8 twin: the same input planes), atomically. ``settings``: noise specs to fit on instead of
+    the run's own validation settings (more levels than training watched, or camera noise for
+    knots by kind of noise) and, with its ``data``, other held-out files than the run's
+    validation split (more photos than it has); a ValueError if one of those files is one the
+    model trained on. Returns (knots or None, report)."""
     info = _info(model)
     if info.modality != "image" or not info.noise_level_input:
         raise ValueError(f"{model}: only an image model told the noise level (noise_level_input) has a level to calibrate")
@@ -157,15 +158,15 @@ def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | No
         if (theirs.modality, theirs.channels, theirs.noise_level_input, theirs.noise_profile) != (info.modality, info.channels, info.noise_level_input, info.noise_profile):
             raise ValueError(f"--also {twin}: takes other input planes than {model}; give its int8 twin")
     cfg, ckpt = model_config(source, model, info, overrides)
-    if settings is not None:  # after the hash check: the validation settings are not what the model was made with
-        from autoenc.config import from_dict
-
-        tree = cfg.model_dump(mode="json")
-        cfg = from_dict({**tree, "eval": {**tree["eval"], "noises": settings}}, source=f"{source} with the calibration's settings")
-        ckpt = {**ckpt, "config": cfg.model_dump(mode="json")} if ckpt is not None else None
-    data, origin = model_data(source, cfg, ckpt, overrides)
+    if settings is not None and settings.data:  # other held-out files: ingested afresh, checked against what the model trained on
+        data, origin = held_out_data(source, cfg, ckpt, settings.applied(cfg, str(source)))
+    elif settings is not None:  # after the hash check: the validation settings are not what the model was made with
+        cfg = settings.applied(cfg, str(source))
+        data, origin = model_data(source, cfg, {**ckpt, "config": cfg.model_dump(mode="json")} if ckpt is not None else None, overrides)
+    else:
+        data, origin = model_data(source, cfg, ckpt, overrides)
     knots, report = fit(data, model)
-    report = {**report, "fitted_on": str(model), "source": str(source), **origin, **({"settings": settings} if settings is not None else {})}
+    report = {**report, "fitted_on": str(model), "source": str(source), **origin, **({"settings": settings.model_dump(mode="json", exclude_defaults=True)} if settings is not None else {})}
     for path in [Path(model), *twins]:
         _write(path, knots, report)
     log.info("level calibration of %s: %s (validation %.3f -> %.3f dB)", model, knots, np.mean(list(report["before"].values())), np.mean(list(report["after"].values())))

@@ -83,3 +83,24 @@ def model_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, overrides:
     with tempfile.TemporaryDirectory() as tmp:
         data = config_data(cfg, Path(tmp) / "manifest.csv")
     return data, {"data": f"ingested again from {source}" + "".join(f" --set {o}" for o in overrides or [])}  # not the run's own manifest
+
+
+def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: RunConfig) -> tuple[TrainingData, dict[str, str]]:
+    """The data of ``other`` — the model's config ``cfg`` with other held-out files (a level
+    calibration's) — ingested afresh, and a note for the metadata. A ValueError if any of its
+    held-out files is one the model trained on (same content, by sha256; the training split of
+    the run's manifest, or of ``cfg`` ingested again)."""
+    import tempfile
+
+    from autoenc.data import TrainingData, ingest, read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        own = read_manifest(Path(source).parent / "manifest.csv") if ckpt is not None else ingest(_data_root(cfg), cfg.data, Path(tmp) / "own.csv", cfg.modality)
+        root = _data_root(other)
+        entries = ingest(root, other.data, Path(tmp) / "manifest.csv", other.modality)
+    trained = {e.sha256 for e in own if e.split == "train"}
+    seen = sorted(e.path for e in entries if e.split == "val" and e.sha256 in trained)
+    if seen:
+        raise ValueError(f"{len(seen)} of the held-out files are files the model trained on: {', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}")
+    return TrainingData(other, root, entries), {"data": "other held-out files (the calibration's settings), ingested afresh"}
+

@@ -14,6 +14,18 @@ def test_shipped_configs_validate(path):
     assert len(cfg.hash()) == 16
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs/calibration").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_calibration_settings_validate_against_the_config_they_name(path):
+    """Each calibration settings file validates, and applied to configs/photo-context.yaml (the
+    config photo-hq's calibration names) gives a valid run config with its noises and files."""
+    from autoenc.config import load_calibration_settings
+
+    settings = load_calibration_settings(path)
+    cfg = settings.applied(load(REPO / "configs/photo-context.yaml"), str(path))
+    assert len(cfg.eval.noises) == len(settings.noises)
+    assert cfg.data.val_files == settings.data.get("val_files", cfg.data.val_files)
+
+
 def test_unknown_key_is_named(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text((REPO / "configs/tiny-image.yaml").read_text().replace("patch_size:", "patch_sise:"))

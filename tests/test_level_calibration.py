@@ -91,7 +91,7 @@ def test_calibrate_on_camera_settings_fits_knots_by_kind_and_inference_applies_t
 
     props = {p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}
     report = json.loads(props[REPORT_KEY])
-    assert report["settings"][1]["name"] == "camera" and len(report["before"]) == 2  # fitted on these, not the run's own sigma 25
+    assert report["settings"]["noises"][1]["name"] == "camera" and len(report["before"]) == 2  # fitted on these, not the run's own sigma 25
     start, fitted = report["knots_start"], report["knots_fitted"]
     assert set(start) == set(fitted) == {"white", "blotchy"} and len(start["white"]) == len(start["blotchy"]) == 1
     assert start["white"][0][0] == pytest.approx(10 / 255, rel=0.5) and all(g in GAINS for c in fitted.values() for _, g in c)
@@ -110,6 +110,50 @@ def test_calibrate_on_camera_settings_fits_knots_by_kind_and_inference_applies_t
         told = calibrated_level(now.noise_level(x), forced, blotchiness(x))
         assert np.array_equal(now.denoise(x), raw.denoise(x, level=told))
     assert blotchiness(x) > BLOTCHY_RATIO[1]  # the second image went down the blotchy curve
+
+
+def test_calibrate_on_other_held_out_photos_refuses_any_the_model_trained_on(tmp_path):
+    """A settings file's ``data`` fits on other held-out photos than the run's validation split
+    (here a source ``c`` added after training), each checked by content against the model's
+    training split: a trained-on file (even renamed) is refused, and only validation keys may be set."""
+    import shutil
+
+    import yaml
+
+    from autoenc.cli import main
+    from autoenc.config import CalibrationSettings, ConfigError, load_calibration_settings
+    from autoenc.level_calibration import REPORT_KEY, calibrate
+    from PIL import Image
+
+    best, run = _tiny_told_model(tmp_path, 1)
+    root = tmp_path / "photos"
+    (root / "c").mkdir()
+    for i in range(3):
+        Image.fromarray(photo(72, 80, 1, seed=40 + i)).save(root / "c" / f"q{i}.png")
+    noises = [{"name": "gaussian", "sigma": 10}, {"name": "gaussian", "sigma": 30}]
+    with pytest.raises(ValueError, match="trained on: a/p0.png"):
+        calibrate(best, run / "model.onnx", settings=CalibrationSettings(noises=noises, data={"val_sources": ["a"]}))
+    shutil.copy(root / "a" / "p1.png", root / "c" / "renamed.png")
+    with pytest.raises(ValueError, match="c/renamed.png"):
+        calibrate(best, run / "model.onnx", settings=CalibrationSettings(noises=noises, data={"val_sources": ["c"]}))
+    (root / "c" / "renamed.png").unlink()
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"noises": noises, "data": {"patch_size": 32}}))
+    with pytest.raises(ConfigError, match="only the held-out files"):
+        load_calibration_settings(tmp_path / "bad.yaml")
+
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump({"noises": noises, "data": {"val_sources": ["c"]}}))
+    assert main(["calibrate", str(best), str(run / "model.onnx"), "--settings", str(tmp_path / "settings.yaml")]) == 0
+    report = json.loads({p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}[REPORT_KEY])
+    assert report["settings"]["data"] == {"val_sources": ["c"]} and "other held-out files" in report["data"]
+    assert set(report["before"]) == {"gaussian-sigma10", "gaussian-sigma30"}
+    assert load_calibration_settings(tmp_path / "settings.yaml").applied(_cfg_of(best), "x").data.val_sources == ["c"]
+
+
+def _cfg_of(checkpoint):
+    from autoenc.checkpoint import read_checkpoint
+    from autoenc.config import from_dict
+
+    return from_dict(read_checkpoint(checkpoint)["config"])
 
 
 def test_a_model_without_calibration_reads_as_before_and_keeps_it_through_props(tmp_path):
