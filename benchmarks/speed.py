@@ -109,20 +109,35 @@ def onnx_conv_macs(path: Path, x: np.ndarray) -> int:
     return sum(int(np.prod(shape(n.output[0]))) * int(np.prod(shape(n.input[1])[1:])) for n in convs)
 
 
+def made_from(onnx_path: Path) -> Path | None:
+    """The config in ``configs/`` the model was trained with: the one whose hash is the model's
+    (its metadata's ``config_hash``), or None (a model made from an older state of a config)."""
+    want = model_info(onnx_path).config_hash
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        try:
+            cfg = load(path)
+        except ValueError:  # schedule.yaml and other non-run YAML
+            continue
+        if cfg.hash() == want:
+            return path
+    return None
+
+
 def torch_twin(name: str, onnx_path: Path) -> torch.nn.Module | None:
-    """The shipped model's architecture in torch (from ``configs/<name>.yaml``), initial weights
-    (weights do not change a conv net's speed); its parameter count must match the ONNX file's.
-    None where there is no such config (a renamed model, e.g. image-gray-fast): no torch rows."""
-    if not (REPO / "configs" / f"{name}.yaml").exists():
-        log.warning("no configs/%s.yaml to build %s's torch twin from: no torch eager rows; MACs counted from the ONNX graph", name, name)
-        return None
-    cfg = load(REPO / "configs" / f"{name}.yaml")
-    model = build_model(cfg.model, cfg.network_channels).eval()
-    n_torch = sum(p.numel() for p in model.parameters())
+    """The shipped model's architecture in torch, initial weights (weights do not change a conv
+    net's speed): built from the config it was trained with (:func:`made_from`), else from
+    ``configs/<name>.yaml``, whichever first builds the ONNX file's parameter count. None where
+    neither does (a model made from an older state of its config, e.g. image-color-fast): no
+    torch rows."""
     n_onnx = sum(int(np.prod(t.dims)) for t in as_fp32(onnx.load(str(onnx_path))).graph.initializer if t.name.endswith(PARAMETER_SUFFIXES))
-    if n_torch != n_onnx:
-        raise SystemExit(f"configs/{name}.yaml builds {n_torch} parameters but {onnx_path} holds {n_onnx}: not the same architecture")
-    return model
+    for config in dict.fromkeys(c for c in (made_from(onnx_path), REPO / "configs" / f"{name}.yaml") if c is not None and c.exists()):
+        cfg = load(config)
+        model = build_model(cfg.model, cfg.network_channels).eval()
+        if sum(p.numel() for p in model.parameters()) == n_onnx:
+            return model
+        log.warning("%s builds another architecture than %s (not %d parameters)", config.relative_to(REPO), onnx_path, n_onnx)
+    log.warning("no config in configs/ builds %s's architecture: no torch eager rows; MACs counted from the ONNX graph", name)
+    return None
 
 
 def bare_session(path: Path, threads: int) -> ort.InferenceSession:
