@@ -33,7 +33,7 @@ demo: $(STAMP) data
 test: $(STAMP) data
 	$(PY) -m pytest -q
 
-bench: $(STAMP) data
+bench: $(STAMP) data wide-data
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/image_speed.py
 	$(PY) benchmarks/audio_speed.py --config configs/speech-wiener.yaml
@@ -43,6 +43,7 @@ bench: $(STAMP) data
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/adhoc.py
 	$(PY) benchmarks/camera_quality.py --int8 photo-int8
+	$(PY) benchmarks/level_calibration.py
 	$(PY) benchmarks/image_quality.py --ensemble
 	$(PY) benchmarks/image_quality.py --color
 	git show 41133b2:autoenc/pretrained/speech.onnx > /tmp/speech-prev.onnx
