@@ -103,4 +103,3 @@ def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: 
     if seen:
         raise ValueError(f"{len(seen)} of the held-out files are files the model trained on: {', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}")
     return TrainingData(other, root, entries), {"data": "other held-out files (the calibration's settings), ingested afresh"}
-
