@@ -33,7 +33,16 @@ PHOTOS = "photos shipped inside the scikit-image, scikit-learn, PyWavelets and m
 WIDE = (f"the wider photo corpus (`autoenc corpus {WIDE_CORPUS}`, after `make wide-data`): the default photo corpus ({PHOTOS}) plus the photographs of Debian's "
         + ", ".join(WIDE_PHOTOS) + " (Endless Sky's landscapes, city skylines, industrial and NASA interiors: JPEGs, halved to 720x360); licences of the files used below")
 CAMERA_PROFILES = ("- **Camera noise profiles:** darktable's measured `noiseprofiles.json` (Debian `darktable` 4.2.1, GPL-3), read at training time and not shipped; "
-                   "Poisson-Gaussian (a, b) per channel and ISO for 374 camera models. Pentax (validation) and Fujifilm (benchmark) profiles were never trained on.")  # cards of models trained on camera noise
+                   "Poisson-Gaussian (a, b) per channel and ISO for 374 camera models.")  # cards of models trained on camera noise
+
+
+def camera_profiles_line(noise: dict) -> list[str]:
+    """The card's line on darktable's profiles, for a model trained on camera noise: which makers it never trained on."""
+    specs = [spec for spec in noise["mixture"] if spec.get("name") == "camera"]
+    if not specs:
+        return []
+    held = sorted(set.intersection(*(set(spec.get("exclude_makers") or []) for spec in specs)))
+    return [CAMERA_PROFILES + (f" Profiles of {', '.join(held)} were never trained on." if held else "")]
 DATA = {
     "image": f"the default photo corpus (`autoenc corpus photos`): {PHOTOS}; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",
@@ -155,7 +164,7 @@ def main() -> None:
         f"- **Training data:** {_training_data(info.modality, cfg['data'].get('corpus'))}"
         + (f"; {cfg['data']['dead_leaves']:.0%} of the training patches cut from synthetic dead-leaves images instead (`autoenc/dead_leaves.py`, rendered from the run's seed)" if cfg["data"].get("dead_leaves") else "") + ".",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
-        *([CAMERA_PROFILES] if any(spec.get("name") == "camera" for spec in cfg["noise"]["mixture"]) else []),
+        *camera_profiles_line(cfg["noise"]),
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
         *([f"- **Level calibration** (`autoenc calibrate`, fitted on its validation pairs): told {describe_calibration(info.level_calibration)}"
