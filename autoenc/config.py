@@ -456,37 +456,43 @@ def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | Fami
     return validate((FamilyConfig if tree.get("modality") == "family" else RunConfig), tree, source)
 
 
-# ---------------------------------------------------------------- level calibration settings
 
-CALIBRATION_DATA_KEYS = ("corpus", "val_files", "val_sources", "max_val_images", "val_crop")  # data keys a calibration may set: which held-out files, nothing about training
+class CalibrationData(Frozen):
+    """Which held-out files a level calibration fits on, instead of the run's validation split
+    (each key as in :class:`DataConfig`; unset keys keep the config's). Nothing about training."""
+
+    corpus: str | None = None
+    val_files: list[str] | None = None
+    val_sources: list[str] | None = None
+    max_val_images: int | None = Field(None, ge=1)
+    val_crop: int | None = None
 
 
 class CalibrationSettings(Frozen):
     """An ``autoenc calibrate --settings`` file: the validation noise settings to fit a level
     calibration on (as a config's ``eval.noises``) and, optionally, other held-out files than the
-    model's own validation split (``data``: :data:`CALIBRATION_DATA_KEYS`, e.g. ``corpus`` and
-    ``val_files``; none of them may be a file the model trained on, which calibrate checks)."""
+    model's own validation split (``data``, :class:`CalibrationData`; none of them may be a file
+    the model trained on, which calibrate checks)."""
 
-    noises: list[dict[str, Any]] = Field(min_length=1)
-    data: dict[str, Any] = {}
+    noises: list[NoiseSpec] = Field(min_length=1)
+    data: CalibrationData = CalibrationData()
 
-    @field_validator("data")
-    @classmethod
-    def _only_validation_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        other = sorted(set(v) - set(CALIBRATION_DATA_KEYS))
-        if other:
-            raise ValueError(f"a calibration may set only the held-out files ({', '.join(CALIBRATION_DATA_KEYS)}), not {', '.join(other)}")
-        return v
+    @property
+    def other_files(self) -> bool:
+        """Whether these settings name other held-out files than the run's validation split."""
+        return bool(self.data.model_fields_set)
 
     def applied(self, cfg: RunConfig, source: str) -> RunConfig:
         """``cfg`` with these validation noise settings and held-out files (a split rule given
         here replaces the config's: ``val_files`` drops its ``val_sources`` and the reverse)."""
         tree = cfg.model_dump(mode="json")
+        given = self.data.model_dump(mode="json", exclude_unset=True)
         data = dict(tree["data"])
-        if "val_files" in self.data or "val_sources" in self.data:
+        if "val_files" in given or "val_sources" in given:
             data.update(val_files=[], val_sources=[])
-        data.update(self.data)
-        return from_dict({**tree, "data": data, "eval": {**tree["eval"], "noises": self.noises}}, source=f"{source} with the calibration's settings")
+        data.update({k: v for k, v in given.items() if v is not None or k in ("corpus", "max_val_images", "val_crop")})
+        noises = [spec.model_dump(mode="json") for spec in self.noises]
+        return from_dict({**tree, "data": data, "eval": {**tree["eval"], "noises": noises}}, source=f"{source} with the calibration's settings")
 
 
 def load_calibration_settings(path: str | Path) -> CalibrationSettings:

@@ -24,8 +24,8 @@ noise reads like a Gaussian level and may want another gain there). The knots ar
 that score beats the plain estimate's; otherwise the model is written with no calibration.
 
 By kind of noise: where the validation settings include camera noise of one ISO and gain
-(``calibrate(settings=...)``, ``autoenc calibrate --settings``: other settings on the same
-held-out files), those settings' knots form a second, *blotchy* curve beside the Gaussian
+(``calibrate(settings=...)``, ``autoenc calibrate --settings``: other settings on the run's
+held-out files, or on other held-out files the settings name), those settings' knots form a second, *blotchy* curve beside the Gaussian
 (*white*) one, and each pair is told the estimate through the blend its own blotchiness picks
 (:func:`autoenc.runtime.noise_level.blotchiness`). Why: the fine-scale estimate reads camera
 noise (demosaiced, JPEG-smeared) far too low and white noise about right, so one curve over the
@@ -158,7 +158,7 @@ def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | No
         if (theirs.modality, theirs.channels, theirs.noise_level_input, theirs.noise_profile) != (info.modality, info.channels, info.noise_level_input, info.noise_profile):
             raise ValueError(f"--also {twin}: takes other input planes than {model}; give its int8 twin")
     cfg, ckpt = model_config(source, model, info, overrides)
-    if settings is not None and settings.data:  # other held-out files: ingested afresh, checked against what the model trained on
+    if settings is not None and settings.other_files:  # other held-out files: ingested afresh, checked against what the model trained on
         data, origin = held_out_data(source, cfg, ckpt, settings.applied(cfg, str(source)))
     elif settings is not None:  # after the hash check: the validation settings are not what the model was made with
         cfg = settings.applied(cfg, str(source))
@@ -166,7 +166,7 @@ def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | No
     else:
         data, origin = model_data(source, cfg, ckpt, overrides)
     knots, report = fit(data, model)
-    report = {**report, "fitted_on": str(model), "source": str(source), **origin, **({"settings": settings.model_dump(mode="json", exclude_defaults=True)} if settings is not None else {})}
+    report = {**report, "fitted_on": str(model), "source": str(source), **origin, **({"settings": settings.model_dump(mode="json", exclude_unset=True)} if settings is not None else {})}
     for path in [Path(model), *twins]:
         _write(path, knots, report)
     log.info("level calibration of %s: %s (validation %.3f -> %.3f dB)", model, knots, np.mean(list(report["before"].values())), np.mean(list(report["after"].values())))

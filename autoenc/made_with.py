@@ -7,6 +7,7 @@ Needs the ``train`` extra (the data pipeline imports torch).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from autoenc.runtime.metadata import ModelInfo
 if TYPE_CHECKING:
     from autoenc.config import RunConfig
     from autoenc.data import TrainingData
+
+log = logging.getLogger(__name__)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")  # a source that is a training config, not a checkpoint
 
@@ -98,8 +101,14 @@ def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: 
         own = read_manifest(Path(source).parent / "manifest.csv") if ckpt is not None else ingest(_data_root(cfg), cfg.data, Path(tmp) / "own.csv", cfg.modality)
         root = _data_root(other)
         entries = ingest(root, other.data, Path(tmp) / "manifest.csv", other.modality)
-    trained = {e.sha256 for e in own if e.split == "train"}
-    seen = sorted(e.path for e in entries if e.split == "val" and e.sha256 in trained)
+    trained = [e for e in own if e.split == "train"]
+    hashes, paths = {e.sha256 for e in trained}, {e.path for e in trained}
+    seen = sorted(e.path for e in entries if e.split == "val" and (e.sha256 in hashes or e.path in paths))
     if seen:
         raise ValueError(f"{len(seen)} of the held-out files are files the model trained on: {', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}")
-    return TrainingData(other, root, entries), {"data": "other held-out files (the calibration's settings), ingested afresh"}
+    note = "other held-out files (the calibration's settings), ingested afresh; checked by content and path against this model's training split"
+    earlier = [str(p) for p in (cfg.train.init_from, cfg.train.teacher) if p is not None]
+    if earlier:  # what an earlier stage or a teacher trained on is not in this run's manifest
+        log.warning("held-out files checked against this run's training split only, not against what %s trained on", " and ".join(earlier))
+        note += f" only (not the split of {' or '.join(earlier)}, which it started from or learned from)"
+    return TrainingData(other, root, entries), {"data": note}

@@ -48,10 +48,16 @@ def photos(every: int, offset: int, crop: int) -> dict[str, torch.Tensor]:
     return {f.stem: centre_crop(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1), crop) for f in files}
 
 
+def _value(v) -> str:
+    """A fixed parameter (or a range) as the table prints it: 6400, 0.5..2."""
+    lo, hi = (v, v) if isinstance(v, (int, float)) else v
+    return f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+
+
 def setting_name(spec: dict) -> str:
     if spec["name"] == "camera":
-        return f"camera ISO {spec['iso']} x{spec['gain']}"
-    return f"{spec['name']} sigma {spec['sigma']}" if "sigma" in spec else spec["name"]
+        return f"camera ISO {_value(spec['iso'])} x{_value(spec['gain'])}"
+    return f"{spec['name']} sigma {_value(spec['sigma'])}" if "sigma" in spec else spec["name"]
 
 
 def main() -> None:
@@ -65,7 +71,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ims = photos(args.every, args.offset, args.crop)
-    noises = load_calibration_settings(args.settings).noises
+    noises = [spec.model_dump(mode="json", exclude_unset=True) for spec in load_calibration_settings(args.settings).noises]
+    names = [setting_name(spec) for spec in noises]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"{args.settings}: two settings print as one row ({names}); this benchmark tells settings apart by name, ISO, gain and sigma only")
     report: dict = {"photos": f"{PACKAGE}: {', '.join(ims)} ({args.crop} px centre crops)", "settings": args.settings, "machine": machine(), "models": {}}
     for model in args.model or ["photo-hq"]:
         told, plain = OnnxDenoiser(model), OnnxDenoiser(model, calibrated=False)

@@ -201,6 +201,8 @@ def speech_rows(name: str, args, peak: dict[int, float]) -> tuple[list[dict], di
     fp32 = resolve_model(name)
     int8 = fp32.with_name(fp32.stem + "-int8.onnx")
     model = torch_twin(name, fp32)
+    if model is None:
+        raise SystemExit(f"{name}: no config in configs/ builds its architecture, and the speech rows need its torch twin (MACs per sample, torch eager)")
     sr, secs = 16000, args.audio_seconds
     audio = (0.1 * np.random.default_rng(0).standard_normal(int(secs * sr))).astype(np.float32)
     macs_sample = conv_macs(model, torch.from_numpy(audio[: sr * 4])[None, None]) / (sr * 4)

@@ -38,11 +38,14 @@ CAMERA_PROFILES = ("- **Camera noise profiles:** darktable's measured `noiseprof
 
 def camera_profiles_line(noise: dict) -> list[str]:
     """The card's line on darktable's profiles, for a model trained on camera noise: which makers it never trained on."""
-    specs = [spec for spec in noise["mixture"] if spec.get("name") == "camera"]
+    specs = [spec for spec in [*noise["mixture"], *noise.get("then", [])] if spec.get("name") == "camera"]
     if not specs:
         return []
-    held = sorted(set.intersection(*(set(spec.get("exclude_makers") or []) for spec in specs)))
+    candidates = {m for spec in specs for m in spec.get("exclude_makers") or []}
+    held = sorted(m for m in candidates if all(m in (spec.get("exclude_makers") or []) or (spec.get("makers") and m not in spec["makers"]) for spec in specs))
     return [CAMERA_PROFILES + (f" Profiles of {', '.join(held)} were never trained on." if held else "")]
+
+
 DATA = {
     "image": f"the default photo corpus (`autoenc corpus photos`): {PHOTOS}; licences of the files used below",
     "audio": "the Asterisk English prompts (Debian `asterisk-core-sounds-en-g722`, 568 utterances by Allison Smith, CC-BY-SA-3.0, decoded from G.722 to 16 kHz) for speech and babble; Asterisk music on hold (Debian `asterisk-moh-opsound-g722`, opsound.org, CC-BY-SA-3.0) for the music noise",

@@ -23,7 +23,7 @@ def test_shipped_calibration_settings_validate_against_the_config_they_name(path
     settings = load_calibration_settings(path)
     cfg = settings.applied(load(REPO / "configs/photo-context.yaml"), str(path))
     assert len(cfg.eval.noises) == len(settings.noises)
-    assert cfg.data.val_files == settings.data.get("val_files", cfg.data.val_files)
+    assert cfg.data.val_files == (settings.data.val_files if settings.data.val_files is not None else load(REPO / "configs/photo-context.yaml").data.val_files)
 
 
 def test_unknown_key_is_named(tmp_path):
