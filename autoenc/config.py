@@ -456,7 +456,6 @@ def from_dict(tree: dict[str, Any], source: str = "<dict>") -> "RunConfig | Fami
     return validate((FamilyConfig if tree.get("modality") == "family" else RunConfig), tree, source)
 
 
-
 class CalibrationData(Frozen):
     """Which held-out files a level calibration fits on, instead of the run's validation split
     (each key as in :class:`DataConfig`; unset keys keep the config's). Nothing about training."""
@@ -487,10 +486,8 @@ class CalibrationSettings(Frozen):
         here replaces the config's: ``val_files`` drops its ``val_sources`` and the reverse)."""
         tree = cfg.model_dump(mode="json")
         given = self.data.model_dump(mode="json", exclude_unset=True)
-        data = dict(tree["data"])
-        if "val_files" in given or "val_sources" in given:
-            data.update(val_files=[], val_sources=[])
-        data.update({k: v for k, v in given.items() if v is not None or k in ("corpus", "max_val_images", "val_crop")})
+        split = {k: given.pop(k) or [] for k in ("val_files", "val_sources") if k in given}
+        data = {**tree["data"], **({"val_files": [], "val_sources": [], **split} if split else {}), **given}
         noises = [spec.model_dump(mode="json") for spec in self.noises]
         return from_dict({**tree, "data": data, "eval": {**tree["eval"], "noises": noises}}, source=f"{source} with the calibration's settings")
 

@@ -111,4 +111,4 @@ def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: 
     if earlier:  # what an earlier stage or a teacher trained on is not in this run's manifest
         log.warning("held-out files checked against this run's training split only, not against what %s trained on", " and ".join(earlier))
         note += f" only (not the split of {' or '.join(earlier)}, which it started from or learned from)"
-    return TrainingData(other, root, entries), {"data": note}
+    return TrainingData(other, root, [e for e in entries if e.split == "val"]), {"data": note}  # the fit reads held-out pairs only: no training photos loaded
