@@ -107,6 +107,20 @@ def start_from(model: torch.nn.Module, name: str, path: Path) -> dict[str, Any]:
     return {"path": str(path), "model": src["model"], "config_hash": src.get("config_hash"), "epoch": src.get("epoch")}
 
 
+def trained_on_of(path: str | Path) -> dict[str, Any] | None:
+    """The record of what the model at ``path`` (a checkpoint or an exported .onnx) trained on,
+    across its stages (:mod:`autoenc.runtime.trained_on`), or None where it carries none."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import json
+
+        import onnx
+
+        raw = next((p.value for p in onnx.load(str(path), load_external_data=False).metadata_props if p.key == "autoenc.trained_on"), None)
+        return json.loads(raw) if raw and raw != "null" else None
+    return read_checkpoint(path).get("trained_on")
+
+
 def full_history(checkpoint: Path) -> list[dict]:
     """The whole run's history: best.pt only knows the epochs up to itself; last.pt beside it knows all."""
     last = Path(checkpoint).parent / "last.pt"

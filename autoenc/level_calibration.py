@@ -159,7 +159,7 @@ def calibrate(source: str | Path, model: str | Path, also: list[str | Path] | No
             raise ValueError(f"--also {twin}: takes other input planes than {model}; give its int8 twin")
     cfg, ckpt = model_config(source, model, info, overrides)
     if settings is not None and settings.other_files:  # other held-out files: ingested afresh, checked against what the model trained on
-        data, origin = held_out_data(source, cfg, ckpt, settings.applied(cfg, str(source)))
+        data, origin = held_out_data(source, cfg, ckpt, settings.applied(cfg, str(source)), info.trained_on)
     elif settings is not None:  # after the hash check: the validation settings are not what the model was made with
         cfg = settings.applied(cfg, str(source))
         data, origin = model_data(source, cfg, {**ckpt, "config": cfg.model_dump(mode="json")} if ckpt is not None else None, overrides)

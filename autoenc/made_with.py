@@ -88,14 +88,17 @@ def model_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, overrides:
     return data, {"data": f"ingested again from {source}" + "".join(f" --set {o}" for o in overrides or [])}  # not the run's own manifest
 
 
-def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: RunConfig) -> tuple[TrainingData, dict[str, str]]:
+def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: RunConfig, learned: dict | None = None) -> tuple[TrainingData, dict[str, str]]:
     """The data of ``other`` — the model's config ``cfg`` with other held-out files (a level
     calibration's) — ingested afresh, and a note for the metadata. A ValueError if any of its
-    held-out files is one the model trained on (same content, by sha256; the training split of
-    the run's manifest, or of ``cfg`` ingested again)."""
+    held-out files is one the model trained on: same content (sha256) or path as a file of the
+    training split of the run's manifest (or of ``cfg`` ingested again), or same content as any
+    file in ``learned``, the model's record of what every stage and teacher trained on
+    (:mod:`autoenc.runtime.trained_on`; None for a model made before records)."""
     import tempfile
 
     from autoenc.data import TrainingData, ingest, read_manifest
+    from autoenc.runtime import trained_on
 
     with tempfile.TemporaryDirectory() as tmp:
         own = read_manifest(Path(source).parent / "manifest.csv") if ckpt is not None else ingest(_data_root(cfg), cfg.data, Path(tmp) / "own.csv", cfg.modality)
@@ -103,12 +106,17 @@ def held_out_data(source: str | Path, cfg: RunConfig, ckpt: dict | None, other: 
         entries = ingest(root, other.data, Path(tmp) / "manifest.csv", other.modality)
     trained = [e for e in own if e.split == "train"]
     hashes, paths = {e.sha256 for e in trained}, {e.path for e in trained}
-    seen = sorted(e.path for e in entries if e.split == "val" and (e.sha256 in hashes or e.path in paths))
+    held = [e for e in entries if e.split == "val"]
+    seen = sorted({e.path for e in held if e.sha256 in hashes or e.path in paths} | set(trained_on.seen(learned, {e.path: e.sha256 for e in held})))
     if seen:
         raise ValueError(f"{len(seen)} of the held-out files are files the model trained on: {', '.join(seen[:5])}{' ...' if len(seen) > 5 else ''}")
     note = "other held-out files (the calibration's settings), ingested afresh; checked by content and path against this model's training split"
     earlier = [str(p) for p in (cfg.train.init_from, cfg.train.teacher) if p is not None]
-    if earlier:  # what an earlier stage or a teacher trained on is not in this run's manifest
+    if learned is not None:
+        note += " and by content against its record of what every stage and teacher trained on (" + trained_on.describe(learned) + ")"
+        if learned.get("unknown"):
+            log.warning("held-out files checked against %s", trained_on.describe(learned))
+    elif earlier:  # what an earlier stage or a teacher trained on is not in this run's manifest
         log.warning("held-out files checked against this run's training split only, not against what %s trained on", " and ".join(earlier))
         note += f" only (not the split of {' or '.join(earlier)}, which it started from or learned from)"
-    return TrainingData(other, root, [e for e in entries if e.split == "val"]), {"data": note}  # the fit reads held-out pairs only: no training photos loaded
+    return TrainingData(other, root, held), {"data": note}  # the fit reads held-out pairs only: no training photos loaded

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from autoenc.checkpoint import load_checkpoint, pack, read_checkpoint, save_checkpoint, start_from
+from autoenc.checkpoint import load_checkpoint, pack, read_checkpoint, save_checkpoint, start_from, trained_on_of
 from autoenc.config import RunConfig, TrainConfig
 from autoenc.data import VALIDATION_VERSION, TrainingData, model_input, read_manifest, same_model_input
 from autoenc.evaluate import evaluate, score
 from autoenc.losses import LOSSES
 from autoenc.models import build_model, model_modality
 from autoenc.qat import quantization_aware
+from autoenc.runtime import trained_on
 from autoenc.runtime.infer import ENSEMBLE_VIEWS
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,11 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     run_dir = Path(run_dir)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    data = TrainingData(cfg, data_root, read_manifest(manifest_path))
+    entries = read_manifest(manifest_path)
+    data = TrainingData(cfg, data_root, entries)
+    earlier = [p for p in (cfg.train.init_from, cfg.train.teacher) if p is not None]
+    learned = trained_on.record((e.sha256 for e in entries if e.split == "train"), cfg.hash(), {str(p): trained_on_of(p) for p in earlier})
+    log.info("trained on: %s", trained_on.describe(learned))
     ch = cfg.network_channels
 
     torch.manual_seed(cfg.seed)  # weight init only; data draws use their own generators
@@ -230,7 +235,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
             model, {"channels": ch, **cfg.model.kwargs}, cfg,
             raw_state=raw_state, ema_updates=ema.updates if ema is not None else 0, optimizer=opt.state_dict(),
             epoch=epoch, step=step, history=history, best_score=max(best, val_score), resume_hash=cfg.resume_hash(), init_from=init_from,
-            validation=VALIDATION_VERSION[cfg.modality],
+            validation=VALIDATION_VERSION[cfg.modality], trained_on=learned,
             **({"qat_ranges": qat_ranges} if qat_ranges is not None else {}),
         )
         if val_score > best:

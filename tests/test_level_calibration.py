@@ -234,3 +234,57 @@ def test_calibrate_refuses_blind_models_mismatched_twins_and_foreign_sources(tmp
     assert "noise_level_input" in capsys.readouterr().err and blind.read_bytes() == before  # one line, nothing written
     assert main(["calibrate", str(told.with_suffix(".pt")), str(told), "--also", str(tmp_path / "missing.onnx")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_models_record_what_every_stage_trained_on_and_calibration_refuses_an_earlier_stages_file(tmp_path):
+    """A second stage (train.init_from the first) records the first stage's training files
+    beside its own, in its checkpoint and its ONNX metadata; a held-out photo with the content
+    of a file only the first stage trained on is refused; a start that carries no record is
+    named as unknown."""
+    import shutil
+
+    from autoenc.checkpoint import read_checkpoint
+    from autoenc.config import CalibrationSettings, load
+    from autoenc.data import ingest, read_manifest
+    from autoenc.export import to_onnx
+    from autoenc.level_calibration import calibrate
+    from autoenc.runtime import trained_on
+    from autoenc.runtime.session import model_info
+    from autoenc.train import fit
+    from PIL import Image
+
+    first, run1 = _tiny_told_model(tmp_path, 1)
+    root = tmp_path / "second"
+    for src, seeds in (("x", (60, 61)), ("y", (70,))):
+        (root / src).mkdir(parents=True)
+        for s in seeds:
+            Image.fromarray(photo(72, 80, 1, seed=s)).save(root / src / f"s{s}.png")
+    run = tmp_path / "run2"
+    cfg = load(REPO / "configs/tiny-image.yaml", [f"data.root={root}", "data.val_files=[]", "data.val_sources=[y]", "data.patches_per_epoch=32",
+                                                  "train.epochs=1", "model.kwargs.noise_level_input=true", f"train.init_from={first}"])
+    ingest(root, cfg.data, run / "manifest.csv")
+    best = fit(cfg, root, run / "manifest.csv", run)
+    to_onnx(best, run / "model.onnx")
+    rec = read_checkpoint(best)["trained_on"]
+    own = {e.sha256[: trained_on.DIGEST_CHARS] for m in (run1, run) for e in read_manifest(m / "manifest.csv") if e.split == "train"}
+    assert set(rec["sha256"]) == own and len(own) == 4 and rec["unknown"] == []  # a/p0, a/p1 of the first stage; x/s60, x/s61
+    assert rec["stages"] == [read_checkpoint(first)["config_hash"], cfg.hash()]
+    assert model_info(run / "model.onnx").trained_on == rec
+
+    (root / "z").mkdir()
+    shutil.copy(tmp_path / "photos" / "a" / "p1.png", root / "z" / "earlier.png")  # only the first stage trained on it
+    Image.fromarray(photo(72, 80, 1, seed=80)).save(root / "z" / "new.png")
+    settings = CalibrationSettings(noises=[{"name": "gaussian", "sigma": 10}, {"name": "gaussian", "sigma": 30}], data={"val_sources": ["z"]})
+    with pytest.raises(ValueError, match="1 of the held-out files .*z/earlier.png"):
+        calibrate(best, run / "model.onnx", settings=settings)
+    (root / "z" / "earlier.png").unlink()
+    _, report = calibrate(best, run / "model.onnx", settings=settings)
+    assert "every stage and teacher recorded" in report["data"]
+
+    from autoenc.checkpoint import trained_on_of
+    from autoenc.runtime.session import PRETRAINED_DIR
+
+    assert trained_on_of(run / "model.onnx") == rec and trained_on_of(PRETRAINED_DIR / "photo-fast.onnx") is None  # shipped before records
+    unknown = trained_on.record(["ab" * 32], "h3", {"old.onnx": None, str(best): rec})
+    assert unknown["unknown"] == ["old.onnx"] and unknown["stages"] == [*rec["stages"], "h3"] and "not recorded: what old.onnx trained on" in trained_on.describe(unknown)
+    assert trained_on.seen(None, {"f": "ab"}) == [] and "records no training files" in trained_on.describe(None)
