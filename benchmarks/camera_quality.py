@@ -37,6 +37,7 @@ from autoenc.corpus import build_benchmark_photos
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
 from autoenc.noise import pair_generator, synthesize
+import never_seen
 from image_speed import machine
 from model_names import clashes, column
 from paired import compare, describe, verdict
@@ -55,10 +56,15 @@ REFERENCES = ["CBM3D (estimated σ)", "CBM3D (5× estimated σ)"]  # what each m
 TARGETS = {"camera mid (ISO 12800, gain 4)": 2.0, "camera high (ISO 25600, gain 8)": 3.0}  # issue 14: dB over REFERENCES[0]
 
 
+def photo_files() -> list[Path]:
+    """The benchmark photos' files."""
+    return sorted(build_benchmark_photos().rglob("*.png"))
+
+
 def photos(crop: int) -> dict[str, np.ndarray]:
     """Centre crops (RGB float 0..1) of the benchmark photos."""
     out = {}
-    for path in sorted(build_benchmark_photos().rglob("*.png")):
+    for path in photo_files():
         arr = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
         h, w = arr.shape[:2]
         top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
@@ -81,14 +87,18 @@ def estimated_sigma(x: np.ndarray) -> float:
     return float(np.mean(estimate_sigma(x, channel_axis=-1)))
 
 
+TRAINED_ON: dict[str, str] = {}  # method -> how far the check that it never trained on these photos reached
 INT8_KERNELS: dict[str, str] = {}  # method -> how an int8 model ran on this CPU (autoenc/runtime/int8_kernels.py)
 
 
 def methods(args) -> dict:
-    """name -> fn(noisy, true_sigma or None) -> denoised; true sigma only for Gaussian rows."""
+    """name -> fn(noisy, true_sigma or None) -> denoised; true sigma only for Gaussian rows.
+    Refuses a model that trained on a benchmark photo (never_seen.check; how far each check
+    reached goes in TRAINED_ON)."""
     out = {}
     for name in [args.model, *(args.also or [])] + ([args.int8] if args.int8 else []):
         m = OnnxDenoiser(name, threads=args.threads)
+        TRAINED_ON.update(never_seen.check({column(name): m.info}, photo_files()))
         out[column(name)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS[column(name)] = m.int8_kernels
@@ -188,7 +198,7 @@ def main() -> None:
         print(f"| {r['level']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['s_per_mp']:.3f} |")
     against = against_references(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows, "against": against}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "trained_on": TRAINED_ON, "files": list(clean), "crop": args.crop, "megapixels": mp, "levels": {k: v for k, v in LEVELS.items()}, "rows": rows, "against": against}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -34,6 +34,7 @@ from autoenc.data import centre_crop
 from autoenc.metrics import psnr
 from autoenc.noise import pair_generator, synthesize
 from autoenc.runtime.infer import OnnxDenoiser
+import never_seen
 from image_speed import machine
 from paired import compare
 
@@ -41,10 +42,14 @@ log = logging.getLogger("level_calibration")
 PACKAGE = "endless-sky-high-dpi"  # in the photos-wide corpus only
 
 
+def photo_files(every: int, offset: int) -> list[Path]:
+    """The held-out photos' files: every ``every``-th of the package's, from the ``offset``-th."""
+    return sorted((resolve_data_root(None, None, "image", WIDE_CORPUS) / PACKAGE).glob("*.png"))[offset::every]
+
+
 def photos(every: int, offset: int, crop: int) -> dict[str, torch.Tensor]:
     """The held-out photos by name: (3, H, W) float tensors in 0..1, centre-cropped."""
-    root = resolve_data_root(None, None, "image", WIDE_CORPUS) / PACKAGE
-    files = sorted(root.glob("*.png"))[offset::every]
+    files = photo_files(every, offset)
     return {f.stem: centre_crop(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1), crop) for f in files}
 
 
@@ -78,6 +83,7 @@ def main() -> None:
     report: dict = {"photos": f"{PACKAGE}: {', '.join(ims)} ({args.crop} px centre crops)", "settings": args.settings, "machine": machine(), "models": {}}
     for model in args.model or ["photo-hq"]:
         told, plain = OnnxDenoiser(model), OnnxDenoiser(model, calibrated=False)
+        checked = never_seen.check({model: told.info}, photo_files(args.every, args.offset))[model]  # refuses a model that trained on them
         if told.level_knots is None:
             raise SystemExit(f"{model}: carries no level calibration")
         rows = {}
@@ -96,7 +102,7 @@ def main() -> None:
             log.info("%-12s %-24s plain %.2f  calibrated %.2f  %+.2f dB [%+.2f, %+.2f]", model, name, rows[name]["plain_estimate"], rows[name]["calibrated"], d["mean"], *d["ci"])
         mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("plain_estimate", "calibrated")}
         log.info("%-12s %-24s plain %.2f  calibrated %.2f  %+.2f dB", model, "mean of the settings", mean["plain_estimate"], mean["calibrated"], mean["calibrated"] - mean["plain_estimate"])
-        report["models"][model] = {"knots": told.level_knots, "settings": rows, "mean": mean}
+        report["models"][model] = {"trained_on": checked, "knots": told.level_knots, "settings": rows, "mean": mean}
     Path(args.json).write_text(json.dumps(report, indent=1))
     log.info("wrote %s", args.json)
 
