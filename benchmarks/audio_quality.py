@@ -33,6 +33,7 @@ from scipy.signal import istft, resample_poly, stft
 REPO = Path(__file__).resolve().parents[1]
 
 from autoenc.metrics import pesq_wb, si_sdr
+import never_seen
 from image_speed import machine
 from model_names import clashes, column
 
@@ -161,8 +162,10 @@ def main() -> None:
 
     methods = {"noisy input": lambda x: x}
     int8_kernels: dict[str, str] = {}
+    checked: dict[str, str] = {}  # how far the check that each model never trained on these utterances reached
     for m in args.model:
         den = OnnxAudioDenoiser(m, threads=2)
+        checked.update(never_seen.check({column(m): den.info}, pick_utterances(args.utterances)))  # refuses a model that trained on them
         methods[column(m)] = lambda x, den=den: den.denoise(x[:, None])[:, 0]
         if den.int8_kernels:
             int8_kernels[column(m)] = den.int8_kernels  # how it ran on this CPU (autoenc/runtime/int8_kernels.py)
@@ -208,7 +211,7 @@ def main() -> None:
     cells = [next(r for r in rows if r["method"] == m and r["snr"] is None) for m in names]
     print("| clean input | ∞ | " + " | ".join(f"{c['si_sdr']:.1f} / {c['pesq']:.2f}" for c in cells) + " |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": int8_kernels, "utterances": files, "noises": NOISES, "snrs": SNRS, "means": means, "rows": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": int8_kernels, "trained_on": checked, "utterances": files, "noises": NOISES, "snrs": SNRS, "means": means, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
 
 

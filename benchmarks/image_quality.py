@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 from autoenc.corpus import build_benchmark_photos
 from autoenc.runtime.infer import OnnxDenoiser
 from autoenc.metrics import psnr, ssim
+import never_seen
 from image_speed import machine
 from model_names import clashes, column
 from paired import compare, describe, verdict
@@ -68,6 +69,7 @@ def noisy_copy(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return np.clip(np.round((clean + rng.normal(0, sigma / 255.0, clean.shape)) * 255), 0, 255).astype(np.float32) / 255.0
 
 
+TRAINED_ON: dict[str, str] = {}  # method -> how far the check that it never trained on these photos reached
 INT8_KERNELS: dict[str, str] = {}  # method -> how an int8 model ran on this CPU (autoenc/runtime/int8_kernels.py)
 
 
@@ -78,6 +80,7 @@ def methods(args) -> dict:
     out = {}
     for model in args.model:
         m = OnnxDenoiser(model, threads=args.threads)
+        TRAINED_ON.update(never_seen.check({column(model): m.info}, sorted(build_benchmark_photos().rglob("*.png"))))  # refuses a model that trained on them
         out[column(model)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS[column(model)] = m.int8_kernels
@@ -159,7 +162,7 @@ def main() -> None:
     against = against_reference(rows, args.color)
     args.json = args.json or str(REPO / f"benchmarks/results/image_quality{'_color' if args.color else ''}.json")  # a colour run never overwrites the gray table
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows, "against": against}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine(), "int8_kernels": INT8_KERNELS, "trained_on": TRAINED_ON, "files": list(photos), "color": args.color, "megapixels": mp, "rows": rows, "against": against}, indent=2))
     print(f"\nwrote {args.json}")
 
 
