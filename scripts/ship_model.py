@@ -19,6 +19,7 @@ import onnx
 REPO = Path(__file__).resolve().parents[1]
 
 from autoenc.corpus import DEBIAN_PHOTOS, WIDE_CORPUS, WIDE_PHOTOS
+from autoenc.runtime import trained_on
 from autoenc.runtime.noise_level import describe_calibration
 from autoenc.runtime.report import metrics_table
 from autoenc.runtime.session import model_info
@@ -167,6 +168,7 @@ def main() -> None:
         f"- **Training data:** {_training_data(info.modality, cfg['data'].get('corpus'))}"
         + (f"; {cfg['data']['dead_leaves']:.0%} of the training patches cut from synthetic dead-leaves images instead (`autoenc/dead_leaves.py`, rendered from the run's seed)" if cfg["data"].get("dead_leaves") else "") + ".",
         f"- **Split:** validation (never trained on){' = the whole sources ' + ', '.join(cfg['data']['val_sources']) if cfg['data'].get('val_sources') else ''}: {', '.join(split['val_files'][:10])}{' ...' if len(split['val_files']) > 10 else ''} ({len(split['val_files'])} files); {split['train_files']} training files. The manifest with sha256 per file is in the training run folder.",
+        f"- **Its record of what it learned from** (`autoenc.trained_on`, which calibrations and the quality benchmarks check their held-out files against): {trained_on.describe(info.trained_on)}.",
         *camera_profiles_line(cfg["noise"]),
         (f"- **Noise it was trained on (blind to users: it is told the level `autoenc/runtime/noise_level.py` estimates from the file{' and its noise profile (per luminance and chrominance plane, at two scales)' if info.noise_profile else ''}, times `--strength`):** `{json.dumps(cfg['noise'])}`"
          if info.noise_level_input else f"- **Noise it was trained on (blind: the level is never given):** `{json.dumps(cfg['noise'])}`"),
