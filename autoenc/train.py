@@ -171,7 +171,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     entries = read_manifest(manifest_path)
     data = TrainingData(cfg, data_root, entries)
     earlier = [p for p in (cfg.train.init_from, cfg.train.teacher) if p is not None]
-    learned = trained_on.record((e.sha256 for e in entries if e.split == "train"), cfg.hash(), {str(p): trained_on_of(p) for p in earlier})
+    learned = trained_on.record((e.sha256 for e in entries if e.split == "train"), cfg.hash(), {f"{p} (sha256 {trained_on.file_digest(p)[:trained_on.DIGEST_CHARS]})": trained_on_of(p) for p in earlier})  # named with their content: a path like autoenc/pretrained/photo.onnx holds another model after each shipping
     log.info("trained on: %s", trained_on.describe(learned))
     ch = cfg.network_channels
 

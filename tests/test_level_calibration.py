@@ -286,5 +286,6 @@ def test_models_record_what_every_stage_trained_on_and_calibration_refuses_an_ea
 
     assert trained_on_of(run / "model.onnx") == rec and trained_on_of(PRETRAINED_DIR / "photo-fast.onnx") is None  # shipped before records
     unknown = trained_on.record(["ab" * 32], "h3", {"old.onnx": None, str(best): rec})
+    assert trained_on.record([], "h4", {"new.pt": unknown, "old.onnx": None})["unknown"] == ["old.onnx"]  # once, though two stages lack it
     assert unknown["unknown"] == ["old.onnx"] and unknown["stages"] == [*rec["stages"], "h3"] and "not recorded: what old.onnx trained on" in trained_on.describe(unknown)
     assert trained_on.seen(None, {"f": "ab"}) == [] and "records no training files" in trained_on.describe(None)

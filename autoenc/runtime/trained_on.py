@@ -24,13 +24,14 @@ DIGEST_CHARS = 16  # hex characters of each file's sha256 kept: 64 bits, no acci
 def record(own: Iterable[str], stage: str, earlier: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
     """The record of a run whose training split has sha256 digests ``own`` (full or prefixes),
     made with config hash ``stage``, that started from or learned from the models in ``earlier``
-    (path -> their record, or None where they carry none)."""
+    (name -> their record, or None where they carry none; a name is listed once under
+    ``unknown`` however many stages lacked its record)."""
     digests = {d[:DIGEST_CHARS] for d in own}
     stages: list[str] = []
     unknown: list[str] = []
     for path, rec in earlier.items():
         if rec is None:
-            unknown.append(str(path))
+            unknown += [str(path)] if str(path) not in unknown else []
             continue
         digests |= set(rec["sha256"])
         stages += [s for s in rec["stages"] if s not in stages]
