@@ -112,12 +112,11 @@ def trained_on_of(path: str | Path) -> dict[str, Any] | None:
     across its stages (:mod:`autoenc.runtime.trained_on`), or None where it carries none."""
     path = Path(path)
     if path.suffix == ".onnx":
-        import json
-
         import onnx
 
-        raw = next((p.value for p in onnx.load(str(path), load_external_data=False).metadata_props if p.key == "autoenc.trained_on"), None)
-        return json.loads(raw) if raw and raw != "null" else None
+        from autoenc.runtime.metadata import ModelInfo
+
+        return ModelInfo.from_props({p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}).trained_on
     return read_checkpoint(path).get("trained_on")
 
 

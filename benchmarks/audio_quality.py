@@ -162,13 +162,14 @@ def main() -> None:
 
     methods = {"noisy input": lambda x: x}
     int8_kernels: dict[str, str] = {}
-    checked: dict[str, str] = {}  # how far the check that each model never trained on these utterances reached
+    infos = {}
     for m in args.model:
         den = OnnxAudioDenoiser(m, threads=2)
-        checked.update(never_seen.check({column(m): den.info}, pick_utterances(args.utterances)))  # refuses a model that trained on them
+        infos[column(m)] = den.info
         methods[column(m)] = lambda x, den=den: den.denoise(x[:, None])[:, 0]
         if den.int8_kernels:
             int8_kernels[column(m)] = den.int8_kernels  # how it ran on this CPU (autoenc/runtime/int8_kernels.py)
+    checked = never_seen.check(infos, pick_utterances(args.utterances))  # before any score: how far the check that each model never trained on these utterances reached
     methods.update({
         "Wiener (decision-directed)": wiener_dd,
         "spectral subtraction": spectral_subtraction,

@@ -96,12 +96,14 @@ def methods(args) -> dict:
     Refuses a model that trained on a benchmark photo (never_seen.check; how far each check
     reached goes in TRAINED_ON)."""
     out = {}
+    infos = {}
     for name in [args.model, *(args.also or [])] + ([args.int8] if args.int8 else []):
         m = OnnxDenoiser(name, threads=args.threads)
-        TRAINED_ON.update(never_seen.check({column(name): m.info}, photo_files()))
+        infos[column(name)] = m.info
         out[column(name)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS[column(name)] = m.int8_kernels
+    TRAINED_ON.update(never_seen.check(infos, photo_files()))  # before any score
     for name in args.ensemble:  # averaged over the 8 flips/rotations (`autoenc denoise --ensemble`)
         m = OnnxDenoiser(name, threads=args.threads, ensemble=True)
         out[column(name) + " --ensemble"] = lambda x, s, m=m: m.denoise(x)

@@ -78,12 +78,14 @@ def methods(args) -> dict:
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
     out = {}
+    infos = {}
     for model in args.model:
         m = OnnxDenoiser(model, threads=args.threads)
-        TRAINED_ON.update(never_seen.check({column(model): m.info}, sorted(build_benchmark_photos().rglob("*.png"))))  # refuses a model that trained on them
+        infos[column(model)] = m.info
         out[column(model)] = lambda x, s, m=m: m.denoise(x)
         if m.int8_kernels:
             INT8_KERNELS[column(model)] = m.int8_kernels
+    TRAINED_ON.update(never_seen.check(infos, sorted(build_benchmark_photos().rglob("*.png"))))  # before any score: refuses a model that trained on them
     if args.ensemble:  # the first model averaged over the 8 flips/rotations
         e = OnnxDenoiser(args.model[0], threads=args.threads, ensemble=True)
         out[column(args.model[0]) + " --ensemble"] = lambda x, s: e.denoise(x)

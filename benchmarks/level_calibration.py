@@ -47,9 +47,8 @@ def photo_files(every: int, offset: int) -> list[Path]:
     return sorted((resolve_data_root(None, None, "image", WIDE_CORPUS) / PACKAGE).glob("*.png"))[offset::every]
 
 
-def photos(every: int, offset: int, crop: int) -> dict[str, torch.Tensor]:
-    """The held-out photos by name: (3, H, W) float tensors in 0..1, centre-cropped."""
-    files = photo_files(every, offset)
+def photos(files: list[Path], crop: int) -> dict[str, torch.Tensor]:
+    """The held-out photos (:func:`photo_files`) by name: (3, H, W) float tensors in 0..1, centre-cropped."""
     return {f.stem: centre_crop(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1), crop) for f in files}
 
 
@@ -75,7 +74,8 @@ def main() -> None:
     ap.add_argument("--json", default=str(REPO / "benchmarks/results/level_calibration.json"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ims = photos(args.every, args.offset, args.crop)
+    files = photo_files(args.every, args.offset)
+    ims = photos(files, args.crop)
     noises = [spec.model_dump(mode="json", exclude_unset=True) for spec in load_calibration_settings(args.settings).noises]
     names = [setting_name(spec) for spec in noises]
     if len(set(names)) < len(names):
@@ -83,7 +83,7 @@ def main() -> None:
     report: dict = {"photos": f"{PACKAGE}: {', '.join(ims)} ({args.crop} px centre crops)", "settings": args.settings, "machine": machine(), "models": {}}
     for model in args.model or ["photo-hq"]:
         told, plain = OnnxDenoiser(model), OnnxDenoiser(model, calibrated=False)
-        checked = never_seen.check({model: told.info}, photo_files(args.every, args.offset))[model]  # refuses a model that trained on them
+        checked = never_seen.check({model: told.info}, files)[model]  # refuses a model that trained on them
         if told.level_knots is None:
             raise SystemExit(f"{model}: carries no level calibration")
         rows = {}
