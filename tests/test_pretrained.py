@@ -26,9 +26,12 @@ def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
             m = listed[n]
             assert (m["modality"], m["channels"]) == (modality, channels)
             assert m["bytes"] < 5.5e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")  # the width-24 models and speech store fp16 weights (3.7-3.8 MB)
+        assert listed[f"{name}-int8"]["trained_on"] == m["trained_on"]  # the twin copies its model's record
         card = (PRETRAINED_DIR / f"{name}.md").read_text()
         for section in ("Training data", "Split", "Noise it was trained on", "Reproduce", "Validation metrics", "Licences"):
             assert section in card, (name, section)
+    rec = listed["photo"]["trained_on"]  # photo records what it trained on since 2026-12-05
+    assert rec["files"] > 0 and rec["stages"] and all(isinstance(u, str) for u in rec["unknown"]), rec
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from autoenc.runtime import trained_on
 from autoenc.runtime.int8_kernels import Int8Kernels, int8_session
 from autoenc.runtime.metadata import ModelInfo
 
@@ -37,7 +38,8 @@ def resolve_model(model: str | Path) -> Path:
 def shipped_models() -> list[dict]:
     """The models shipped in the package: name, modality, registry model, whether it takes a
     noise level (so accepts ``--strength``), its audio prefilter (or None) and whether the network
-    also takes the unfiltered input, file size (bytes), validation metrics and model
+    also takes the unfiltered input, file size (bytes), validation metrics, what it trained on
+    (:func:`autoenc.runtime.trained_on.summary`: counts and stages, not the digests) and model
     card path, sorted by name."""
     out = []
     for path in sorted(PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []:
@@ -45,7 +47,8 @@ def shipped_models() -> list[dict]:
         card = path.with_name(path.stem.removesuffix("-int8") + ".md")  # an int8 file shares its fp32 model's card
         out.append({
             "name": path.stem, "modality": info.modality, "channels": info.channels, "model": info.model, "noise_level_input": info.noise_level_input,
-            "prefilter": info.prefilter, "raw_plane": info.raw_plane, "bytes": path.stat().st_size, "use_for": _use_for(card), "metrics": info.metrics, "card": str(card) if card.is_file() else None, "path": str(path),
+            "prefilter": info.prefilter, "raw_plane": info.raw_plane, "bytes": path.stat().st_size, "use_for": _use_for(card), "metrics": info.metrics,
+            "trained_on": trained_on.summary(info.trained_on), "card": str(card) if card.is_file() else None, "path": str(path),
         })
     return out
 

@@ -57,6 +57,14 @@ def seen(rec: Mapping[str, Any] | None, files: Mapping[str, str]) -> list[str]:
     return sorted(name for name, digest in files.items() if digest[:DIGEST_CHARS] in known)
 
 
+def summary(rec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A record without its digests, for listings: ``{"files": count, "stages": [config hashes],
+    "unknown": [names]}``, or None where the model records nothing."""
+    if rec is None:
+        return None
+    return {"files": len(rec["sha256"]), "stages": list(rec["stages"]), "unknown": list(rec.get("unknown", []))}
+
+
 def describe(rec: Mapping[str, Any] | None) -> str:
     """One line on how far a record reaches, for logs and reports."""
     if rec is None:
