@@ -28,7 +28,7 @@ def pack(model: torch.nn.Module, kwargs: dict[str, Any], cfg: Any, **extra: Any)
     return {
         "model": model.registry_name,
         "kwargs": dict(kwargs),
-        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state": {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},  # whatever layout training ran in (channels_last)
         "config": cfg.model_dump(mode="json"),
         "config_hash": cfg.hash(),
         "autoenc_version": __version__,

@@ -292,6 +292,7 @@ class TrainConfig(Frozen):
     teacher_weight: float = Field(1.0, ge=0, le=1)  # with teacher: the target is clean + teacher_weight * (teacher's output - clean)
     teacher_views: int = Field(1, ge=1, le=8)  # images, with teacher: its output is the mean over this many of the 8 flips/rotations of the input (as `autoenc denoise --ensemble` averages all 8); costs that many teacher runs per step
     trainable: list[str] | None = None  # train only the parameters whose names start with one of these (e.g. [gate.] after adding a spectral gate to a trained model); the rest keep init_from's values. None: all
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the training step's convs and matmuls (forward, backward, a teacher's forward) run in bfloat16 under torch.autocast on the CPU; weights, optimizer, loss, EMA, validation and export stay fp32. Several times faster on CPUs with AMX or AVX-512 BF16, slower on others (benchmarks/train_speed.py)
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
     @model_validator(mode="after")
@@ -306,6 +307,8 @@ class TrainConfig(Frozen):
             raise ValueError(f"train.teacher: {self.teacher} is not a checkpoint (.pt); an exported .onnx does not record the constructor arguments to rebuild it for training")
         if self.teacher_views > 1 and self.teacher is None:
             raise ValueError("train.teacher_views averages a teacher's output over flips/rotations: give train.teacher")
+        if self.precision == "bf16" and self.quantization_aware:
+            raise ValueError("train.precision bf16 with train.quantization_aware: the int8 simulation needs fp32 arithmetic to match the kernels; train it in fp32")
         if self.trainable is not None and self.init_from is None:
             raise ValueError("train.trainable freezes the rest of a trained model: give train.init_from (its checkpoint or fp32 .onnx)")
         return self
@@ -365,14 +368,14 @@ class RunConfig(Frozen):
     def resume_hash(self) -> str:
         """Hash of what must not change when resuming: everything but the epoch count,
         logging/threads, evaluation and export settings (so a run can be extended)."""
-        tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads"}})
+        tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads", "precision"}})
         return _digest(_without_unset_additions(tree))
 
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
 # (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "teacher_views": 1, "trainable": None}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "teacher_views": 1, "trainable": None, "precision": "fp32"}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

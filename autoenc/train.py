@@ -105,6 +105,21 @@ def train_one_epoch(model, batches: Iterable, opt, objective: Callable[[Any], to
     return float(np.mean(losses)), step
 
 
+def step_precision(precision: str) -> torch.autocast:
+    """The context a training step's forward passes run in (``train.precision``): bf16 autocast
+    on the CPU (convs and matmuls in bfloat16, the rest and the weights fp32), or plain fp32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def fast_layout(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with its 4-D weights in channels_last (NHWC), the layout oneDNN's CPU convs run
+    fastest in (measured on this project's Xeon: a width-32 unet_dae step 1.3x faster in fp32,
+    4.7x with bf16); the same numbers up to summation order. Audio nets are left as they are."""
+    if any(p.dim() == 4 for p in net.parameters()):
+        net.to(memory_format=torch.channels_last)
+    return net
+
+
 def trained_parameters(model: torch.nn.Module, prefixes: list[str] | None) -> list[torch.nn.Parameter]:
     """The parameters training moves: all, or those whose names start with one of ``prefixes``
     (the others are frozen: ``requires_grad`` off). A prefix that names no parameter is an error."""
@@ -138,19 +153,22 @@ def dihedral_mean(net: torch.nn.Module, x: torch.Tensor, views: int) -> torch.Te
     return torch.stack(outs).mean(0)
 
 
-def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0, teacher_views: int = 1) -> torch.Tensor:
+def objective(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], teacher: torch.nn.Module | None, loss_fn: Callable, sample_rate: int, teacher_weight: float = 1.0, teacher_views: int = 1, precision: str = "fp32") -> torch.Tensor:
     """The training loss of one (noisy, clean) batch: the model's output against the clean
     target, or against ``teacher``'s output on the same noisy input (``train.distill``,
     ``train.teacher``; the teacher gets that input as it takes it, noise-level plane included;
     averaged over ``teacher_views`` flips/rotations, :func:`dihedral_mean`),
-    or against ``clean + teacher_weight * (teacher's output - clean)``."""
+    or against ``clean + teacher_weight * (teacher's output - clean)``. The networks run in
+    ``precision`` (:func:`step_precision`); the target and the loss are fp32."""
     x = model_input(model, batch[0], sample_rate)
     target = batch[1]
     if teacher is not None and teacher_weight > 0:
-        with torch.no_grad():
-            told = dihedral_mean(teacher, x if same_model_input(teacher, model) else model_input(teacher, batch[0], sample_rate), teacher_views)
-            target = told if teacher_weight == 1 else target + teacher_weight * (told - target)
-    return loss_fn(model(x), target)
+        with torch.no_grad(), step_precision(precision):
+            told = dihedral_mean(teacher, x if same_model_input(teacher, model) else model_input(teacher, batch[0], sample_rate), teacher_views).float()
+        target = told if teacher_weight == 1 else target + teacher_weight * (told - target)
+    with step_precision(precision):
+        out = model(x)
+    return loss_fn(out.float(), target)
 
 
 def load_teacher(path: Path, model: torch.nn.Module) -> torch.nn.Module:
@@ -176,7 +194,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
     ch = cfg.network_channels
 
     torch.manual_seed(cfg.seed)  # weight init only; data draws use their own generators
-    model = build_model(cfg.model, ch)
+    model = fast_layout(build_model(cfg.model, ch))
     opt = torch.optim.AdamW(trained_parameters(model, cfg.train.trainable), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     loss_fn = LOSSES[cfg.train.loss]
     steps_per_epoch = math.ceil(cfg.data.patches_per_epoch / cfg.train.batch_size)
@@ -204,12 +222,12 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         qat_ranges = quantization_aware(model, data, cfg.export.opset, ckpt.get("qat_ranges") if resume and last_path.exists() else None)
     teacher = None
     if cfg.train.distill:  # the fp32 model the twin stands in for, whatever epoch a resume starts at
-        teacher = build_model(cfg.model, ch)
+        teacher = fast_layout(build_model(cfg.model, ch))
         start_from(teacher, cfg.model.name, cfg.train.init_from)
         teacher.eval().requires_grad_(False)
         log.info("distilling: the target is %s's output, not the clean patch", cfg.train.init_from)
     elif cfg.train.teacher is not None:
-        teacher = load_teacher(cfg.train.teacher, model)
+        teacher = fast_layout(load_teacher(cfg.train.teacher, model))
         log.info("distilling from %s (%s): the target is clean + %.2f x (its output%s - clean)", cfg.train.teacher, teacher.registry_name, cfg.train.teacher_weight, f", the mean over {cfg.train.teacher_views} flips/rotations," if cfg.train.teacher_views > 1 else "")
     ema = None
     if cfg.train.ema_decay:
@@ -217,12 +235,13 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
         ema = Ema(model, cfg.train.ema_decay, ckpt["state"] if resumed else None, ckpt.get("ema_updates", 0) if resumed else 0)
     n_params = sum(p.numel() for p in model.parameters())
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("training %s (%d params%s) for %d epochs x %d steps", cfg.model.name, n_params, f", {n_trained} of them trainable" if n_trained < n_params else "", cfg.train.epochs, steps_per_epoch)
+    log.info("training %s (%d params%s) for %d epochs x %d steps%s", cfg.model.name, n_params, f", {n_trained} of them trainable" if n_trained < n_params else "", cfg.train.epochs, steps_per_epoch,
+             ", the steps in bf16 (validation in fp32)" if cfg.train.precision == "bf16" else "")
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=0)
-        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight, cfg.train.teacher_views), cfg.train, step, total, epoch, ema)
+        train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight, cfg.train.teacher_views, cfg.train.precision), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights
             raw_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
