@@ -293,6 +293,7 @@ class TrainConfig(Frozen):
     teacher_views: int = Field(1, ge=1, le=8)  # images, with teacher: its output is the mean over this many of the 8 flips/rotations of the input (as `autoenc denoise --ensemble` averages all 8); costs that many teacher runs per step
     trainable: list[str] | None = None  # train only the parameters whose names start with one of these (e.g. [gate.] after adding a spectral gate to a trained model); the rest keep init_from's values. None: all
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the training step's convs and matmuls (forward, backward, a teacher's forward) run in bfloat16 under torch.autocast on the CPU; weights, optimizer, loss, EMA, validation and export stay fp32. Several times faster on CPUs with AMX or AVX-512 BF16, slower on others (benchmarks/train_speed.py)
+    loader_workers: int = Field(0, ge=0)  # processes drawing the noisy patches beside the training step (torch DataLoader num_workers; each item depends only on seed, epoch and index, so the batches are the same); 0 draws them between steps
     log_every: int = Field(20, ge=1)  # steps between progress lines
 
     @model_validator(mode="after")
@@ -363,19 +364,19 @@ class RunConfig(Frozen):
 
     def hash(self) -> str:
         """Stable short hash of the validated config (what a model was trained with)."""
-        return _digest(_without_unset_additions(self.model_dump(mode="json")))
+        return _digest(_without_unset_additions(self.model_dump(mode="json", exclude={"train": {"loader_workers"}})))  # how the patches are drawn, not which
 
     def resume_hash(self) -> str:
         """Hash of what must not change when resuming: everything but the epoch count,
         logging/threads, evaluation and export settings (so a run can be extended)."""
-        tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads", "precision"}})
+        tree = self.model_dump(mode="json", exclude={"eval": True, "export": True, "train": {"epochs", "log_every", "num_threads", "precision", "loader_workers"}})
         return _digest(_without_unset_additions(tree))
 
 
 # Fields added to the schema after runs were made, with their defaults: left out of hashes
 # while unset, so configs and runs made before they existed keep their hashes (and stay resumable).
 # (Noise specs' own later fields, e.g. BabbleNoise.LATER, leave themselves out of dumps at their defaults.)
-LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "teacher_views": 1, "trainable": None, "precision": "fp32"}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"init_from": None, "ema_decay": None, "quantization_aware": False, "distill": False, "teacher": None, "teacher_weight": 1.0, "teacher_views": 1, "trainable": None, "precision": "fp32", "loader_workers": 0}, "data": {"val_sources": [], "effects_dir": None, "corpus": None, "speed": [1.0, 1.0], "eq_db": 0.0, "dead_leaves": 0.0, "smooth": 0.0, "val_smooth": 0}, "export": {"weights": "fp16"}}  # as model_dump(mode="json") writes them
 
 
 def _without_unset_additions(tree: dict[str, Any]) -> dict[str, Any]:

@@ -145,3 +145,22 @@ def test_wide_photo_corpus_reads_each_files_licence_from_the_copyright_file(tmp_
         resolve_data_root(None, tmp_path / "x", "image", "voices")
     with pytest.raises(ValueError, match="an image corpus"):
         resolve_data_root(None, tmp_path / "x", "audio", "photos-wide")
+
+
+def test_loader_workers_draw_the_same_batches(tmp_path):
+    """train.loader_workers only moves where the patches are drawn: with two worker processes
+    the batches (camera noise with JPEG, Gaussian, smooth crops) equal those drawn in-process."""
+    from torch.utils.data import DataLoader
+
+    from test_camera import write_profiles
+
+    _folder(tmp_path / "d", 4)
+    entries = ingest(tmp_path / "d", DataConfig(channels=3, val_files=["img00.png"]), tmp_path / "m.csv")
+    imgs = load_split(tmp_path / "d", entries, "train", 3)
+    data = DataConfig(channels=3, patch_size=32, patches_per_epoch=24, smooth=0.5)
+    noise = NoiseConfig(mixture=[{"name": "camera", "iso": [800, 12800], "gain": [1, 4], "profiles": str(write_profiles(tmp_path / "p.json")), "jpeg_quality": [70, 95]},
+                                 {"name": "gaussian", "sigma": [5, 50]}])
+    pairs = PatchPairs(imgs, data, noise, seed=3, epoch=1)
+    here, there = (list(DataLoader(pairs, batch_size=8, num_workers=n)) for n in (0, 2))
+    assert len(here) == len(there) == 3
+    assert all(torch.equal(a, b) for x, y in zip(here, there) for a, b in zip(x, y))
