@@ -1,12 +1,14 @@
 """Training-step speed by precision (``train.precision``): one optimizer step of a config's
 model, with its teacher's forward pass where the config names one, on synthetic batches of the
-config's patch size, in fp32 and in bf16, side by side in one process, and the gap between their
-outputs (from ``train.init_from``'s weights where the config has one). The networks run in the layout training uses (:func:`autoenc.train.fast_layout`).
+config's patch size or segment length, in fp32 and in bf16, side by side in one process; and how
+exactly bf16 computes the model's output: what the fp32 network removes from its input, in dB
+over the bf16 output's difference from fp32's (with ``train.init_from``'s weights where the
+config has one). The networks run in the layout training uses (:func:`autoenc.train.fast_layout`).
 
 What it leaves out: drawing the noisy patches (the data pipeline, the same in both precisions);
 the real rate of a run is the ``it/s`` its log prints.
 
-    python benchmarks/train_speed.py [--config configs/photo-distil.yaml] [--set model.kwargs.width=32] [--steps 8]
+    python benchmarks/train_speed.py [--config configs/photo-distil.yaml] [--set model.kwargs.width=32] [--steps 8] [--json OUT]
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     cfg = load(args.config, args.set)
-    if cfg.modality != "image":
-        raise SystemExit("train_speed: image configs only (a batch of patches)")
     gen = torch.Generator().manual_seed(0)
-    p, b = cfg.data.patch_size, cfg.train.batch_size
-    clean = torch.rand(b, cfg.data.channels, p, p, generator=gen)
-    batch = ((clean + 0.1 * torch.randn(clean.shape, generator=gen)).clamp(0, 1), clean)
+    b = cfg.train.batch_size
+    if cfg.modality == "image":  # patches in 0..1
+        shape = (b, cfg.data.channels, cfg.data.patch_size, cfg.data.patch_size)
+        clean = torch.rand(shape, generator=gen)
+        batch = ((clean + 0.1 * torch.randn(shape, generator=gen)).clamp(0, 1), clean)
+    else:  # segments at about -20 dBFS
+        shape = (b, 1, round(cfg.data.segment_seconds * cfg.data.sample_rate))
+        clean = 0.1 * torch.randn(shape, generator=gen)
+        batch = (clean + 0.03 * torch.randn(shape, generator=gen), clean)
     model = fast_layout(build_model(cfg.model, cfg.network_channels))
     if cfg.train.init_from:  # trained weights: the output gap between precisions is then a real one
         start_from(model, cfg.model.name, cfg.train.init_from)
@@ -83,16 +89,17 @@ def main() -> None:
             with step_precision(precision):
                 outs[precision] = model(x).float()
     gap = float((outs["bf16"] - outs["fp32"]).abs().max())
-    agree = float(10 * torch.log10(1 / (outs["bf16"] - outs["fp32"]).pow(2).mean()))  # PSNR of the bf16 output against the fp32 one
+    removed = outs["fp32"] - batch[0]  # what the fp32 network takes out of its noisy input
+    agree = float(10 * torch.log10(removed.pow(2).mean() / (outs["bf16"] - outs["fp32"]).pow(2).mean()))  # how exactly bf16 computes that, dB
     speedup = rows["fp32"]["s_per_step"] / rows["bf16"]["s_per_step"]
-    print(f"\n{cfg.name}: {cfg.model.name} {cfg.model.kwargs}, batch {b} x {p} px{', teacher ' + str(cfg.train.teacher) if teacher else ''}; "
+    print(f"\n{cfg.name}: {cfg.model.name} {cfg.model.kwargs}, batch {list(shape)}{', teacher ' + str(cfg.train.teacher) if teacher else ''}; "
           f"{args.threads} threads, {platform.processor() or platform.machine()} ({' '.join(cpu_flags()) or 'flags unknown'})")
     print(f"{'precision':<10} {'s/step':>8} {'steps/s':>8}")
     for precision, r in rows.items():
         print(f"{precision:<10} {r['s_per_step']:>8.3f} {1 / r['s_per_step']:>8.2f}")
-    print(f"bf16 is {speedup:.2f}x fp32; its output differs from fp32's by at most {gap:.2e} (0..1 scale), PSNR {agree:.1f} dB against it")
+    print(f"bf16 is {speedup:.2f}x fp32; its output differs from fp32's by at most {gap:.2e}; what the network removes from its input is {agree:.1f} dB above that difference")
     out = {"config": str(args.config), "overrides": args.set, "config_hash": cfg.hash(), "threads": args.threads, "cpu_flags": cpu_flags(),
-           "batch": [b, cfg.data.channels, p, p], "teacher": str(cfg.train.teacher) if teacher else None, "rows": rows, "bf16_speedup": speedup, "max_output_gap": gap, "output_psnr_vs_fp32_db": agree}
+           "batch": list(shape), "teacher": str(cfg.train.teacher) if teacher else None, "rows": rows, "bf16_speedup": speedup, "max_output_gap": gap, "removed_over_bf16_error_db": agree}
     Path(args.json).write_text(json.dumps(out, indent=1))
     log.info("wrote %s", args.json)
 
