@@ -272,6 +272,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from autoenc.runtime.session import shipped_models
 
     models = shipped_models()
+    if args.config:
+        return _print_model_config(args.config)
     if args.check_int8:  # load each int8 model as a job would: how its kernels run on this CPU
         from autoenc.runtime.session import OnnxModel
 
@@ -291,6 +293,21 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print("\nint8 on this CPU: fused = integer kernels, faster than fp32; 'fused, uint8 x uint8' = this x86 CPU lacks VNNI, so its "
               "uint8 x int8 kernels would saturate and int8 runs about as fast as fp32; unfused = slower than fp32 (autoenc/runtime/int8_kernels.py)")
     print("\nmodel cards (data, licences, split, held-out scores): " + ", ".join(sorted({Path(m["card"]).name for m in models if m["card"]})) + f" in {Path(models[0]['path']).parent}")
+    return 0
+
+
+def _print_model_config(model: str) -> int:
+    """Write out (YAML, stdout) the run config a model's last training stage was made with."""
+    import yaml
+
+    from autoenc.runtime.session import model_info, resolve_model
+
+    info = model_info(resolve_model(model))
+    if info.config is None:
+        print(f"error: {model} was exported before models kept their training config (its card names the config; config hash {info.config_hash})", file=sys.stderr)
+        return 1
+    print(f"# the training config of {model}'s last stage (config hash {info.config_hash}); paths are relative to the directory it was trained in")
+    print(yaml.safe_dump(info.config, sort_keys=False), end="")
     return 0
 
 
@@ -444,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="list the shipped models (names usable with --model)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--check-int8", action="store_true", help="load each int8 model and say how it runs on this CPU (about 1 s)")
+    p.add_argument("--config", metavar="MODEL", help="instead, write out the training config MODEL's last stage was made with (YAML; a shipped name or an .onnx path)")
     p.set_defaults(fn=_cmd_models)
 
     p = sub.add_parser("prefect-yaml", parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write the prefect.yaml that deploys a schedule config's jobs to a work pool")

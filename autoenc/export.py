@@ -187,6 +187,7 @@ def to_onnx(checkpoint: str | Path, out_path: str | Path, metrics: Any = None) -
         prefilter=model.prefilter.spec() if getattr(model, "prefilter", None) else None,
         raw_plane=bool(getattr(model, "raw_plane", False)),
         trained_on=ckpt.get("trained_on"),
+        config=ckpt["config"],
     )
     proto = onnx.load_from_string(blob)
     onnx.helper.set_model_props(proto, info.to_props())

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
 from PIL import Image
 
 from autoenc.cli import main
@@ -109,3 +110,21 @@ def test_models_check_int8_says_how_each_int8_model_runs_on_this_cpu():
     assert {m["int8_kernels"] for n, m in listed.items() if n.endswith("-int8")} <= {"fused", "fused, uint8 x uint8"}  # never the slow unfused graph
     table = _autoenc("models", "--check-int8")
     assert table.returncode == 0 and "int8 on this CPU" in table.stdout
+
+
+def test_models_config_writes_out_the_training_config_of_a_model(gray_model, tmp_path, capsys):
+    """`autoenc models --config M` writes the config M's last stage trained with, as YAML that
+    loads back to the same config hash; a model without one says so and fails."""
+    from autoenc.config import load
+    from autoenc.runtime.session import model_info
+
+    assert main(["models", "--config", str(gray_model)]) == 0
+    (tmp_path / "again.yaml").write_text(capsys.readouterr().out)
+    assert load(tmp_path / "again.yaml").hash() == model_info(gray_model).config_hash
+    proto = onnx.load(str(gray_model))
+    kept = [p for p in proto.metadata_props if p.key != "autoenc.config"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(tmp_path / "older.onnx"))
+    assert main(["models", "--config", str(tmp_path / "older.onnx")]) == 1
+    assert "before models kept their training config" in capsys.readouterr().err

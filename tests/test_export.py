@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from autoenc import FORMAT_VERSION, __version__
-from autoenc.config import ExportConfig
+from autoenc.config import ExportConfig, from_dict
 from autoenc.export import ExportError, as_stored, parity_check, receptive_radius, to_onnx
 from autoenc.runtime.metadata import ModelInfo
 from autoenc.models import get_model
@@ -25,6 +25,7 @@ def test_single_file_with_metadata_and_dynamic_axes(gray_model):
     assert info.version == __version__ and info.format_version == FORMAT_VERSION
     assert info.noise["mixture"][0]["name"] == "gaussian"
     assert len(info.config_hash) == 16 and info.metrics == {"test": True}
+    assert from_dict(info.config).hash() == info.config_hash  # the model carries the config it was trained with
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 1, "height", "width"]
 

@@ -34,6 +34,7 @@ class ModelInfo:
     raw_plane: bool = False  # audio with a prefilter: the network takes the unfiltered input too, as planes after the filtered ones
     noise_profile: bool = False  # images with a noise-level plane: the input also carries the noise profile's planes after it (autoenc.runtime.noise_level.noise_profile)
     trained_on: Any = None  # the sha256 prefixes of every file any stage or teacher trained on (autoenc.runtime.trained_on), or None (made before it was recorded)
+    config: Any = None  # the run config of the model's last training stage (JSON, as its checkpoint keeps it; it hashes to config_hash: `autoenc models --config NAME` writes it out), or None (exported before it was kept)
     level_calibration: Any = None  # images with a noise-level plane: [level, gain] knots (0..1 scale) the estimate is scaled by before the model is told it, or such knots by kind of noise {"white": ..., "blotchy": ...} (autoenc.runtime.noise_level.calibrated_level), or None
 
     @property
