@@ -25,7 +25,7 @@ def test_every_expected_model_is_shipped_with_a_card_and_an_int8_twin():
         for n in (name, f"{name}-int8"):
             m = listed[n]
             assert (m["modality"], m["channels"]) == (modality, channels)
-            assert m["bytes"] < 5.5e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")  # the width-24 models and speech store fp16 weights (3.7-3.8 MB)
+            assert m["bytes"] < 7e6 and m["card"] == str(PRETRAINED_DIR / f"{name}.md")  # fp16-stored weights: the width-24 models and speech 3.7-3.8 MB, the width-32 photo 6.7 MB
         assert listed[f"{name}-int8"]["trained_on"] == m["trained_on"]  # the twin copies its model's record
         card = (PRETRAINED_DIR / f"{name}.md").read_text()
         for section in ("Training data", "Split", "Noise it was trained on", "Reproduce", "Validation metrics", "Licences"):
