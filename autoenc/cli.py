@@ -271,9 +271,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     """List the shipped models (use their names with --model)."""
     from autoenc.runtime.session import shipped_models
 
-    models = shipped_models()
     if args.config:
         return _print_model_config(args.config)
+    models = shipped_models()
     if args.check_int8:  # load each int8 model as a job would: how its kernels run on this CPU
         from autoenc.runtime.session import OnnxModel
 

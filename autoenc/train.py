@@ -113,8 +113,9 @@ def step_precision(precision: str) -> torch.autocast:
 
 def fast_layout(net: torch.nn.Module) -> torch.nn.Module:
     """``net`` with its 4-D weights in channels_last (NHWC), the layout oneDNN's CPU convs run
-    fastest in (measured on this project's Xeon: a width-32 unet_dae step 1.3x faster in fp32,
-    4.7x with bf16); the same numbers up to summation order. Audio nets are left as they are."""
+    fastest in (a width-32 unet_dae step on this project's Xeon, one-off probe: 1.3x in fp32,
+    and bf16 gains more in it; benchmarks/train_speed.py times both precisions in this layout);
+    the same numbers up to summation order. Audio nets are left as they are."""
     if any(p.dim() == 4 for p in net.parameters()):
         net.to(memory_format=torch.channels_last)
     return net
@@ -240,7 +241,7 @@ def fit(cfg: RunConfig, data_root: Path, manifest_path: Path, run_dir: Path, *, 
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
-        loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=cfg.train.loader_workers, persistent_workers=False)
+        loader = DataLoader(data.dataset(epoch), batch_size=cfg.train.batch_size, shuffle=False, num_workers=cfg.train.loader_workers)
         train_loss, step = train_one_epoch(model, loader, opt, lambda b: objective(model, b, teacher, loss_fn, cfg.data.sample_rate, cfg.train.teacher_weight, cfg.train.teacher_views, cfg.train.precision), cfg.train, step, total, epoch, ema)
         raw_state = None
         if ema is not None:  # evaluate, keep and export the averaged weights

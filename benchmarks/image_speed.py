@@ -49,17 +49,28 @@ def machine() -> dict:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "int8_isa": int8_isa(), "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__}
+    return {"cpu": cpu, "cores": os.cpu_count(), "int8_isa": int8_isa(), "bf16_isa": bf16_isa(), "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__}
+
+
+def _cpu_has(features: tuple[str, ...]) -> str:
+    """Which of ``features`` (Linux /proc/cpuinfo flag names) this CPU has, space-separated."""
+    try:
+        flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    except (OSError, StopIteration):
+        return ""
+    return " ".join(f for f in features if f in flags)
 
 
 def int8_isa() -> str:
     """The x86 integer dot-product extensions this CPU has, which decide how its int8 models run
     (without VNNI, see autoenc/runtime/int8_kernels.py): e.g. "avx2", "avx2 avx_vnni", "avx512_vnni"."""
-    try:
-        flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
-    except (OSError, StopIteration):
-        return ""
-    return " ".join(f for f in ("avx2", "avx512bw", "avx_vnni", "avx512_vnni", "amx_int8") if f in flags)
+    return _cpu_has(("avx2", "avx512bw", "avx_vnni", "avx512_vnni", "amx_int8"))
+
+
+def bf16_isa() -> str:
+    """The x86 bfloat16 extensions this CPU has, which decide whether ``train.precision: bf16``
+    is faster than fp32 (benchmarks/train_speed.py): "" (none), "avx512_bf16", "avx512_bf16 amx_bf16"."""
+    return _cpu_has(("avx512_bf16", "amx_bf16"))
 
 
 def export_for_benchmark(config: str, checkpoint: str | None, tmp: Path):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
 from pathlib import Path
 
@@ -31,18 +30,10 @@ from autoenc.data import model_input
 from autoenc.losses import LOSSES
 from autoenc.models import build_model
 from autoenc.train import fast_layout, load_teacher, objective, step_precision
+from image_speed import machine
 
 log = logging.getLogger("train_speed")
 PRECISIONS = ("fp32", "bf16")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's bfloat16-relevant features (Linux /proc/cpuinfo): what decides bf16's speed."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"})
 
 
 def main() -> None:
@@ -92,13 +83,14 @@ def main() -> None:
     removed = outs["fp32"] - batch[0]  # what the fp32 network takes out of its noisy input
     agree = float(10 * torch.log10(removed.pow(2).mean() / (outs["bf16"] - outs["fp32"]).pow(2).mean()))  # how exactly bf16 computes that, dB
     speedup = rows["fp32"]["s_per_step"] / rows["bf16"]["s_per_step"]
+    here = machine()
     print(f"\n{cfg.name}: {cfg.model.name} {cfg.model.kwargs}, batch {list(shape)}{', teacher ' + str(cfg.train.teacher) if teacher else ''}; "
-          f"{args.threads} threads, {platform.processor() or platform.machine()} ({' '.join(cpu_flags()) or 'flags unknown'})")
+          f"{args.threads} threads, {here['cpu'] or 'CPU unknown'} (bf16 units: {here['bf16_isa'] or 'none'})")
     print(f"{'precision':<10} {'s/step':>8} {'steps/s':>8}")
     for precision, r in rows.items():
         print(f"{precision:<10} {r['s_per_step']:>8.3f} {1 / r['s_per_step']:>8.2f}")
     print(f"bf16 is {speedup:.2f}x fp32; its output differs from fp32's by at most {gap:.2e}; what the network removes from its input is {agree:.1f} dB above that difference")
-    out = {"config": str(args.config), "overrides": args.set, "config_hash": cfg.hash(), "threads": args.threads, "cpu_flags": cpu_flags(),
+    out = {"config": str(args.config), "overrides": args.set, "config_hash": cfg.hash(), "threads": args.threads, "machine": here,
            "batch": list(shape), "teacher": str(cfg.train.teacher) if teacher else None, "rows": rows, "bf16_speedup": speedup, "max_output_gap": gap, "removed_over_bf16_error_db": agree}
     Path(args.json).write_text(json.dumps(out, indent=1))
     log.info("wrote %s", args.json)
